@@ -1,0 +1,556 @@
+"""Video in and out: the only module that imports ``av`` (DESIGN.md, "Layout").
+
+Frames cross this boundary as numpy arrays of shape (H, W, 3), dtype uint8, RGB,
+one at a time, so no caller ever holds a whole video in memory.
+
+Input is any *local* file PyAV can open, or a directory of image frames (PNG, JPEG
+or BMP; sorted by name; 30 fps unless told otherwise). Network protocols, ``proto:``
+prefixes and playlist/concat formats are refused: they make FFmpeg read other
+files or hosts than the one named. Output is chosen by the path (see
+:class:`VideoWriter`): ``.mp4`` (H.264), ``.mkv`` (lossless FFV1) or a directory of
+PNG frames.
+
+Every failure surfaces as :class:`~pacodec.errors.InputError` (the input) or
+:class:`~pacodec.errors.OutputError` (the output) with a one-line message naming the
+file; no ``av.error`` or bare ``OSError`` escapes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from pacodec.errors import InputError, OutputError
+from pacodec.pcz import limits
+
+__all__ = [
+    "DEFAULT_FPS",
+    "VideoInfo",
+    "VideoReader",
+    "VideoWriter",
+    "fit",
+    "iter_frames",
+    "probe",
+]
+
+DEFAULT_FPS = Fraction(30)
+
+# Suffixes of image files a frame directory may hold.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+
+# "scheme:" at the start of a path (http:, concat:, file:, pipe:, subfile,,...:);
+# FFmpeg would treat it as a protocol rather than a file name.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.,\-]*:")
+
+# Playlists and descriptions of other streams: opening them makes FFmpeg follow
+# names inside the file, so they are refused by name, by content and by demuxer.
+_PLAYLIST_SUFFIXES = frozenset(
+    {".m3u", ".m3u8", ".ffconcat", ".concat", ".txt", ".sdp", ".pls", ".xspf", ".mpd", ".ism"}
+)
+_PLAYLIST_MAGIC = (b"#EXTM3U", b"#EXT-X-", b"ffconcat", b"[playlist]", b"v=0", b"<?xml")
+_REFUSED_DEMUXERS = frozenset(
+    {"hls", "applehttp", "concat", "sdp", "rtsp", "rtp", "dash", "tee", "image2", "lavfi"}
+)
+
+_PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video is, read from its header (or a frame directory's listing).
+
+    ``frames`` is None when the container does not state a frame count.
+    """
+
+    width: int
+    height: int
+    fps: Fraction
+    frames: int | None
+    has_audio: bool
+
+
+# --- input -------------------------------------------------------------------------
+
+
+def _check_geometry(name: str, width: int, height: int) -> None:
+    """Refuse a frame size outside the caps of formats/pcz.md before anything is decoded."""
+    if width <= 0 or height <= 0:
+        raise InputError(f"{name}: video has no usable frame size ({width}x{height})")
+    if (
+        width > limits.MAX_WIDTH
+        or height > limits.MAX_HEIGHT
+        or width * height > limits.MAX_PIXELS_PER_FRAME
+    ):
+        raise InputError(
+            f"{name}: frame size {width}x{height} exceeds the limit "
+            f"({limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
+            f"{limits.MAX_PIXELS_PER_FRAME} pixels per frame)"
+        )
+
+
+def _local_path(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as an absolute local path, refusing anything FFmpeg would not read
+    as a plain file. An absolute path starts with ``/``, so FFmpeg cannot take any part
+    of it for a protocol name."""
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise InputError(f"{text!r}: not a usable file path")
+    if "\x00" in text:
+        raise InputError(f"{text!r}: file path contains a NUL byte")
+    if _SCHEME.match(text):
+        raise InputError(f"{text}: only local files are accepted, not URLs or 'proto:' paths")
+    return Path(text).absolute()
+
+
+def _frame_dir_files(directory: Path) -> list[Path]:
+    if not os.access(directory, os.R_OK | os.X_OK):
+        raise InputError(f"{directory}: cannot read directory (permission denied)")
+    try:
+        entries = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as error:
+        raise InputError(f"{directory}: cannot list directory ({error.strerror})") from None
+    return [p for p in entries if p.is_file()]
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, without decoding; None if not a PNG."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def _read_image(path: Path) -> np.ndarray:
+    size = _png_size(path)
+    if size is not None:
+        _check_geometry(str(path), *size)
+    # cv2.imread returns None instead of raising on unreadable or corrupt files.
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{path}: not a readable image")
+    height, width = bgr.shape[:2]
+    _check_geometry(str(path), width, height)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _refuse_playlist(path: Path) -> None:
+    if path.suffix.lower() in _PLAYLIST_SUFFIXES:
+        raise InputError(f"{path}: playlists and concat lists are not accepted, only video files")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    if head.startswith(_PLAYLIST_MAGIC):
+        raise InputError(f"{path}: playlists and concat lists are not accepted, only video files")
+
+
+def _is_attached_picture(stream: Any) -> bool:
+    # Cover art in audio files shows up as a one-frame "video" stream.
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _stream_fps(stream: Any) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    return DEFAULT_FPS
+
+
+class VideoReader:
+    """Frames of one local video file or frame directory, in order.
+
+    ``VideoReader(path, fps=None)`` opens and checks the input at once (raising
+    :class:`InputError`), exposing :attr:`info`; iterating yields (H, W, 3) uint8 RGB
+    frames of ``info.width`` × ``info.height``. Iteration raises InputError if the input
+    yields no frame at all. ``fps`` sets the rate of a frame directory (default 30);
+    for a video file it is ignored. An audio stream is dropped with a warning
+    (``warn_audio=False`` silences it). Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fps: Fraction | int | None = None,
+        warn_audio: bool = True,
+    ) -> None:
+        self.path = _local_path(path)
+        self._container: Any = None
+        self._stream: Any = None
+        self._images: list[Path] | None = None
+        name = str(self.path)
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            raise InputError(f"{name}: no such file or directory") from None
+        except OSError as error:
+            raise InputError(f"{name}: cannot access ({error.strerror})") from None
+        if stat.S_ISDIR(mode):
+            self._open_images(_frame_dir_files(self.path), fps)
+        elif stat.S_ISREG(mode) and self.path.suffix.lower() in IMAGE_SUFFIXES:
+            # One image is a one-frame video; FFmpeg's image2 demuxer is never used.
+            self._open_images([self.path], fps)
+        elif stat.S_ISREG(mode):
+            self._open_file()
+        else:
+            raise InputError(f"{name}: not a regular file or directory")
+        if warn_audio and self.info.has_audio:
+            warnings.warn(
+                f"{name}: the audio stream is dropped; pacodec codes video only",
+                stacklevel=2,
+            )
+
+    def _open_images(self, images: list[Path], fps: Fraction | int | None) -> None:
+        if not images:
+            raise InputError(f"{self.path}: directory holds no image frames (.png, .jpg, .bmp)")
+        rate = DEFAULT_FPS if fps is None else Fraction(fps)
+        if rate <= 0:
+            raise InputError(f"{self.path}: frame rate must be positive, got {rate}")
+        # The first frame sets the geometry; PNG sizes come from the header alone.
+        size = _png_size(images[0])
+        if size is None:
+            height, width = _read_image(images[0]).shape[:2]
+        else:
+            width, height = size
+        _check_geometry(str(images[0]), width, height)
+        self._images = images
+        self.info = VideoInfo(width, height, rate, len(images), has_audio=False)
+
+    def _open_file(self) -> None:
+        name = str(self.path)
+        if not os.access(self.path, os.R_OK):
+            raise InputError(f"{name}: cannot read file (permission denied)")
+        _refuse_playlist(self.path)
+        try:
+            container = av.open(name, mode="r", options={"protocol_whitelist": "file"})
+        except (av.error.FFmpegError, OSError, ValueError, IndexError) as error:
+            # PyAV raises IndexError for some empty containers (e.g. an mp4 with no frames).
+            raise InputError(f"{name}: not a readable video file ({_reason(error)})") from None
+        try:
+            demuxer = container.format.name
+            if set(demuxer.split(",")) & _REFUSED_DEMUXERS:
+                raise InputError(f"{name}: container format {demuxer!r} is not accepted")
+            videos = [s for s in container.streams.video if not _is_attached_picture(s)]
+            if not videos:
+                raise InputError(f"{name}: has no video stream")
+            stream = videos[0]
+            _check_geometry(name, stream.width, stream.height)
+            has_audio = len(container.streams.audio) > 0
+            frames = stream.frames if stream.frames and stream.frames > 0 else None
+            self.info = VideoInfo(
+                stream.width, stream.height, _stream_fps(stream), frames, has_audio
+            )
+        except BaseException:
+            container.close()
+            raise
+        self._container = container
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        count = 0
+        for frame in self._frames():
+            count += 1
+            yield frame
+        if count == 0:
+            raise InputError(f"{self.path}: video has no frames")
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        if self._images is not None:
+            for image_path in self._images:
+                rgb = _read_image(image_path)
+                if rgb.shape[:2] != (self.info.height, self.info.width):
+                    raise InputError(
+                        f"{image_path}: frame is {rgb.shape[1]}x{rgb.shape[0]}, "
+                        f"the first frame is {self.info.width}x{self.info.height}"
+                    )
+                yield rgb
+            return
+        if self._container is None:
+            raise InputError(f"{self.path}: reader is closed")
+        name = str(self.path)
+        width, height = self.info.width, self.info.height
+        try:
+            for frame in self._container.decode(self._stream):
+                if (frame.width, frame.height) != (width, height):
+                    # A mid-stream size change: keep the geometry the header promised.
+                    _check_geometry(name, frame.width, frame.height)
+                    frame = frame.reformat(width=width, height=height)
+                yield frame.to_ndarray(format="rgb24")
+        except (av.error.FFmpegError, OSError) as error:
+            raise InputError(f"{name}: cannot decode video ({_reason(error)})") from None
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _reason(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return str(text).splitlines()[0]
+
+
+def probe(path: str | os.PathLike[str], *, fps: Fraction | int | None = None) -> VideoInfo:
+    """Geometry, frame rate, frame count (None if unstated) and audio presence of
+    ``path``, from headers only. ``fps`` sets a frame directory's rate."""
+    with VideoReader(path, fps=fps, warn_audio=False) as reader:
+        return reader.info
+
+
+def iter_frames(
+    path: str | os.PathLike[str],
+    *,
+    max_frames: int | None = None,
+    fps: Fraction | int | None = None,
+) -> Iterator[np.ndarray]:
+    """Frames of ``path`` one at a time, as (H, W, 3) uint8 RGB arrays.
+
+    The input is opened and checked at once (InputError for a missing, unreadable,
+    non-video or oversized input); the returned iterator raises InputError if the input
+    yields no frame at all. Stops after ``max_frames`` when given. ``fps`` only matters
+    for frame directories (see :class:`VideoReader`).
+    """
+    if max_frames is not None and max_frames < 0:
+        raise InputError(f"max_frames must be >= 0, got {max_frames}")
+    reader = VideoReader(path, fps=fps, warn_audio=True)
+    return _take(reader, max_frames)
+
+
+def _take(reader: VideoReader, max_frames: int | None) -> Iterator[np.ndarray]:
+    with reader:
+        if max_frames == 0:
+            return
+        for index, frame in enumerate(reader):
+            yield frame
+            if max_frames is not None and index + 1 >= max_frames:
+                return
+
+
+def fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``frame`` (H, W, C) resized to (height, width, C) with area interpolation
+    (cv2.INTER_AREA); a copy when it already has that size."""
+    if width <= 0 or height <= 0:
+        raise InputError(f"target size must be positive, got {width}x{height}")
+    if frame.shape[0] == height and frame.shape[1] == width:
+        return frame.copy()
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+# --- output ------------------------------------------------------------------------
+
+_KINDS = ("mp4", "mkv", "png")
+
+
+def _output_kind(path: Path, text: str) -> str:
+    """Which writer ``path`` asks for, judged on the name without a trailing
+    ``.partial`` (the caller writes ``<output>.partial`` and renames it)."""
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        return "png"
+    name = path.name
+    if name.endswith(_PARTIAL_SUFFIX):
+        name = name[: -len(_PARTIAL_SUFFIX)]
+    suffix = Path(name).suffix.lower()
+    if suffix == "":
+        return "png"
+    if suffix in (".mp4", ".m4v"):
+        return "mp4"
+    if suffix == ".mkv":
+        return "mkv"
+    raise InputError(f"{text}: unknown output type {suffix!r} (use .mp4, .mkv or a directory)")
+
+
+class VideoWriter:
+    """Write (H, W, 3) uint8 RGB frames to ``path``, exactly that path.
+
+    The kind comes from ``kind`` ("mp4", "mkv", "png") or else from the path, ignoring
+    a trailing ``.partial``:
+
+    - ``.mp4``: H.264 (libx264, crf 18, preset medium, yuv420p, faststart) that plays
+      anywhere. 4:2:0 needs even sizes, so an odd width or height is padded by one
+      column/row that repeats the edge pixels; reading the file back gives the padded
+      size.
+    - ``.mkv``: FFV1 in Matroska with pixel format ``bgr0``: lossless, decoding gives
+      the very same RGB frames.
+    - an existing directory, a path ending in ``/`` or a name without an extension: PNG
+      frames ``frame_000000.png``, ``frame_000001.png``, ... (the frame rate is not
+      stored). The directory is created if needed; one already holding ``frame_*.png``
+      is refused.
+
+    ``fps`` is kept as the stream's exact rational rate. Frames of another shape or
+    dtype raise InputError; failures to write (missing directory, no permission, disk
+    full) raise OutputError. :meth:`close` flushes the encoder; use as a context manager.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fps: Fraction | int = DEFAULT_FPS,
+        width: int,
+        height: int,
+        kind: str | None = None,
+        crf: int = 18,
+    ) -> None:
+        text = os.fspath(path)
+        if _SCHEME.match(text):
+            raise InputError(f"{text}: only local output paths are accepted")
+        self.path = Path(text).absolute()
+        self.kind = _output_kind(self.path, text) if kind is None else kind
+        if self.kind not in _KINDS:
+            raise InputError(f"{text}: unknown output kind {kind!r} (use one of {_KINDS})")
+        self.fps = Fraction(fps)
+        if self.fps <= 0:
+            raise InputError(f"{text}: frame rate must be positive, got {self.fps}")
+        if width <= 0 or height <= 0:
+            raise InputError(f"{text}: frame size must be positive, got {width}x{height}")
+        _check_geometry(text, width, height)
+        self.width, self.height = width, height
+        self.frames_written = 0
+        self._container: Any = None
+        self._stream: Any = None
+        self._closed = False
+        name = str(self.path)
+        if self.kind == "png":
+            self._open_png_dir()
+            return
+        try:
+            if self.kind == "mp4":
+                self._open_mp4(name, crf)
+            else:
+                self._open_mkv(name)
+        except (av.error.FFmpegError, OSError) as error:
+            self._abandon()
+            raise OutputError(f"{name}: cannot write video ({_reason(error)})") from None
+
+    def _open_png_dir(self) -> None:
+        try:
+            self.path.mkdir(parents=False, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"{self.path}: cannot create directory ({_reason(error)})") from None
+        if any(self.path.glob("frame_*.png")):
+            raise OutputError(f"{self.path}: directory already holds frame_*.png files")
+
+    def _open_mp4(self, name: str, crf: int) -> None:
+        self._container = av.open(name, mode="w", format="mp4", options={"movflags": "+faststart"})
+        stream = self._container.add_stream(
+            "libx264", rate=self.fps, options={"crf": str(crf), "preset": "medium"}
+        )
+        # yuv420p halves chroma both ways, so the coded size must be even.
+        stream.width = self.width + self.width % 2
+        stream.height = self.height + self.height % 2
+        stream.pix_fmt = "yuv420p"
+        self._stream = stream
+
+    def _open_mkv(self, name: str) -> None:
+        self._container = av.open(name, mode="w", format="matroska")
+        stream = self._container.add_stream("ffv1", rate=self.fps)
+        stream.width, stream.height = self.width, self.height
+        # bgr0 holds RGB exactly; a YUV format would round the colours.
+        stream.pix_fmt = "bgr0"
+        self._stream = stream
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one (height, width, 3) uint8 RGB frame."""
+        if self._closed:
+            raise OutputError(f"{self.path}: writer is closed")
+        if (
+            not isinstance(frame, np.ndarray)
+            or frame.dtype != np.uint8
+            or frame.shape != (self.height, self.width, 3)
+        ):
+            got = (
+                f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame)
+            )
+            raise InputError(
+                f"{self.path}: expected a ({self.height}, {self.width}, 3) uint8 frame, got {got}"
+            )
+        if self.kind == "png":
+            self._write_png(frame)
+        else:
+            self._encode(frame)
+        self.frames_written += 1
+
+    def _write_png(self, frame: np.ndarray) -> None:
+        target = self.path / f"frame_{self.frames_written:06d}.png"
+        try:
+            ok = cv2.imwrite(str(target), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        except cv2.error as error:
+            raise OutputError(f"{target}: cannot write PNG ({_reason(error)})") from None
+        if not ok:
+            raise OutputError(f"{target}: cannot write PNG")
+
+    def _encode(self, frame: np.ndarray) -> None:
+        pad_rows = self._stream.height - self.height
+        pad_cols = self._stream.width - self.width
+        if pad_rows or pad_cols:
+            frame = np.pad(frame, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="edge")
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame.pts = self.frames_written
+        video_frame.time_base = 1 / self.fps
+        try:
+            for packet in self._stream.encode(video_frame):
+                self._container.mux(packet)
+        except (av.error.FFmpegError, OSError) as error:
+            self._abandon()
+            raise OutputError(f"{self.path}: cannot write video ({_reason(error)})") from None
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+        except (av.error.FFmpegError, OSError) as error:
+            self._abandon()
+            raise OutputError(f"{self.path}: cannot finish video ({_reason(error)})") from None
+        finally:
+            self._container = None
+
+    def _abandon(self) -> None:
+        """Release the container after a failure; the caller removes the partial file."""
+        self._closed = True
+        if self._container is not None:
+            try:
+                self._container.close()
+            except (av.error.FFmpegError, OSError):
+                pass
+            self._container = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            # Don't mask the original error with one from flushing a broken file.
+            self._abandon()
