@@ -442,6 +442,8 @@ class VideoWriter:
                 self._open_mp4(name, crf)
             else:
                 self._open_mkv(name)
+            # Open the file and write the header now, so an unwritable path fails here.
+            self._container.start_encoding()
         except (av.error.FFmpegError, OSError) as error:
             self._abandon()
             raise OutputError(f"{name}: cannot write video ({_reason(error)})") from None
