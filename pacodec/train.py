@@ -1,0 +1,239 @@
+"""One readable training loop for every registered model.
+
+Adam on the model's own loss (MSE; the VAE's BCE + KL; rate + distortion for the pac
+family), a checkpoint every epoch (safetensors for tensors, JSON for the rest, so
+nothing is pickled) that ``resume`` continues from, train and validation loss per
+epoch in ``log.csv``, and at the end the weights plus a manifest entry in the output
+directory. Under ``torchrun`` it runs as DistributedDataParallel (gloo on CPU, NCCL on
+GPUs), each process training on its own shard of the frames.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import zoo
+from .models import CodecModel, build_model
+from .models.base import frames_to_tensor
+
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_STATE = "checkpoint.json"
+LOG = "log.csv"
+
+
+@dataclass
+class TrainConfig:
+    model_id: str
+    out_dir: Path
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    seed: int = 0
+    time_limit_min: float | None = None
+    resume: bool = False
+    device: str = "cpu"
+    model_config: dict[str, Any] | None = None
+    data_description: list[str] = field(default_factory=list)
+    command: str = ""
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _distributed(device: str) -> Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split Adam's state into tensors (for safetensors) and plain values (for JSON)."""
+    state = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, pstate in state["state"].items():
+        plain["state"][str(pid)] = {}
+        for key, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain["state"][str(pid)][key] = value
+    return tensors, plain
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                       plain: dict[str, Any]) -> None:
+    state: dict[str, Any] = {"param_groups": plain["param_groups"], "state": {}}
+    for pid, values in plain["state"].items():
+        state["state"][int(pid)] = dict(values)
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state["state"].setdefault(int(pid), {})[key] = value
+    opt.load_state_dict(state)
+
+
+def save_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer,
+                    info: dict[str, Any]) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_plain = _optimizer_tensors(opt)
+    tensors.update(opt_tensors)
+    # Write then rename, so a kill during the write leaves the previous checkpoint.
+    tmp = out_dir / (CHECKPOINT + ".partial")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, out_dir / CHECKPOINT)
+    state = {**info, "optimizer": opt_plain, "model_id": model.model_id,
+             "config": model.config_dict()}
+    (out_dir / (CHECKPOINT_STATE + ".partial")).write_text(json.dumps(state, indent=1))
+    os.replace(out_dir / (CHECKPOINT_STATE + ".partial"), out_dir / CHECKPOINT_STATE)
+
+
+def load_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    info = json.loads((out_dir / CHECKPOINT_STATE).read_text())
+    tensors = load_file(str(out_dir / CHECKPOINT))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    _restore_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("optimizer.")},
+                       info["optimizer"])
+    return info
+
+
+@torch.no_grad()
+def evaluate_loss(model: CodecModel, frames: np.ndarray, batch_size: int, device: str) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(frames), batch_size):
+        images = frames_to_tensor(frames[start : start + batch_size], device)
+        loss, _ = model.loss(images)
+        total += float(loss) * len(images)
+        count += len(images)
+    return total / max(count, 1)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(
+    cfg: TrainConfig,
+    train_frames: np.ndarray,
+    val_frames: np.ndarray | None = None,
+    *,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg.model_id`` on N×H×W×3 uint8 frames; returns a summary dict.
+
+    ``progress(step, steps_per_epoch, logs)`` is called after every batch (the CLI
+    draws a bar with it). Stops early, after a whole epoch, when ``time_limit_min``
+    would be exceeded by another epoch.
+    """
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dist_info = _distributed(cfg.device)
+    device = cfg.device
+    if device.startswith("cuda") and dist_info.world > 1:
+        device = f"cuda:{dist_info.local_rank}"
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed + dist_info.rank)
+
+    model = build_model(cfg.model_id, cfg.model_config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start_epoch = 0
+    if cfg.resume and (out_dir / CHECKPOINT_STATE).is_file():
+        info = load_checkpoint(out_dir, model, opt)
+        start_epoch = int(info["epoch"])
+        rng = np.random.default_rng([cfg.seed + dist_info.rank, start_epoch])
+    net: torch.nn.Module = model
+    if dist_info.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
+    # Each process trains on its own shard; shards have equal length so every rank
+    # runs the same number of steps (DDP needs matching all-reduce calls).
+    shard_len = len(train_frames) // dist_info.world
+    shard = train_frames[dist_info.rank * shard_len : (dist_info.rank + 1) * shard_len]
+    steps = max(1, math.ceil(len(shard) / cfg.batch_size))
+
+    log_path = out_dir / LOG
+    if dist_info.main and not (cfg.resume and log_path.is_file()):
+        log_path.write_text("epoch,train_loss,val_loss,seconds,frames\n")
+    started = time.monotonic()
+    epoch_seconds = 0.0
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.time_limit_min is not None:
+            spent = time.monotonic() - started
+            if spent + epoch_seconds > cfg.time_limit_min * 60:
+                break
+        t0 = time.monotonic()
+        net.train()
+        order = rng.permutation(len(shard))
+        total = 0.0
+        for step in range(steps):
+            idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            images = frames_to_tensor(shard[idx], device)
+            # Forward through the (possibly DDP) wrapper so gradients are all-reduced.
+            loss, logs = model.criterion(images, net(images))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            if progress is not None and dist_info.main:
+                progress(step + 1, steps, {"loss": total / (step + 1), **logs})
+        train_loss = total / steps
+        val_loss = (evaluate_loss(model, val_frames, cfg.batch_size, device)
+                    if val_frames is not None and len(val_frames) else float("nan"))
+        epoch_seconds = time.monotonic() - t0
+        if dist_info.main:
+            with open(log_path, "a", newline="") as f:
+                csv.writer(f).writerow([epoch + 1, f"{train_loss:.6g}", f"{val_loss:.6g}",
+                                        f"{epoch_seconds:.1f}", len(shard) * dist_info.world])
+            save_checkpoint(out_dir, model, opt, {"epoch": epoch + 1, "seed": cfg.seed})
+        epoch += 1
+    completed = epoch if cfg.epochs > start_epoch else start_epoch
+
+    summary: dict[str, Any] = {"model": cfg.model_id, "epochs": completed,
+                               "weights_digest": weights_digest(model), "rank": dist_info.rank}
+    if dist_info.main:
+        spec = zoo.spec_of(cfg.model_id)
+        weights_file = f"{cfg.model_id}.safetensors"
+        sha = zoo.save(model.cpu(), out_dir / weights_file, half_precision=spec.half_precision)
+        entry = {
+            "id": cfg.model_id, "file": weights_file, "sha256": sha, "family": spec.family,
+            "config": model.config_dict(),
+            "training": {"data": cfg.data_description, "epochs": completed,
+                         "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+                         "frames": int(len(train_frames)), "command": cfg.command},
+        }
+        zoo.write_manifest_entry(out_dir, entry)
+        summary["sha256"] = sha
+    (out_dir / f"rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
+    return summary
