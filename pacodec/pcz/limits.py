@@ -15,3 +15,5 @@ MAX_CODE_ENTRIES = 16 << 20  # entries of one frame's code tensor
 MAX_MODEL_ID_BYTES = 64
 MAX_MODELS = 4
 MAX_CODE_DIMS = 4
+MAX_FPS = 1000  # frames per second; a frame rate over this is a damaged header
+MAX_HEADER_BODY_BYTES = 4096  # §3: 1.0 needs at most 461; room for minor versions
