@@ -66,6 +66,10 @@ _REFUSED_DEMUXERS = frozenset(
 
 _PARTIAL_SUFFIX = ".partial"
 
+# What PyAV raises on a damaged input: its own errors, and (seen with truncated or
+# bit-flipped mp4 files) IndexError/AttributeError from half-built stream objects.
+_PYAV_ERRORS = (av.error.FFmpegError, OSError, ValueError, IndexError, AttributeError)
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -241,8 +245,7 @@ class VideoReader:
         _refuse_playlist(self.path)
         try:
             container = av.open(name, mode="r", options={"protocol_whitelist": "file"})
-        except (av.error.FFmpegError, OSError, ValueError, IndexError) as error:
-            # PyAV raises IndexError for some empty containers (e.g. an mp4 with no frames).
+        except _PYAV_ERRORS as error:
             raise InputError(f"{name}: not a readable video file ({_reason(error)})") from None
         try:
             demuxer = container.format.name
@@ -252,14 +255,16 @@ class VideoReader:
             if not videos:
                 raise InputError(f"{name}: has no video stream")
             stream = videos[0]
-            _check_geometry(name, stream.width, stream.height)
+            width, height = stream.width, stream.height
+            _check_geometry(name, width, height)
             has_audio = len(container.streams.audio) > 0
             frames = stream.frames if stream.frames and stream.frames > 0 else None
-            self.info = VideoInfo(
-                stream.width, stream.height, _stream_fps(stream), frames, has_audio
-            )
-        except BaseException:
+            self.info = VideoInfo(width, height, _stream_fps(stream), frames, has_audio)
+        except BaseException as error:
             container.close()
+            # A damaged header can leave PyAV's stream objects half-built.
+            if isinstance(error, _PYAV_ERRORS) and not isinstance(error, InputError):
+                raise InputError(f"{name}: not a readable video file ({_reason(error)})") from None
             raise
         self._container = container
         self._stream = stream
@@ -294,7 +299,9 @@ class VideoReader:
                     _check_geometry(name, frame.width, frame.height)
                     frame = frame.reformat(width=width, height=height)
                 yield frame.to_ndarray(format="rgb24")
-        except (av.error.FFmpegError, OSError) as error:
+        except InputError:
+            raise
+        except _PYAV_ERRORS as error:
             raise InputError(f"{name}: cannot decode video ({_reason(error)})") from None
 
     def close(self) -> None:

@@ -315,3 +315,26 @@ def test_disk_full_is_an_output_error(kind: str) -> None:
     frames = noise_frames(20, 64, 64)
     with pytest.raises(OutputError, match="No space left"):
         write_all("/dev/full", frames, kind=kind)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_damaged_files_give_input_errors_only(suffix: str, tmp_path: Path) -> None:
+    """Cut or bit-flipped files either still decode or raise InputError; nothing else.
+    (A cut mp4 once leaked an AttributeError from PyAV's half-built stream.)"""
+    source = tmp_path / f"full{suffix}"
+    write_all(source, synthetic_frames(6, 32, 32))
+    raw = source.read_bytes()
+    damaged = tmp_path / f"damaged{suffix}"
+    refused = 0
+    for offset in range(0, len(raw), max(1, len(raw) // 40)):
+        flipped = bytearray(raw)
+        flipped[offset] ^= 0xFF
+        for content in (raw[:offset], bytes(flipped)):
+            damaged.write_bytes(content)
+            try:
+                for frame in video.iter_frames(damaged):
+                    assert frame.shape == (32, 32, 3)
+            except InputError as error:
+                assert str(damaged) in str(error)
+                refused += 1
+    assert refused > 0
