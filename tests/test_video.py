@@ -206,6 +206,33 @@ def test_unreadable_file(tmp_path: Path) -> None:
         video.probe(path)
 
 
+def test_permission_denied_is_reported(tmp_path: Path, monkeypatch) -> None:
+    # Root reads anything, so the check is driven through os.access here.
+    path = tmp_path / "clip.mkv"
+    write_all(path, noise_frames(1, 8, 8))
+    monkeypatch.setattr(video.os, "access", lambda *args: False)
+    for source in (path, tmp_path):
+        with pytest.raises(InputError, match="permission denied"):
+            video.probe(source)
+
+
+def test_frame_directory_with_mixed_sizes_refused(tmp_path: Path) -> None:
+    write_all(tmp_path / "a", noise_frames(1, 8, 8), kind="png")
+    (tmp_path / "a" / "frame_000000.png").rename(tmp_path / "a" / "x0.png")
+    write_all(tmp_path / "b", noise_frames(1, 8, 9), kind="png")
+    (tmp_path / "b" / "frame_000000.png").rename(tmp_path / "a" / "x1.png")
+    with pytest.raises(InputError, match="x1.png"):
+        list(video.iter_frames(tmp_path / "a"))
+
+
+def test_single_image_is_a_one_frame_video(tmp_path: Path) -> None:
+    frames = noise_frames(1, 6, 10)
+    write_all(tmp_path, frames)
+    back = list(video.iter_frames(tmp_path / "frame_000000.png"))
+    assert len(back) == 1
+    np.testing.assert_array_equal(back[0], frames[0])
+
+
 def test_oversized_frames_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "wide.mkv"
     write_all(path, noise_frames(1, 8, 40))
