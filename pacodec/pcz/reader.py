@@ -270,10 +270,11 @@ class PczReader:
                 if not self.salvage:
                     raise
                 yield from self._salvage_gap(pos, end, frame)
-                lost, pos = self._last_gap
-                if pos is None:
-                    return
+                lost, nxt = self._last_gap
                 frame += lost
+                if nxt is None:
+                    break
+                pos = nxt
                 since_intra = 0 if lost else since_intra
                 continue
             if rec.type == RecordType.INDEX:
@@ -298,6 +299,11 @@ class PczReader:
         if self.complete:
             if frame != self._frame_count and not self.salvage:
                 raise FormatError(f"{self.name}: index says {self._frame_count} frames, records hold {frame}")
+            # Salvaging: frames the index promises but damage swallowed, so that
+            # len(), iteration and record(i) agree.
+            for lost in range(frame, self._frame_count):
+                self._note_damaged(lost)
+                yield _Span("damaged", lost, RecordType.PREDICTED, end, 0, None, 0)
         elif end == self._size and not self.salvage:
             raise TruncatedError(
                 f"{self.name}: file ends at offset {end} without index and trailer "
@@ -435,8 +441,11 @@ class PczReader:
         return self._table_cache
 
     def __len__(self) -> int:
-        """Frames in the file: from the index when complete, else by scanning record headers."""
-        if self.complete:
+        """Frames in the file: from the index when complete, else by scanning record headers.
+
+        When salvaging, the frames one salvaging walk yields (damaged ones included).
+        """
+        if self.complete and not self.salvage:
             return self._frame_count
         return len(self._table()[0])
 
