@@ -1,0 +1,44 @@
+"""pacodec: a learned video codec for Pac-Man gameplay.
+
+The public API::
+
+    import pacodec
+    pacodec.encode("game.mp4", "game.pcz", model="conv4", quantizer="naive")
+    with pacodec.open("game.pcz") as reader:      # len(reader), reader[i], iteration
+        for frame in reader:                      # H×W×3 uint8 RGB
+            ...
+    with pacodec.Writer("out.pcz", model="conv4", fps=30) as writer:
+        writer.write(frame)
+    pacodec.probe("game.pcz")                     # byte accounting, no model needed
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    ChecksumError,
+    FormatError,
+    InputError,
+    LimitError,
+    OutputError,
+    PacodecError,
+    TruncatedError,
+    UnsupportedVersionError,
+    WeightsError,
+)
+
+
+def __getattr__(name: str):
+    # The API imports torch; load it on first use so `pacodec.errors` and the
+    # container stay light (info never needs the model).
+    if name in {"open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare"}:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pacodec' has no attribute {name!r}")
+
+
+__all__ = [
+    "open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare",
+    "PacodecError", "FormatError", "ChecksumError", "UnsupportedVersionError", "LimitError",
+    "TruncatedError", "InputError", "WeightsError", "OutputError", "__version__",
+]

@@ -194,7 +194,10 @@ def make(name: str) -> Quantizer:
 
 
 def from_header(kind: QuantizerKind, code_dtype: CodeDtype, params: bytes | None) -> Quantizer:
-    """The quantizer a file's header names, with its stream parameters."""
+    """The fixed-width quantizer a file's header names, with its stream parameters.
+
+    (Entropy-coded streams take their tables from the model: see ``EntropyQuantizer``.)
+    """
     for cls in QUANTIZERS.values():
         if cls.kind == kind:
             if cls.code_dtype != code_dtype:
@@ -203,3 +206,45 @@ def from_header(kind: QuantizerKind, code_dtype: CodeDtype, params: bytes | None
                 return KMeansQuantizer.from_params(params)
             return cls()
     raise FormatError(f"quantizer kind {int(kind)} is not one of the fixed-width quantizers")
+
+
+class EntropyQuantizer(Quantizer):
+    """Round to integers, clamp to −R…R, range-code with a model's integer tables.
+
+    Codes have shape (C, h, w); channel c is coded with table row c (see entropy.py).
+    Clamping happens in the encoder, which reconstructs from the clamped symbols too,
+    so encoder and decoder agree. The fixed-width size of the same symbols (int8 or
+    int16 each) is what ``symbol_bytes`` reports, for comparison in ``info``.
+    """
+
+    name, kind = "entropy", QuantizerKind.ENTROPY
+
+    def __init__(self, tables: np.ndarray, code_shape: tuple[int, ...]) -> None:
+        from .entropy import TableCoder
+
+        tables = np.asarray(tables)
+        if tables.shape[0] != code_shape[0] or tables.shape[1] % 2 == 0:
+            raise FormatError(f"entropy tables {tables.shape} do not fit codes {code_shape}")
+        self.coder = TableCoder(tables)
+        self.code_shape = tuple(code_shape)
+        self.max_symbol = tables.shape[1] // 2
+        self.code_dtype = CodeDtype.INT8 if self.max_symbol <= 127 else CodeDtype.INT16
+
+    def symbol_bytes(self, entries: int) -> int:
+        return entries * (1 if self.code_dtype == CodeDtype.INT8 else 2)
+
+    def symbols(self, codes: np.ndarray) -> np.ndarray:
+        """Float codes -> the integer symbols −R…R that are coded (C, h·w) int32."""
+        r = self.max_symbol
+        return np.clip(np.rint(np.asarray(codes, np.float32)), -r, r).astype(np.int32).reshape(
+            self.code_shape[0], -1)
+
+    def quantize(self, codes: np.ndarray) -> bytes:
+        return self.coder.encode(self.symbols(codes) + self.max_symbol)
+
+    def decode_symbols(self, payload: bytes) -> np.ndarray:
+        per_channel = int(np.prod(self.code_shape[1:]))
+        return self.coder.decode(payload, per_channel) - self.max_symbol
+
+    def dequantize(self, payload: bytes, entries: int) -> np.ndarray:
+        return self.decode_symbols(payload).astype(np.float32).ravel()

@@ -29,9 +29,10 @@ from . import zoo
 from .models import CodecModel, build_model
 from .models.base import frames_to_tensor
 
-CHECKPOINT = "checkpoint.safetensors"
-CHECKPOINT_STATE = "checkpoint.json"
-LOG = "log.csv"
+def checkpoint_paths(out_dir: Path, model_id: str) -> tuple[Path, Path, Path]:
+    """(tensors, state, log) of a model's run: named by id, so runs can share a folder."""
+    return (out_dir / f"{model_id}.checkpoint.safetensors", out_dir / f"{model_id}.checkpoint.json",
+            out_dir / f"{model_id}.log.csv")
 
 
 @dataclass
@@ -100,22 +101,25 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
 
 def save_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer,
                     info: dict[str, Any]) -> None:
+    tensors_path, state_path, _ = checkpoint_paths(out_dir, model.model_id)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_plain = _optimizer_tensors(opt)
     tensors.update(opt_tensors)
     # Write then rename, so a kill during the write leaves the previous checkpoint.
-    tmp = out_dir / (CHECKPOINT + ".partial")
+    tmp = tensors_path.with_name(tensors_path.name + ".partial")
     save_file(tensors, str(tmp))
-    os.replace(tmp, out_dir / CHECKPOINT)
+    os.replace(tmp, tensors_path)
     state = {**info, "optimizer": opt_plain, "model_id": model.model_id,
              "config": model.config_dict()}
-    (out_dir / (CHECKPOINT_STATE + ".partial")).write_text(json.dumps(state, indent=1))
-    os.replace(out_dir / (CHECKPOINT_STATE + ".partial"), out_dir / CHECKPOINT_STATE)
+    tmp = state_path.with_name(state_path.name + ".partial")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, state_path)
 
 
 def load_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    info = json.loads((out_dir / CHECKPOINT_STATE).read_text())
-    tensors = load_file(str(out_dir / CHECKPOINT))
+    tensors_path, state_path, _ = checkpoint_paths(out_dir, model.model_id)
+    info = json.loads(state_path.read_text())
+    tensors = load_file(str(tensors_path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _restore_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("optimizer.")},
                        info["optimizer"])
@@ -167,7 +171,8 @@ def train(
     model = build_model(cfg.model_id, cfg.model_config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch = 0
-    if cfg.resume and (out_dir / CHECKPOINT_STATE).is_file():
+    _, state_path, log_path = checkpoint_paths(out_dir, cfg.model_id)
+    if cfg.resume and state_path.is_file():
         info = load_checkpoint(out_dir, model, opt)
         start_epoch = int(info["epoch"])
         rng = np.random.default_rng([cfg.seed + dist_info.rank, start_epoch])
@@ -182,7 +187,6 @@ def train(
     shard = train_frames[dist_info.rank * shard_len : (dist_info.rank + 1) * shard_len]
     steps = max(1, math.ceil(len(shard) / cfg.batch_size))
 
-    log_path = out_dir / LOG
     if dist_info.main and not (cfg.resume and log_path.is_file()):
         log_path.write_text("epoch,train_loss,val_loss,seconds,frames\n")
     started = time.monotonic()
@@ -222,6 +226,8 @@ def train(
 
     summary: dict[str, Any] = {"model": cfg.model_id, "epochs": completed,
                                "weights_digest": weights_digest(model), "rank": dist_info.rank}
+    if hasattr(model, "freeze_tables"):
+        model.freeze_tables()  # integer entropy tables from the learned densities
     if dist_info.main:
         spec = zoo.spec_of(cfg.model_id)
         weights_file = f"{cfg.model_id}.safetensors"
@@ -235,5 +241,5 @@ def train(
         }
         zoo.write_manifest_entry(out_dir, entry)
         summary["sha256"] = sha
-    (out_dir / f"rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
+    (out_dir / f"{cfg.model_id}.rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
     return summary

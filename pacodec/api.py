@@ -1,0 +1,557 @@
+"""The library API the CLI calls: encode, decode, open, Writer, probe, models, compare.
+
+Data flows one way (DESIGN.md, "The one picture"):
+frames -> fit to the model's geometry -> model analysis -> quantizer -> .pcz records,
+and decoding is the exact mirror. Nothing here prints or exits; every failure is a
+``PacodecError``. Frames are processed in small batches so memory stays flat however
+long the video is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import builtins
+
+import numpy as np
+
+from . import quantize as quantizers
+from .errors import FormatError, InputError, OutputError, PacodecError, WeightsError
+from .output import atomic_output, describe_os_error
+from .pcz import EntropyCoder, ModelRef, PczReader, PczWriter, StreamHeader
+from .pcz import Quantizer as QuantizerKind
+from .pcz.limits import MAX_FRAMES
+
+DEFAULT_MODEL = "conv4"
+DEFAULT_QUANTIZER = "naive"
+BATCH = 8
+
+Progress = Callable[[int], None]  # called with the number of frames just processed
+
+
+# ----------------------------------------------------------------------------
+# A model bound to its quantizer: the two halves of the codec for one stream.
+# ----------------------------------------------------------------------------
+@dataclass
+class Codec:
+    model: Any  # CodecModel
+    sha256: str
+    quantizer: quantizers.Quantizer
+
+    @property
+    def entries(self) -> int:
+        return self.model.code_entries
+
+    def payloads(self, frames: np.ndarray) -> list[bytes]:
+        codes = self.model.encode(frames)
+        return [self.quantizer.quantize(c) for c in codes]
+
+    def codes_of(self, payload: bytes) -> np.ndarray:
+        codes = self.quantizer.dequantize(payload, self.entries)
+        return codes.reshape(self.model.code_shape)
+
+    def frames_of(self, codes: list[np.ndarray]) -> np.ndarray:
+        return self.model.decode(np.stack(codes))
+
+    def symbols_of(self, payload: bytes) -> np.ndarray:
+        """The integer (or float) symbols a payload carries, exactly as decoded."""
+        if isinstance(self.quantizer, quantizers.EntropyQuantizer):
+            return self.quantizer.decode_symbols(payload).astype(np.int32)
+        q = self.quantizer
+        return np.frombuffer(payload, dtype=quantizers._NUMPY[q.code_dtype], offset=q.frame_param_bytes)
+
+
+def _load_model(model_id: str, weights_dir: Path | None, device: str, expect: str | None = None):
+    from . import zoo
+
+    return zoo.load(model_id, weights_dir, expect_sha256=expect, device=device)
+
+
+def _make_quantizer(model: Any, name: str | None) -> quantizers.Quantizer:
+    if getattr(model, "family", "") == "pac":
+        if name not in (None, "entropy"):
+            raise InputError(f"{model.model_id} codes its own symbols; use --quantizer entropy (the default)")
+        return quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
+    if name == "entropy":
+        raise InputError(f"{model.model_id} has no entropy model; choose none, naive, scale or kmeans")
+    return quantizers.make(name or DEFAULT_QUANTIZER)
+
+
+def _quantizer_for_file(model: Any, header: StreamHeader, params: bytes | None) -> quantizers.Quantizer:
+    if header.quantizer == QuantizerKind.ENTROPY:
+        if getattr(model, "family", "") != "pac":
+            raise FormatError(f"{model.model_id} has no entropy model, yet the file is entropy-coded")
+        q = quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
+        from .entropy import table_digest
+
+        if table_digest(model.entropy_tables()) != header.table_digest:
+            raise WeightsError("the model's entropy tables differ from those the file was coded with")
+        return q
+    return quantizers.from_header(header.quantizer, header.code_dtype, params)
+
+
+# ----------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------
+class Writer:
+    """Stream frames into a ``.pcz`` file.
+
+    >>> with pacodec.Writer("game.pcz", model="conv4", quantizer="naive", fps=30) as w:
+    ...     for frame in frames:          # H×W×3 uint8 RGB, any size
+    ...         w.write(frame)
+
+    Frames of another size are resized to the model's geometry (OpenCV INTER_AREA);
+    the first frame's size is recorded as the source geometry. The file appears only
+    when the writer closes without error (it is written as ``<path>.partial``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        model: str = DEFAULT_MODEL,
+        quantizer: str | None = None,
+        fps: float | Fraction = 30,
+        force: bool = False,
+        weights_dir: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.path = Path(path)
+        loaded, sha = _load_model(model, Path(weights_dir) if weights_dir else None, device)
+        self.codec = Codec(loaded, sha, _make_quantizer(loaded, quantizer))
+        self.fps = Fraction(fps).limit_denominator(1 << 16)
+        if self.fps <= 0:
+            raise InputError(f"frame rate must be positive, got {fps}")
+        self._context = atomic_output(self.path, force=force)
+        self._partial = self._context.__enter__()
+        self._file: BinaryIO = builtins.open(self._partial, "wb")
+        self._pcz: PczWriter | None = None
+        self._source: tuple[int, int] | None = None
+        self._pending: list[np.ndarray] = []
+        self._fit_codes: list[np.ndarray] = []
+        self.frames = 0
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------
+    def write(self, frame: np.ndarray) -> None:
+        """Add one H×W×3 uint8 RGB frame."""
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise InputError(f"frames must be H×W×3 uint8 RGB, got {frame.shape} {frame.dtype}")
+        if self.frames + len(self._pending) + len(self._fit_codes) >= MAX_FRAMES:
+            raise InputError(f"more than {MAX_FRAMES} frames")
+        if self._source is None:
+            self._source = (frame.shape[1], frame.shape[0])
+        from .video import fit
+
+        self._pending.append(fit(frame, self.codec.model.width, self.codec.model.height))
+        if len(self._pending) >= BATCH:
+            self._flush_pending()
+
+    def close(self) -> None:
+        """Finish the file: flush frames, write the index and trailer, rename into place."""
+        if self._closed:
+            return
+        try:
+            self._flush_pending()
+            self._flush_fit(final=True)
+            if self._pcz is None:
+                raise InputError("no frames were written")
+            self._pcz.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._closed = True
+            self._context.__exit__(None, None, None)
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop the partial file; an existing output is left untouched."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        err = exc or InputError("aborted")
+        try:
+            self._context.__exit__(type(err), err, None)
+        except BaseException:
+            pass
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc)
+
+    # -- internals ------------------------------------------------------------
+    def _header(self) -> StreamHeader:
+        model, q = self.codec.model, self.codec.quantizer
+        assert self._source is not None
+        digest = bytes(32)
+        coder = EntropyCoder.NONE
+        if isinstance(q, quantizers.EntropyQuantizer):
+            from .entropy import table_digest
+
+            digest, coder = table_digest(model.entropy_tables()), EntropyCoder.CONSTRICTION_RANGE
+        return StreamHeader(
+            source_width=self._source[0], source_height=self._source[1],
+            width=model.width, height=model.height,
+            fps_num=self.fps.numerator, fps_den=self.fps.denominator,
+            models=(ModelRef(model.model_id, bytes.fromhex(self.codec.sha256)),),
+            quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
+            frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=1,
+        )
+
+    def _emit(self, payloads: Iterable[bytes]) -> None:
+        try:
+            if self._pcz is None:
+                self._pcz = PczWriter(self._file, self._header())
+            for payload in payloads:
+                self._pcz.write_frame(payload)
+                self.frames += 1
+        except OSError as exc:
+            raise describe_os_error(self.path, exc) from exc
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        frames = np.stack(self._pending)
+        self._pending = []
+        q = self.codec.quantizer
+        if q.fit_frames and self._pcz is None:
+            # Stream parameters first: hold codes until enough frames to fit on.
+            self._fit_codes.extend(self.codec.model.encode(frames))
+            self._flush_fit(final=False)
+            return
+        self._emit(self.codec.payloads(frames))
+
+    def _flush_fit(self, *, final: bool) -> None:
+        q = self.codec.quantizer
+        if not self._fit_codes or (len(self._fit_codes) < q.fit_frames and not final):
+            return
+        codes = np.stack(self._fit_codes)
+        self._fit_codes = []
+        params = q.fit(codes)
+        self._emit([])
+        assert self._pcz is not None
+        if params is not None:
+            self._pcz.write_params(params)
+        self._emit(q.quantize(c) for c in codes)
+
+
+# ----------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------
+class Reader:
+    """A decoded ``.pcz`` stream: ``len()``, iteration of H×W×3 uint8 frames, ``reader[i]``.
+
+    Header facts are attributes (``width``, ``height``, ``source_width``,
+    ``source_height``, ``fps``, ``model``, ``weights_sha256``, ``quantizer``). With
+    ``salvage=True`` damaged records are replaced by the last good frame (listed in
+    ``damaged``) and a cut file ends cleanly after its last whole record.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        salvage: bool = False,
+        weights_dir: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        force_weights: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        try:
+            self._file: BinaryIO = builtins.open(self.path, "rb")
+        except FileNotFoundError:
+            raise InputError(f"{self.path}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(f"{self.path}: is a folder, not a .pcz file") from None
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read ({exc.strerror})") from None
+        try:
+            self.pcz = PczReader(self._file, salvage=salvage, name=str(self.path))
+            h = self.pcz.header
+            ref = h.models[0]
+            expect = None if force_weights else ref.weights_sha256.hex()
+            model, sha = _load_model(ref.model_id, Path(weights_dir) if weights_dir else None,
+                                     device, expect)
+            if (model.width, model.height) != (h.width, h.height) or tuple(model.code_shape) != tuple(h.code_shape):
+                raise FormatError(f"{self.path}: header geometry or code shape does not match {ref.model_id}")
+            self.codec = Codec(model, sha, _quantizer_for_file(model, h, self.pcz.params))
+        except BaseException:
+            self._file.close()
+            raise
+        self.salvage = salvage
+        self.header = h
+        self.width, self.height = h.width, h.height
+        self.source_width, self.source_height = h.source_width, h.source_height
+        self.fps = Fraction(h.fps_num, h.fps_den)
+        self.model = ref.model_id
+        self.weights_sha256 = ref.weights_sha256.hex()
+        self.quantizer = self.codec.quantizer.name
+
+    @property
+    def damaged(self) -> list[int]:
+        return list(self.pcz.damaged)
+
+    def __len__(self) -> int:
+        return len(self.pcz)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        last: np.ndarray | None = None
+        batch: list[np.ndarray] = []
+        holes: list[int] = []  # positions in the batch of damaged records
+        for record in self.pcz:
+            if record.damaged or record.payload is None:
+                holes.append(len(batch) + len(holes))
+            else:
+                batch.append(self.codec.codes_of(record.payload))
+            if len(batch) + len(holes) >= BATCH:
+                yield from self._emit(batch, holes, last)
+                last = self._last
+                batch, holes = [], []
+        if batch or holes:
+            yield from self._emit(batch, holes, last)
+
+    def _emit(self, codes: list[np.ndarray], holes: list[int], last: np.ndarray | None):
+        frames = iter(self.codec.frames_of(codes)) if codes else iter(())
+        for i in range(len(codes) + len(holes)):
+            if i in holes:
+                frame = last if last is not None else np.zeros((self.height, self.width, 3), np.uint8)
+            else:
+                frame = next(frames)
+            last = frame
+            yield frame
+        self._last = last
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"frame {i} of {n}")
+        record = self.pcz.record(i)
+        if record.payload is None:
+            raise FormatError(f"{self.path}: frame {i} is damaged")
+        return self.codec.frames_of([self.codec.codes_of(record.payload)])[0]
+
+    def iter_symbols(self) -> Iterator[np.ndarray]:
+        """The decoded symbols of every frame, as the quantizer reads them."""
+        for record in self.pcz:
+            if record.payload is not None:
+                yield self.codec.symbols_of(record.payload)
+
+    def symbol_digest(self) -> str:
+        """sha256 over every frame's decoded symbols (little-endian bytes), in order."""
+        digest = hashlib.sha256()
+        for symbols in self.iter_symbols():
+            digest.update(np.ascontiguousarray(symbols).astype(symbols.dtype.newbyteorder("<")).tobytes())
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(path: str | os.PathLike[str], *, salvage: bool = False, **kwargs: Any) -> Reader:  # noqa: A001
+    """Open a ``.pcz`` file for decoding (see :class:`Reader`)."""
+    return Reader(path, salvage=salvage, **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# Whole files
+# ----------------------------------------------------------------------------
+def encode(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    model: str = DEFAULT_MODEL,
+    quantizer: str | None = None,
+    max_frames: int | None = None,
+    force: bool = False,
+    weights_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Encode a video file (or folder of frames) into a ``.pcz``; returns its ``probe``."""
+    from . import video
+
+    src, dst = Path(src), Path(dst)
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"--max-frames must be at least 1, got {max_frames}")
+    info = video.probe(src)
+    with Writer(dst, model=model, quantizer=quantizer, fps=info.fps, force=force,
+                weights_dir=weights_dir, device=device) as writer:
+        for frame in video.iter_frames(src, max_frames=max_frames):
+            writer.write(frame)
+            if progress:
+                progress(1)
+    return probe(dst)
+
+
+def decode(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    size: str = "coded",
+    force: bool = False,
+    salvage: bool = False,
+    weights_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Decode a ``.pcz`` into a video (.mp4, .mkv) or a folder of PNGs."""
+    from . import video
+
+    if size not in ("coded", "source"):
+        raise InputError(f"--size must be coded or source, got {size!r}")
+    dst = Path(dst)
+    with open(src, salvage=salvage, weights_dir=weights_dir, device=device) as reader:
+        width, height = ((reader.source_width, reader.source_height) if size == "source"
+                         else (reader.width, reader.height))
+        count = 0
+        with atomic_output(dst, force=force) as partial:
+            with video.VideoWriter(partial, fps=reader.fps, width=width, height=height) as out:
+                for frame in reader:
+                    out.write(video.fit(frame, width, height) if size == "source" else frame)
+                    count += 1
+                    if progress:
+                        progress(1)
+        return {"frames": count, "width": width, "height": height, "fps": float(reader.fps),
+                "damaged": reader.damaged, "output": str(dst)}
+
+
+def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The facts and byte accounting of a ``.pcz`` (header, index, trailer; no model)."""
+    path = Path(path)
+    try:
+        f = builtins.open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    with f:
+        reader = PczReader(f, name=str(path))
+        h, acc = reader.header, reader.accounting()
+    raw = acc.frames * h.width * h.height * 3
+    parts = {"header": acc.header, "params": acc.params, "codes": acc.codes,
+             "framing": acc.framing, "index": acc.index}
+    fixed_width = acc.frames * int(np.prod(h.code_shape)) * _dtype_size(h.code_dtype) \
+        + acc.frames * h.frame_param_bytes
+    return {
+        "file": str(path), "file_bytes": acc.file_bytes, "frames": acc.frames,
+        "intra_frames": acc.intra_frames, "predicted_frames": acc.predicted_frames,
+        "width": h.width, "height": h.height,
+        "source_width": h.source_width, "source_height": h.source_height,
+        "fps": h.fps_num / h.fps_den, "fps_fraction": f"{h.fps_num}/{h.fps_den}",
+        "version": f"{h.version[0]}.{h.version[1]}",
+        "model": h.models[0].model_id, "weights_sha256": h.models[0].weights_sha256.hex(),
+        "models": [{"id": m.model_id, "weights_sha256": m.weights_sha256.hex()} for m in h.models],
+        "quantizer": h.quantizer.name.lower(), "code_dtype": h.code_dtype.name.lower(),
+        "code_shape": list(h.code_shape), "frame_param_bytes": h.frame_param_bytes,
+        "entropy_coder": _coder_name(h.entropy_coder), "table_digest": h.table_digest.hex()
+        if h.entropy_coder != EntropyCoder.NONE else None,
+        "gop": h.gop, "complete": reader.complete,
+        "parts": parts,
+        "bytes_by_type": {"intra": acc.intra_bytes, "predicted": acc.predicted_bytes},
+        "codes_fixed_width": fixed_width,
+        "raw_bytes": raw,
+        "bytes_per_frame": acc.file_bytes / acc.frames if acc.frames else None,
+        "ratio": raw / acc.file_bytes if acc.file_bytes else None,
+        "codes_ratio": raw / acc.codes if acc.codes else None,
+    }
+
+
+
+
+def _dtype_size(dtype: Any) -> int:
+    return {"FLOAT32": 4, "UINT8": 1, "INT8": 1, "INT16": 2, "INT32": 4}[dtype.name]
+
+
+def _coder_name(coder: EntropyCoder) -> str:
+    from .entropy import CODER_NAME
+
+    return "none" if coder == EntropyCoder.NONE else CODER_NAME
+
+
+def list_models(weights_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Registered models with their geometry, code bytes per quantizer and shipped figures."""
+    from . import zoo
+    from .models import REGISTRY, registered_ids
+
+    out = []
+    for model_id in registered_ids():
+        spec = REGISTRY[model_id]
+        model = spec.build(None)
+        found = zoo.find(model_id, Path(weights_dir) if weights_dir else None)
+        entries = model.code_entries
+        if spec.family == "pac":
+            code_bytes = {"entropy": None, "fixed_width_int8": entries}
+        else:
+            code_bytes = {name: quantizers.make(name).frame_bytes(entries)
+                          for name in quantizers.QUANTIZERS}
+        out.append({
+            "id": model_id, "family": spec.family, "description": spec.description,
+            "weights": found is not None and found.path.is_file(),
+            "geometry": {"width": model.width, "height": model.height},
+            "code_shape": list(model.code_shape), "code_bytes": code_bytes,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "measured": (found.entry.get("measured") if found else None),
+        })
+    return out
+
+
+def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every: int = 1,
+            weights_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """PSNR and SSIM between two videos or ``.pcz`` files, frame by frame.
+
+    When the sizes differ, the first is resized to the second's geometry (the reference
+    is compared at the coded geometry, DESIGN.md "Measuring").
+    """
+    from . import video
+    from .metrics import compare as compare_pairs
+
+    def frames(path: Path) -> Iterator[np.ndarray]:
+        if path.suffix == ".pcz":
+            with open(path, weights_dir=weights_dir) as reader:
+                yield from reader
+        else:
+            yield from video.iter_frames(path)
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for fa, fb in zip(frames(Path(a)), frames(Path(b))):
+            if fa.shape != fb.shape:
+                fa = video.fit(fa, fb.shape[1], fb.shape[0])
+            yield fa, fb
+
+    try:
+        quality = compare_pairs(pairs(), ssim_every=ssim_every)
+    except ValueError as exc:
+        if isinstance(exc, PacodecError):
+            raise
+        raise InputError(f"cannot compare {a} and {b}: {exc}") from None
+    return quality.as_dict()
+
+
+__all__ = ["Writer", "Reader", "open", "encode", "decode", "probe", "list_models", "compare",
+           "DEFAULT_MODEL", "DEFAULT_QUANTIZER", "OutputError"]

@@ -1,0 +1,277 @@
+"""The ``pacodec`` command: parses arguments, calls ``pacodec.api``, maps errors to exits.
+
+Exit status (DESIGN.md): 0 success; 2 bad input or usage (FormatError, InputError,
+WeightsError); 3 output problems (OutputError); 1 only on a bug. Errors print one
+line naming the file and what is wrong; ``--debug`` adds the traceback. Progress bars
+go to stderr and ``--quiet`` turns them off.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import PacodecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="pacodec: a learned video codec for Pac-Man gameplay.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Make training data: extract frames, record Atari play.")
+app.add_typer(dataset_app, name="dataset")
+
+_state = {"debug": False, "quiet": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _err(message: str) -> None:
+    typer.echo(f"pacodec: error: {message}", err=True)
+
+
+def _guarded(command: F) -> F:
+    """Run a command, turning pacodec's errors into one line and an exit status."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PacodecError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            _err(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a bug: say so, and how to see more
+            if _state["debug"]:
+                traceback.print_exc()
+            else:
+                _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+    return run  # type: ignore[return-value]
+
+
+class _Bar:
+    """A tqdm bar on stderr, or nothing with --quiet."""
+
+    def __init__(self, total: int | None, desc: str) -> None:
+        self.bar = None
+        if not _state["quiet"]:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, leave=False)
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pacodec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["quiet"], _state["debug"] = quiet, debug
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id (see `pacodec models`).")]
+WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Folder of weights not shipped (a training run's output).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing output.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+@app.command()
+@_guarded
+def encode(
+    input: Annotated[Path, typer.Argument(help="Video file or folder of frames.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .pcz file to write.")],
+    model: ModelOpt = "conv4",
+    quantizer: Annotated[Optional[str], typer.Option("--quantizer", help="none, naive, scale, kmeans (fixed-width models) or entropy (pac models).")] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after N frames.")] = None,
+    force: ForceOpt = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Compress a video into a .pcz file."""
+    from . import api, video
+
+    known = [n for n in (video.probe(input).frames, max_frames) if n]
+    bar = _Bar(min(known) if known else None, "encode")
+    try:
+        info = api.encode(input, output, model=model, quantizer=quantizer, max_frames=max_frames,
+                          force=force, weights_dir=weights, device=device, progress=bar)
+    finally:
+        bar.close()
+    if not _state["quiet"]:
+        typer.echo(f"{output}: {info['frames']} frames, {info['file_bytes']} bytes, "
+                   f"{info['bytes_per_frame']:.1f} bytes/frame, ratio {info['ratio']:.2f}")
+
+
+@app.command()
+@_guarded
+def decode(
+    input: Annotated[Path, typer.Argument(help="The .pcz file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help=".mp4 (H.264), .mkv (lossless FFV1) or a folder for PNGs.")],
+    size: Annotated[str, typer.Option("--size", help="coded (the model's geometry) or source.")] = "coded",
+    salvage: Annotated[bool, typer.Option("--salvage", help="Skip damaged records, stop cleanly at a cut.")] = False,
+    force: ForceOpt = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Decode a .pcz file into a video or PNG frames."""
+    from . import api
+
+    total = api.probe(input)["frames"] if not salvage else None
+    bar = _Bar(total, "decode")
+    try:
+        result = api.decode(input, output, size=size, force=force, salvage=salvage,
+                            weights_dir=weights, device=device, progress=bar)
+    finally:
+        bar.close()
+    if result["damaged"]:
+        typer.echo(f"{input}: skipped {len(result['damaged'])} damaged frame(s), repeated the last good "
+                   f"frame: {result['damaged']}", err=True)
+    if not _state["quiet"]:
+        typer.echo(f"{output}: {result['frames']} frames {result['width']}x{result['height']} "
+                   f"at {result['fps']:g} fps")
+
+
+@app.command()
+@_guarded
+def info(
+    input: Annotated[Path, typer.Argument(help="The .pcz file.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Every part of a .pcz file with its bytes (reads the header and index, never the model)."""
+    from . import api
+
+    facts = api.probe(input)
+    if json_out:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    typer.echo(render_info(facts))
+
+
+def render_info(facts: dict[str, Any]) -> str:
+    """The human-readable ``info`` table."""
+    size = facts["file_bytes"]
+    lines = [
+        f"file        {facts['file']}  (format {facts['version']}{'' if facts['complete'] else ', no trailer: read by scanning'})",
+        f"frames      {facts['frames']} ({facts['intra_frames']} intra, {facts['predicted_frames']} predicted), "
+        f"{facts['fps']:g} fps",
+        f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source",
+        f"model       {facts['model']}  weights sha256 {facts['weights_sha256']}",
+        f"quantizer   {facts['quantizer']}, codes {facts['code_dtype']} {'x'.join(map(str, facts['code_shape']))}",
+        f"entropy     {facts['entropy_coder']}" + (f", tables sha256 {facts['table_digest']}" if facts['table_digest'] else ""),
+        "",
+        f"{'part':<10}{'bytes':>12}{'share':>9}{'per frame':>12}",
+    ]
+    frames = max(facts["frames"], 1)
+    for name, value in facts["parts"].items():
+        lines.append(f"{name:<10}{value:>12,}{100 * value / size:>8.2f}%{value / frames:>12.1f}")
+    total = sum(facts["parts"].values())
+    lines.append(f"{'total':<10}{total:>12,}{100 * total / size:>8.2f}%{total / frames:>12.1f}"
+                 + ("" if total == size else "   MISMATCH with file size!"))
+    lines.append("")
+    if facts["entropy_coder"] != "none":
+        lines.append(f"codes       {facts['parts']['codes']:,} bytes entropy-coded; "
+                     f"{facts['codes_fixed_width']:,} at fixed width")
+    ratio = f"1/{facts['ratio']:.2f}" if facts["ratio"] else "-"
+    codes_ratio = f"1/{facts['codes_ratio']:.2f}" if facts["codes_ratio"] else "-"
+    lines.append(f"raw         {facts['raw_bytes']:,} bytes ({facts['frames']} x {facts['width']}x{facts['height']}x3)")
+    lines.append(f"ratio       {ratio} of raw (whole file); codes ratio {codes_ratio}; "
+                 f"{facts['bytes_per_frame'] or 0:.1f} bytes/frame")
+    return "\n".join(lines)
+
+
+@app.command()
+@_guarded
+def models(
+    json_out: JsonOpt = False,
+    weights: WeightsOpt = None,
+) -> None:
+    """The registered models, their code sizes, and whether weights are present."""
+    from . import api
+
+    rows = api.list_models(weights)
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'id':<22}{'weights':<9}{'code':<14}{'bytes/frame by quantizer':<44}measured")
+    for r in rows:
+        code = "x".join(map(str, r["code_shape"]))
+        sizes = ", ".join(f"{k} {v}" if v is not None else f"{k} varies" for k, v in r["code_bytes"].items())
+        m = r["measured"] or {}
+        measured = (f"{m['psnr']:.2f} dB, {m['bytes_per_frame']:.0f} B/frame ({m.get('quantizer', '')}, {m.get('data', '')})"
+                    if m.get("psnr") is not None else "")
+        typer.echo(f"{r['id']:<22}{'yes' if r['weights'] else 'no':<9}{code:<14}{sizes:<44}{measured}")
+
+
+@app.command()
+@_guarded
+def compare(
+    a: Annotated[Path, typer.Argument(help="Reference: video or .pcz.")],
+    b: Annotated[Path, typer.Argument(help="Test: video or .pcz.")],
+    json_out: JsonOpt = False,
+    ssim_every: Annotated[int, typer.Option("--ssim-every", help="SSIM on every Nth frame.")] = 1,
+    weights: WeightsOpt = None,
+) -> None:
+    """PSNR and SSIM between two videos or .pcz files (DESIGN.md, Measuring)."""
+    from . import api
+
+    result = api.compare(a, b, ssim_every=ssim_every, weights_dir=weights)
+    if json_out:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"{result['frames']} frames: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}")
+
+
+def _install_sigterm() -> None:
+    # SIGTERM becomes KeyboardInterrupt, so the same cleanup (removing .partial) runs.
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. under a test runner's thread)
+        pass
+
+
+GLOBAL_FLAGS = {"--quiet", "-q", "--debug"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. Global flags (--quiet, --debug) work before or after the command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    flags = [a for a in args if a in GLOBAL_FLAGS]
+    rest = [a for a in args if a not in GLOBAL_FLAGS]
+    _install_sigterm()
+    app(args=flags + rest, prog_name="pacodec")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""pac-q1 … pac-q5: our rate–distortion trained intra codec (one network, five rates).
+
+Analysis g_a: four stride-2 convolutions (5×5 then 3×3) with simplified GDN between,
+a 200×160 frame (padded to a multiple of 16) becoming M×13×10 latents. Synthesis g_s is
+the mirror with transposed convolutions and inverse GDN. One network serves every
+quality level through per-level channel gains (y = g_a(x)·gain[l], x̂ = g_s(ŷ/gain[l]))
+and a per-level factorized prior over the integer symbols ŷ = round(y).
+
+Training (Ballé et al. 2017 with gained units): additive uniform noise for the rate
+term, straight-through rounding for the synthesis input, loss = λ_l·255²·MSE + bits
+per pixel with the level l drawn per sample. After training, ``freeze_tables`` turns
+each level's learned densities into integer probability tables (sum 2^16 over
+symbols −R…R) stored as int32 buffers in the weights: decoding reads only those
+integers, never a float computed at decode time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import CodecModel, ModelSpec, config_from, register
+
+TABLE_PRECISION = 16  # tables sum to 2**16
+LIKELIHOOD_FLOOR = 1e-9
+
+
+@dataclass(frozen=True)
+class PacConfig:
+    width: int = 160
+    height: int = 200
+    hidden: int = 64  # N
+    latent: int = 128  # M
+    lambdas: tuple[float, ...] = (0.0025, 0.008, 0.025, 0.08, 0.25)
+    level: int = 2  # 0-based quality level this id codes with
+    max_symbol: int = 127  # R: symbols are clamped to −R…R (int8)
+
+
+class SimpleGDN(nn.Module):
+    """Simplified GDN (Johnston et al. 2019): x / (β + γ·|x|), or its inverse."""
+
+    def __init__(self, channels: int, inverse: bool = False) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(channels))
+        self.gamma = nn.Parameter(0.1 * torch.eye(channels).view(channels, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = F.conv2d(x.abs(), self.gamma.abs(), self.beta.abs() + 1e-6)
+        return x * norm if self.inverse else x / norm
+
+
+class FactorizedDensity(nn.Module):
+    """A per-channel learned cumulative density (Ballé et al. 2018, appendix 6.1)."""
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+        super().__init__()
+        dims = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1 / scale / dims[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+
+    def logits_cdf(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (C, 1, n) -> (C, 1, n)
+        for i, matrix in enumerate(self.matrices):
+            x = torch.matmul(F.softplus(matrix), x) + self.biases[i]
+            if i < len(self.factors):
+                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+        return x
+
+    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
+        """P(round-interval around y) per entry of y (B, C, H, W)."""
+        b, c, h, w = y.shape
+        v = y.permute(1, 0, 2, 3).reshape(c, 1, -1)
+        lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
+        sign = -torch.sign(lower + upper).detach()
+        lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        return lik.clamp_min(LIKELIHOOD_FLOOR).reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+    @torch.no_grad()
+    def pmf(self, max_symbol: int) -> torch.Tensor:
+        """(C, 2R+1) probabilities of the integers −R…R, tails folded into the ends."""
+        c = self.matrices[0].shape[0]
+        grid = torch.arange(-max_symbol, max_symbol + 1, dtype=torch.float32)
+        v = grid.view(1, 1, -1).expand(c, 1, -1)
+        cdf_hi = torch.sigmoid(self.logits_cdf(v + 0.5)).squeeze(1)
+        cdf_lo = torch.sigmoid(self.logits_cdf(v - 0.5)).squeeze(1)
+        pmf = (cdf_hi - cdf_lo).clamp_min(0)
+        pmf[:, 0] += cdf_lo[:, 0]
+        pmf[:, -1] += 1 - cdf_hi[:, -1]
+        return pmf
+
+
+def integer_table(pmf: np.ndarray, precision: int = TABLE_PRECISION) -> np.ndarray:
+    """Float pmfs (C, S) -> int32 tables, every entry ≥ 1, each row summing to 2**precision."""
+    total = 1 << precision
+    c, s = pmf.shape
+    pmf = np.maximum(pmf, 0) / np.maximum(pmf.sum(axis=1, keepdims=True), 1e-12)
+    table = np.floor(pmf * (total - s)).astype(np.int64) + 1
+    # Give the remainder to each row's most likely symbol, so the sum is exact.
+    rows = np.arange(c)
+    table[rows, table.argmax(axis=1)] += total - table.sum(axis=1)
+    return table.astype(np.int32)
+
+
+def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=2, padding=k // 2)
+
+
+def _deconv(cin: int, cout: int, k: int) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=2, padding=k // 2, output_padding=1)
+
+
+class PacModel(CodecModel):
+    family = "pac"
+    stride = 16
+
+    def __init__(self, model_id: str, config: PacConfig) -> None:
+        super().__init__(model_id, config)
+        n, m, levels = config.hidden, config.latent, len(config.lambdas)
+        self.g_a = nn.Sequential(
+            _conv(3, n, 5), SimpleGDN(n), _conv(n, n, 3), SimpleGDN(n),
+            _conv(n, n, 3), SimpleGDN(n), _conv(n, m, 3),
+        )
+        self.g_s = nn.Sequential(
+            _deconv(m, n, 3), SimpleGDN(n, inverse=True), _deconv(n, n, 3), SimpleGDN(n, inverse=True),
+            _deconv(n, n, 3), SimpleGDN(n, inverse=True), _deconv(n, 3, 5),
+        )
+        self.gains = nn.Parameter(torch.ones(levels, m))
+        self.inverse_gains = nn.Parameter(torch.ones(levels, m))
+        self.densities = nn.ModuleList([FactorizedDensity(m) for _ in range(levels)])
+        width = 2 * config.max_symbol + 1
+        # The integer tables the entropy coder uses; all ones until frozen.
+        self.register_buffer("tables", torch.ones(levels, m, width, dtype=torch.int32))
+
+    # -- geometry -------------------------------------------------------------
+    def _padded(self, size: int) -> int:
+        return -(-size // self.stride) * self.stride
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        c = self.config
+        return (c.latent, self._padded(c.height) // self.stride, self._padded(c.width) // self.stride)
+
+    @property
+    def level(self) -> int:
+        return int(self.config.level)
+
+    # -- transforms -----------------------------------------------------------
+    def _pad(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        return F.pad(images, (0, self._padded(w) - w, 0, self._padded(h) - h), mode="replicate")
+
+    def _gain(self, levels: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        table = self.inverse_gains if inverse else self.gains
+        return table.abs()[levels][:, :, None, None]
+
+    def analysis(self, images: torch.Tensor) -> torch.Tensor:
+        levels = torch.full((len(images),), self.level, dtype=torch.long, device=images.device)
+        return self.g_a(self._pad(images)) * self._gain(levels)
+
+    def synthesis(self, codes: torch.Tensor) -> torch.Tensor:
+        levels = torch.full((len(codes),), self.level, dtype=torch.long, device=codes.device)
+        images = self.g_s(codes * self._gain(levels, inverse=True))
+        return images[..., : self.config.height, : self.config.width].clamp(0, 1)
+
+    # -- training -------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> Any:
+        n = len(images)
+        levels = torch.randint(0, len(self.config.lambdas), (n,), device=images.device)
+        pad_h, pad_w = self._padded(images.shape[-2]), self._padded(images.shape[-1])
+        y = self.g_a(self._pad(images)) * self._gain(levels)
+        noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        rounded = y + (torch.round(y) - y).detach()  # straight-through
+        recon = self.g_s(rounded * self._gain(levels, inverse=True))
+        recon = recon[..., : images.shape[-2], : images.shape[-1]]
+        bits = torch.zeros(n, device=images.device)
+        for level, density in enumerate(self.densities):
+            pick = levels == level
+            if pick.any():
+                bits[pick] = -torch.log2(density.likelihood(noisy[pick])).sum(dim=(1, 2, 3))
+        del pad_h, pad_w
+        return recon, levels, bits
+
+    def criterion(self, images: torch.Tensor, outputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        recon, levels, bits = outputs
+        pixels = images.shape[-2] * images.shape[-1]
+        mse = ((recon - images) ** 2).mean(dim=(1, 2, 3))
+        lambdas = torch.tensor(self.config.lambdas, device=images.device)[levels]
+        loss = (lambdas * 255**2 * mse + bits / pixels).mean()
+        return loss, {"mse": float(mse.mean().detach()), "bpp": float((bits / pixels).mean().detach())}
+
+    @torch.no_grad()
+    def freeze_tables(self) -> None:
+        """Turn each level's learned density into the integer tables the coder uses."""
+        for level, density in enumerate(self.densities):
+            pmf = density.pmf(self.config.max_symbol).double().numpy()
+            self.tables[level] = torch.from_numpy(integer_table(pmf))
+
+    def entropy_tables(self) -> np.ndarray:
+        """(M, 2R+1) int32 tables of this id's level; row c codes latent channel c."""
+        return self.tables[self.level].cpu().numpy()
+
+
+LEVELS = 5
+
+
+def _pac_builder(model_id: str, level: int):
+    def build(overrides: dict[str, Any] | None) -> CodecModel:
+        return PacModel(model_id, config_from(PacConfig, {**(overrides or {}), "level": level}))
+
+    return build
+
+
+for _level in range(LEVELS):
+    register(ModelSpec(f"pac-q{_level + 1}", "pac", _pac_builder(f"pac-q{_level + 1}", _level),
+                       f"ours: rate-distortion trained, entropy-coded, quality {_level + 1} of {LEVELS}"))
+register(ModelSpec("tiny-pac", "pac",
+                   lambda o: PacModel("tiny-pac", config_from(PacConfig, {"hidden": 8, "latent": 8,
+                                                                          "max_symbol": 15, **(o or {})})),
+                   "a tiny pac model for tests (no shipped weights)"))
