@@ -1,0 +1,489 @@
+"""Rate–distortion benchmark: pacodec against classical codecs, in one run, on the same frames.
+
+    python benchmarks/rd.py [CLIPS...] [--frames N] [--quick] [--out benchmarks/results]
+
+Writes into ``--out``: ``rd.csv`` (one row per codec × setting), ``rd.png`` (bytes per
+frame, log scale, against PSNR; one line per codec family), ``bdrate.csv`` and
+``bdrate.md`` (BD-rate and BD-PSNR of each pacodec family against the anchors), and
+prints the tables. See benchmarks/README.md for the columns and the choices made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(REPO_ROOT))
+
+import anchors  # noqa: E402
+from anchors import THREADS, AnchorResult  # noqa: E402
+from bdrate import bd_psnr, bd_rate  # noqa: E402
+
+DEFAULT_CLIP = REPO_ROOT / ".." / "shared" / "data" / "pacman" / "clip9.mp4"
+DEFAULT_OUT = BENCH_DIR / "results"
+QUICK_FRAMES = 60
+ATARI_FRAMES = 300
+
+# The anchors every pacodec family is compared against (BD-rate columns), in order.
+BD_ANCHORS = ["x264-intra-444", "webp", "x264-444", "x265-444", "x264-444-k32", "x265-444-k32",
+              "x264-420", "svtav1-420", "jpeg", "jpeg-444"]
+# Families drawn as lossless references (a single point each; never a BD curve).
+LOSSLESS = {"png", "ffv1"}
+# Info rows (not curves): x264 4:4:4 at CRF 0 is lossless in YUV, so its PSNR is the
+# ceiling the RGB→YUV 4:4:4 round trip itself puts on every 4:4:4 anchor.
+INFO_FAMILIES = {"x264-444-crf0"}
+
+CSV_COLUMNS = ["codec", "setting", "frames", "bytes_per_frame", "bpp", "psnr", "ssim",
+               "encode_fps", "decode_fps", "threads", "clip"]
+
+
+# --- frames -------------------------------------------------------------------------------
+
+
+def read_frames(path: Path, max_frames: int | None) -> tuple[list[np.ndarray], Fraction]:
+    """Decoded RGB frames of ``path`` (pacodec.video when present, else PyAV) and its fps."""
+    try:
+        from pacodec import video  # being written concurrently; PyAV below otherwise
+
+        fps = Fraction(video.probe(path).fps)
+        frames = list(video.iter_frames(path, max_frames=max_frames))
+        return frames, fps
+    except ImportError:
+        pass
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = Fraction(stream.average_rate or 30)
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+    return frames, fps
+
+
+def atari_clip(out_dir: Path, max_frames: int | None) -> Path:
+    """Record an Atari Pac-Man clip when the real clips are absent (pacodec.data)."""
+    try:
+        from pacodec.data import record_atari
+    except ImportError as error:
+        raise SystemExit(f"no clip given, {DEFAULT_CLIP} is absent, and pacodec.data."
+                         f"record_atari is not available ({error})") from error
+    n = max_frames or ATARI_FRAMES
+    target = out_dir / "atari.mkv"
+    try:
+        result = record_atari(target, frames=n)
+    except TypeError:
+        result = record_atari(target, n)
+    return Path(result) if isinstance(result, (str, os.PathLike)) else target
+
+
+def write_lossless(frames: Sequence[np.ndarray], fps: Fraction, path: Path) -> None:
+    """The reference frames as FFV1 (bgr0) in Matroska: exact RGB, for pacodec's input."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "bgr0"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+# --- pacodec through its public API --------------------------------------------------------
+
+
+@dataclass
+class System:
+    """One pacodec configuration: a model id and a quantizer."""
+
+    family: str  # the RD curve it belongs to, e.g. "pac-q" for pac-q1, pac-q2, ...
+    model: str
+    quantizer: str | None
+
+    @property
+    def setting(self) -> str:
+        return f"{self.model}" + (f"/{self.quantizer}" if self.quantizer else "")
+
+
+def family_of(model_id: str) -> str:
+    """Curve name of a model id: the id without its trailing number (pac-q3 → pac-q)."""
+    stem = re.sub(r"[-_.]?\d+$", "", model_id)
+    return stem or model_id
+
+
+def _field(entry, *names, default=None):
+    for name in names:
+        if isinstance(entry, dict) and name in entry:
+            return entry[name]
+        if not isinstance(entry, (dict, str)) and hasattr(entry, name):
+            return getattr(entry, name)
+    return default
+
+
+def pacodec_systems() -> list[System]:
+    """Every model × quantizer that ``pacodec.api.list_models()`` reports with weights.
+
+    Empty (with a note on stderr) while pacodec's API is not there yet.
+    """
+    try:
+        import pacodec.api as api
+    except Exception as error:  # noqa: BLE001 - absent or broken: the anchors still run
+        print(f"pacodec: skipped ({type(error).__name__}: {error})", file=sys.stderr)
+        return []
+    if not hasattr(api, "encode"):
+        print("pacodec: skipped (pacodec.api has no encode)", file=sys.stderr)
+        return []
+    list_models = getattr(api, "list_models", None)
+    if list_models is None:
+        import pacodec
+
+        list_models = getattr(pacodec, "list_models", None)
+    if list_models is None:
+        print("pacodec: skipped (no list_models)", file=sys.stderr)
+        return []
+    systems = []
+    for entry in list_models():
+        model = entry if isinstance(entry, str) else _field(entry, "id", "model_id", "name", "model")
+        if model is None:
+            continue
+        # list_models() entries: {"id", "weights": bool, "code_bytes": {quantizer: bytes}}.
+        has_weights = _field(entry, "weights", "has_weights", "weights_present", "available",
+                             default=True)
+        if not has_weights:
+            continue
+        for quantizer in _quantizers_of(entry):
+            systems.append(System(family_of(str(model)), str(model), quantizer))
+    return systems
+
+
+def _quantizers_of(entry) -> list[str | None]:
+    """The quantizers to run a model with: its ``quantizers`` list, else the keys of its
+    ``code_bytes`` that name a quantizer (pacodec.quantize.QUANTIZERS, or "entropy" for a
+    model that codes its own symbols). "none" (float codes, tens of kB a frame) is left
+    out: it is not a compression setting. [None] (the API's default) if nothing is said."""
+    listed = _field(entry, "quantizers", default=None)
+    if isinstance(listed, str):
+        return [listed]
+    if listed:
+        return [q if isinstance(q, str) else str(_field(q, "id", "name", "kind", default=q))
+                for q in listed]
+    code_bytes = _field(entry, "code_bytes", default=None)
+    if not isinstance(code_bytes, dict):
+        return [None]
+    try:
+        from pacodec.quantize import QUANTIZERS
+
+        known = set(QUANTIZERS) | {"entropy"}
+    except Exception:  # noqa: BLE001
+        known = {"naive", "scale", "kmeans", "entropy"}
+    chosen = [q for q in code_bytes if q in known and q != "none"]
+    return chosen or [None]
+
+
+def _decoded_frames(path: Path) -> list[np.ndarray]:
+    import pacodec
+
+    opened = pacodec.open(str(path))
+    if hasattr(opened, "__enter__"):
+        with opened as reader:
+            return [np.asarray(f) for f in reader]
+    return [np.asarray(f) for f in opened]
+
+
+def run_system(system: System, source: Path, frames: Sequence[np.ndarray],
+               work: Path) -> AnchorResult:
+    """Encode ``source`` (the reference frames, losslessly stored) with pacodec, decode and
+    measure at the coded geometry (the reference is resized when the model resized)."""
+    import pacodec.api as api
+
+    try:
+        import torch
+
+        torch.set_num_threads(THREADS)
+    except ImportError:
+        pass
+    dst = work / f"{system.model}-{system.quantizer or 'default'}.pcz".replace("/", "_")
+    kwargs = {"model": system.model, "force": True}
+    if system.quantizer is not None:
+        kwargs["quantizer"] = system.quantizer
+    t0 = time.perf_counter()
+    report = api.encode(str(source), str(dst), **kwargs)
+    t1 = time.perf_counter()
+    decoded = _decoded_frames(dst)
+    t2 = time.perf_counter()
+    file_bytes = dst.stat().st_size
+    reported = _field(report, "file_bytes")
+    notes = []
+    if reported is not None and int(reported) != file_bytes:
+        notes.append(f"api file_bytes {reported} != file size {file_bytes}")
+    reference = list(frames[: len(decoded)])
+    if decoded and decoded[0].shape != reference[0].shape:
+        import cv2
+
+        h, w = decoded[0].shape[:2]
+        reference = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in reference]
+        notes.append(f"coded geometry {w}x{h}")
+    if len(decoded) != len(frames):
+        notes.append(f"decoded {len(decoded)} of {len(frames)} frames")
+    result = anchors._measure(system.family, system.setting, reference, decoded, file_bytes,
+                              t1 - t0, t2 - t1, THREADS, "; ".join(notes))
+    return result
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def run_anchors(frames, fps, quick: bool, log: Callable[[str], None]) -> list[AnchorResult]:
+    results = []
+    missing = set(anchors.unavailable())
+    for family in sorted(missing):
+        log(f"  {family}: encoder {anchors.VIDEO_CODECS[family].encoder} unavailable in PyAV")
+    plan = anchors.sweeps(quick)
+    plan.append(("x264-444-crf0", anchors.x264_444, [0]))
+    for family, anchor, settings in plan:
+        if family in missing:
+            continue
+        for setting in settings:
+            try:
+                result = anchor(frames, fps, setting)
+            except Exception as error:  # noqa: BLE001 - one failed setting is reported, not fatal
+                log(f"  {family} {setting}: FAILED {type(error).__name__}: {error}")
+                continue
+            result.codec = family
+            results.append(result)
+            log(f"  {_line(result)}")
+    return results
+
+
+def run_pacodec(frames, fps, quick: bool, log) -> list[AnchorResult]:
+    results = []
+    try:
+        systems = pacodec_systems()
+    except Exception as error:  # noqa: BLE001
+        log(f"  pacodec: listing models failed: {type(error).__name__}: {error}")
+        return results
+    if not systems:
+        log("  pacodec: no models with weights")
+        return results
+    with tempfile.TemporaryDirectory(prefix="pacodec-rd-") as tmp:
+        work = Path(tmp)
+        source = work / "reference.mkv"
+        write_lossless(frames, fps, source)
+        for system in systems:
+            try:
+                result = run_system(system, source, frames, work)
+            except Exception as error:  # noqa: BLE001
+                log(f"  {system.setting}: FAILED {type(error).__name__}: {error}")
+                traceback.print_exc(file=sys.stderr)
+                continue
+            results.append(result)
+            log(f"  {_line(result)}")
+    return results
+
+
+def _line(r: AnchorResult) -> str:
+    return (f"{r.codec:15s} {r.setting:22s} {r.bytes_per_frame:9.1f} B/frame {r.bpp:7.4f} bpp "
+            f"{r.psnr:6.2f} dB  SSIM {r.ssim:.4f}  enc {r.encode_fps:7.1f} fps  "
+            f"dec {r.decode_fps:7.1f} fps" + (f"  ({r.notes})" if r.notes else ""))
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in columns})
+
+
+def curves(results: Sequence[AnchorResult]) -> dict[str, list[tuple[float, float]]]:
+    by_family: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in results:
+        by_family[r.codec].append((r.bytes_per_frame, r.psnr))
+    return by_family
+
+
+def bd_table(results: Sequence[AnchorResult], pacodec_families: Sequence[str]) -> list[dict]:
+    by_family = curves(results)
+    rows = []
+    for family in pacodec_families:
+        for anchor in BD_ANCHORS:
+            if anchor not in by_family:
+                continue
+            rate = bd_rate(by_family[anchor], by_family[family])
+            dpsnr = bd_psnr(by_family[anchor], by_family[family])
+            rows.append({"test": family, "anchor": anchor,
+                         "bd_rate_percent": "n/a" if rate is None else round(rate, 2),
+                         "bd_psnr_db": "n/a" if dpsnr is None else round(dpsnr, 3)})
+    return rows
+
+
+def bd_markdown(rows: list[dict], clip_rows: dict[str, list[dict]], notes: list[str]) -> str:
+    lines = ["# BD-rate of pacodec against the anchors", "",
+             "Rate = bytes per frame (whole file ÷ frames), quality = mean RGB PSNR. "
+             "Negative BD-rate: pacodec needs fewer bytes for the same PSNR. "
+             "n/a: fewer than 4 usable points on a curve, or under 1 dB of PSNR overlap. "
+             "Generated by `benchmarks/rd.py`.", ""]
+    for note in notes:
+        lines.append(f"- {note}")
+    if notes:
+        lines.append("")
+    for clip, rows in clip_rows.items():
+        lines += [f"## {clip}", ""]
+        if not rows:
+            lines += ["No pacodec rows in this run.", ""]
+            continue
+        lines += ["| pacodec | anchor | BD-rate | BD-PSNR |", "| --- | --- | ---: | ---: |"]
+        for row in rows:
+            rate = row["bd_rate_percent"]
+            dpsnr = row["bd_psnr_db"]
+            lines.append(f"| {row['test']} | {row['anchor']} | "
+                         f"{rate if rate == 'n/a' else f'{rate:+.1f} %'} | "
+                         f"{dpsnr if dpsnr == 'n/a' else f'{dpsnr:+.2f} dB'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(clip_results: dict[str, list[AnchorResult]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(clip_results)
+    fig, axes = plt.subplots(1, n, figsize=(9 * n, 6), squeeze=False)
+    for ax, (clip, results) in zip(axes[0], clip_results.items()):
+        by_family = curves([r for r in results if r.codec not in INFO_FAMILIES])
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+        for family, points in by_family.items():
+            points = sorted(points)
+            rates = [r for r, _ in points]
+            psnrs = [min(p, 60.0) for _, p in points]  # lossless (100 dB) drawn at the top
+            if family in LOSSLESS:
+                ax.scatter(rates, psnrs, marker="*", s=90, label=f"{family} (lossless)")
+            elif family.startswith("pac"):
+                ax.plot(rates, psnrs, "o-", linewidth=2.5, label=family)
+            else:
+                ax.plot(rates, psnrs, ".--" if "420" in family or family in ("jpeg",) else ".-",
+                        linewidth=1.2, label=family)
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes per frame (log)")
+        ax.set_ylabel("PSNR RGB (dB); lossless drawn at 60")
+        frames = results[0].frames if results else 0
+        geometry = f"{results[0].width}×{results[0].height}" if results else ""
+        ax.set_title(f"{clip}: {frames} frames {geometry}")
+        ax.set_ylim(top=61)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clips", nargs="*", type=Path,
+                        help=f"input videos (default: {DEFAULT_CLIP.relative_to(REPO_ROOT)} "
+                             "relative to the repo root; an Atari recording if absent)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="use the first N frames of each clip (default: all)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"fewer settings and the first {QUICK_FRAMES} frames (smoke test)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--no-pacodec", action="store_true", help="anchors only")
+    args = parser.parse_args(argv)
+
+    max_frames = args.frames if args.frames is not None else (QUICK_FRAMES if args.quick else None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    clips = list(args.clips)
+    if not clips:
+        clips = [DEFAULT_CLIP.resolve()] if DEFAULT_CLIP.exists() else [atari_clip(args.out, max_frames)]
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    all_results: dict[str, list[AnchorResult]] = {}
+    rows: list[dict] = []
+    bd_rows_by_clip: dict[str, list[dict]] = {}
+    bd_rows: list[dict] = []
+    notes: list[str] = []
+    missing = anchors.unavailable()
+    if missing:
+        notes.append("unavailable in this PyAV build: " + ", ".join(missing))
+    for clip in clips:
+        frames, fps = read_frames(Path(clip), max_frames)
+        if not frames:
+            raise SystemExit(f"{clip}: no frames")
+        h, w = frames[0].shape[:2]
+        name = Path(clip).name
+        log(f"{name}: {len(frames)} frames {w}x{h} at {float(fps):g} fps; "
+            f"threads={THREADS}; SSIM every {anchors.SSIM_EVERY}th frame")
+        t0 = time.perf_counter()
+        results = run_anchors(frames, fps, args.quick, log)
+        pac = [] if args.no_pacodec else run_pacodec(frames, fps, args.quick, log)
+        results += pac
+        log(f"{name}: {len(results)} rows in {time.perf_counter() - t0:.0f} s")
+        all_results[name] = results
+        rows += [r.row() | {"clip": name} for r in results]
+        families = list(dict.fromkeys(r.codec for r in pac))
+        clip_bd = bd_table(results, families)
+        bd_rows_by_clip[name] = clip_bd
+        bd_rows += [row | {"clip": name} for row in clip_bd]
+
+    write_csv(rows, args.out / "rd.csv", CSV_COLUMNS)
+    plot(all_results, args.out / "rd.png")
+    write_csv(bd_rows, args.out / "bdrate.csv",
+              ["test", "anchor", "bd_rate_percent", "bd_psnr_db", "clip"])
+    markdown = bd_markdown(bd_rows, bd_rows_by_clip, notes)
+    (args.out / "bdrate.md").write_text(markdown + "\n")
+
+    log("")
+    log(summary(all_results))
+    log(markdown)
+    log(f"wrote {args.out / 'rd.csv'}, rd.png, bdrate.csv, bdrate.md")
+    return 0
+
+
+def summary(clip_results: dict[str, list[AnchorResult]]) -> str:
+    """Per family: the setting nearest 35 dB, and the span of the curve."""
+    lines = []
+    for clip, results in clip_results.items():
+        lines.append(f"{clip}: per family, the point nearest 35 dB")
+        lines.append(f"  {'family':15s} {'setting':22s} {'B/frame':>9s} {'PSNR':>7s} "
+                     f"{'SSIM':>7s} {'enc fps':>8s} {'dec fps':>8s}")
+        by_family: dict[str, list[AnchorResult]] = defaultdict(list)
+        for r in results:
+            by_family[r.codec].append(r)
+        for family, rs in by_family.items():
+            r = min(rs, key=lambda r: abs(r.psnr - 35.0) if math.isfinite(r.psnr) else 1e9)
+            lines.append(f"  {family:15s} {r.setting:22s} {r.bytes_per_frame:9.1f} "
+                         f"{r.psnr:7.2f} {r.ssim:7.4f} {r.encode_fps:8.1f} {r.decode_fps:8.1f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
