@@ -467,3 +467,22 @@ def test_hostile_megabyte_is_fast():
     h = header.getvalue()
     for filler in (bytes([2, 2]) * (1 << 19), bytes([2, 0xFF, 0xFF, 0x0F]) * (1 << 18), bytes(1 << 20)):
         exercise(h + filler)
+
+
+def test_many_tiny_records_stay_fast():
+    """A 1 MiB file of 150 000 one-byte frames: each operation well under a second
+    on an idle core (about 0.3–0.6 s); the bound is loose for shared CI machines."""
+    out = io.BytesIO()
+    writer = PczWriter(out, make_header(gop=1, frame_param_bytes=0))
+    while writer.bytes_written < (1 << 20) - 30:
+        writer.write_frame(b"x")
+    for data in (out.getvalue(), out.getvalue()[:-3]):
+        for salvage in (False, True):
+            reader = open_bytes(data, salvage=salvage)
+            for operation in (len, lambda r: sum(1 for _ in r), lambda r: r.accounting()):
+                start = time.perf_counter()
+                try:
+                    operation(reader)
+                except TruncatedError:
+                    assert not salvage
+                assert time.perf_counter() - start < 2.0

@@ -34,10 +34,11 @@ from pacodec.pcz.schema import (
     read_varint,
 )
 
-_RECORD_TYPES = frozenset(int(t) for t in RecordType)
+_RECORD_TYPES = {int(t): t for t in RecordType}
 _FRAME_TYPES = (RecordType.INTRA, RecordType.PREDICTED)
 _HEAD_MAX = 1 + MAX_VARINT_BYTES
 _RESYNC_CHUNK = 1 << 16
+_WINDOW = 1 << 18
 _TYPE_BYTE = re.compile(rb"[\x01\x02\x03\x7f]")
 
 
@@ -80,10 +81,7 @@ class _Rec(NamedTuple):
     head: int  # type byte + length varint
     length: int  # payload bytes
     payload: bytes | None
-
-    @property
-    def size(self) -> int:
-        return self.head + self.length + RECORD_CRC_SIZE
+    size: int  # whole record: head + length + CRC
 
 
 class _Span(NamedTuple):
@@ -108,6 +106,7 @@ class PczReader:
 
     def __init__(self, fileobj: BinaryIO, *, salvage: bool = False, name: str = "<stream>") -> None:
         self._file = fileobj
+        self._window, self._window_at = b"", 0
         self.name = name
         self.salvage = salvage
         self.damaged: list[int] = []
@@ -135,12 +134,23 @@ class PczReader:
     # -- low level -------------------------------------------------------------
 
     def _read_at(self, offset: int, n: int) -> bytes:
-        """Up to ``n`` bytes at ``offset``; callers bound ``n`` by the file size."""
+        """Up to ``n`` bytes at ``offset``; callers bound ``n`` by the file size.
+
+        Small reads come from a window of the file kept in memory, because a walk
+        over records makes two small reads per record.
+        """
+        start = offset - self._window_at
+        if 0 <= start and start + n <= len(self._window):
+            return self._window[start : start + n]
         try:
             self._file.seek(self._base + offset)
-            return self._file.read(n)
+            if n > _WINDOW // 4:
+                return self._file.read(n)
+            self._window = self._file.read(min(_WINDOW, self._size - offset))
         except (OSError, ValueError) as exc:
             raise FormatError(f"{self.name}: read at offset {offset} failed: {exc}") from None
+        self._window_at = offset
+        return self._window[:n]
 
     def _where(self, offset: int) -> str:
         return f"{self.name}: record at offset {offset}"
@@ -168,17 +178,17 @@ class PczReader:
             raise LimitError(
                 f"{self._where(pos)}: field length: {length} bytes exceeds {limits.MAX_RECORD_BYTES}"
             )
-        rec = _Rec(rtype, pos, 1 + nlen, length, None)
-        if pos + rec.size > end:
+        size = 1 + nlen + length + RECORD_CRC_SIZE
+        if pos + size > end:
             raise self._overrun(pos, end, f"length ({length} bytes)")
         if not verify:
-            return rec
-        raw = self._read_at(pos, rec.size)
-        if len(raw) != rec.size:
+            return _Rec(rtype, pos, 1 + nlen, length, None, size)
+        raw = self._read_at(pos, size)
+        if len(raw) != size:
             raise TruncatedError(f"{self._where(pos)}: file shrank while reading")
         if crc32(raw[:-RECORD_CRC_SIZE]) != int.from_bytes(raw[-RECORD_CRC_SIZE:], "little"):
             raise ChecksumError(f"{self._where(pos)}: CRC32 mismatch")
-        return rec._replace(payload=raw[rec.head : -RECORD_CRC_SIZE])
+        return _Rec(rtype, pos, 1 + nlen, length, raw[1 + nlen : -RECORD_CRC_SIZE], size)
 
     def _overrun(self, pos: int, end: int, field: str) -> FormatError:
         if end == self._size:
@@ -419,7 +429,7 @@ class PczReader:
         """Frames in order, each CRC-checked (damaged ones flagged when salvaging)."""
         for span in self._walk(verify=True):
             if span.kind == "frame":
-                yield FrameRecord(span.frame, RecordType(span.type), span.payload, span.offset)
+                yield FrameRecord(span.frame, _RECORD_TYPES[span.type], span.payload, span.offset)
             elif span.kind == "damaged":
                 yield FrameRecord(span.frame, RecordType(span.type), None, span.offset, True)
 
