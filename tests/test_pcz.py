@@ -486,3 +486,31 @@ def test_many_tiny_records_stay_fast():
                 except TruncatedError:
                     assert not salvage
                 assert time.perf_counter() - start < 2.0
+
+
+def test_container_imports_neither_torch_nor_av():
+    import subprocess
+    import sys
+
+    code = "import sys, pacodec.pcz; assert not {'torch', 'av'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ordering_rules():
+    header = io.BytesIO()
+    PczWriter(header, make_header(gop=2, frame_param_bytes=0))
+    h = header.getvalue()
+    intra, pred = build_record(RecordType.INTRA, b"i"), build_record(RecordType.PREDICTED, b"p")
+    params = build_record(RecordType.PARAMS, b"k")
+    for body, message in [
+        (pred, "no intra"),
+        (intra + params, "PARAMS"),
+        (params + params, "PARAMS"),
+        (intra + pred + pred, "gop"),
+        (intra + b"\x05\x01x" + bytes(4), "unknown record type 0x05"),
+        (intra + b"\x02\x80\x00" + bytes(4), "shortest form"),
+    ]:
+        with pytest.raises(FormatError, match=message):
+            list(open_bytes(h + body))
+        # salvage reads what it can and raises nothing
+        list(open_bytes(h + body, salvage=True))
