@@ -68,7 +68,9 @@ def parse_pcz(data: bytes) -> dict:
     assert pos == 8 + body_length, "1.0 body has no extension"
     assert entropy_coder in (0, 1) and gop >= 1
     # §6 trailer
-    index_offset, frame_count, trailer_magic, trailer_crc = struct.unpack_from("<QI4sI", data, len(data) - 20)
+    index_offset, frame_count, trailer_magic, trailer_crc = struct.unpack_from(
+        "<QI4sI", data, len(data) - 20
+    )
     assert trailer_magic == b"PCZE" and trailer_crc == _crc(data[-20:-4])
     # §4 records
     records = []
@@ -80,7 +82,9 @@ def parse_pcz(data: bytes) -> dict:
         (crc,) = struct.unpack_from("<I", data, end)
         assert crc == _crc(data[pos:end]), f"record at {pos}"
         assert rtype in (0x01, 0x02, 0x03, 0x7F)
-        records.append(dict(type=rtype, offset=pos, payload=data[payload_at:end], size=end + 4 - pos))
+        records.append(
+            dict(type=rtype, offset=pos, payload=data[payload_at:end], size=end + 4 - pos)
+        )
         pos = end + 4
     assert pos == len(data) - 20
     *body_records, index = records
@@ -95,8 +99,19 @@ def parse_pcz(data: bytes) -> dict:
     for _ in range(11):
         value, p = _varint(payload, p)
         totals.append(value)
-    (n, n_intra, n_pred, n_params, params_payload, params_records, intra_payload, intra_records,
-     pred_payload, pred_records, entry_count) = totals
+    (
+        n,
+        n_intra,
+        n_pred,
+        n_params,
+        params_payload,
+        params_records,
+        intra_payload,
+        intra_records,
+        pred_payload,
+        pred_records,
+        entry_count,
+    ) = totals
     entries, frame, offset = [], 0, 0
     for _ in range(entry_count):
         d_frame, p = _varint(payload, p)
@@ -181,8 +196,20 @@ def test_independent_parser_reads_writer_output():
 
 def test_worked_example_in_spec_matches_writer():
     """The hexdump in formats/pcz.md §12 is what PczWriter writes today."""
-    header = StreamHeader(160, 210, 160, 200, 60, 1, (ModelRef("tiny", bytes(range(32))),),
-                          Quantizer.SCALE, CodeDtype.UINT8, (2, 2), frame_param_bytes=8, gop=2)
+    header = StreamHeader(
+        160,
+        210,
+        160,
+        200,
+        60,
+        1,
+        (ModelRef("tiny", bytes(range(32))),),
+        Quantizer.SCALE,
+        CodeDtype.UINT8,
+        (2, 2),
+        frame_param_bytes=8,
+        gop=2,
+    )
     out = io.BytesIO()
     with PczWriter(out, header) as writer:
         writer.write_frame(struct.pack("<2f", 0.0, 1.0) + bytes([1, 2, 3, 4]))
@@ -191,4 +218,7 @@ def test_worked_example_in_spec_matches_writer():
     dump = spec.split("## 12. Worked example", 1)[1].split("```", 2)[1]
     hex_bytes = "".join(line[10:49].replace(" ", "") for line in dump.strip().splitlines())
     assert bytes.fromhex(hex_bytes) == out.getvalue()
-    assert parse_pcz(out.getvalue())["frames"][1] == (3, struct.pack("<2f", 0.0, 1.0) + bytes([5, 6, 7, 8]))
+    assert parse_pcz(out.getvalue())["frames"][1] == (
+        3,
+        struct.pack("<2f", 0.0, 1.0) + bytes([5, 6, 7, 8]),
+    )

@@ -30,7 +30,7 @@ from pacodec.pcz.schema import (
     crc32,
 )
 
-_MODEL_ID = re.compile(r"[a-z0-9._-]{1,%d}" % limits.MAX_MODEL_ID_BYTES)
+_MODEL_ID = re.compile(rf"[a-z0-9._-]{{1,{limits.MAX_MODEL_ID_BYTES}}}")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,11 @@ def validate_header(header: StreamHeader, where: str = "header") -> None:
         if not isinstance(value, int) or not 1 <= value <= 0xFFFFFFFF:
             fail(field, f"must be in 1..2**32-1, got {value!r}")
     if header.fps_num > limits.MAX_FPS * header.fps_den:
-        fail("fps_num", f"frame rate {header.fps_num}/{header.fps_den} over {limits.MAX_FPS}", LimitError)
+        fail(
+            "fps_num",
+            f"frame rate {header.fps_num}/{header.fps_den} over {limits.MAX_FPS}",
+            LimitError,
+        )
 
     if not 1 <= len(header.models) <= limits.MAX_MODELS:
         fail("models", f"needs 1..{limits.MAX_MODELS} entries, got {len(header.models)}")
@@ -122,7 +126,9 @@ def validate_header(header: StreamHeader, where: str = "header") -> None:
     if any(not isinstance(d, int) or not 1 <= d <= 0xFFFFFFFF for d in shape):
         fail("code_shape", f"dimensions must be in 1..2**32-1, got {shape!r}")
     if math.prod(shape) > limits.MAX_CODE_ENTRIES:
-        fail("code_shape", f"{math.prod(shape)} entries exceed {limits.MAX_CODE_ENTRIES}", LimitError)
+        fail(
+            "code_shape", f"{math.prod(shape)} entries exceed {limits.MAX_CODE_ENTRIES}", LimitError
+        )
 
     if not isinstance(header.frame_param_bytes, int) or not 0 <= header.frame_param_bytes <= 0xFFFF:
         fail("frame_param_bytes", f"must be in 0..65535, got {header.frame_param_bytes!r}")
@@ -157,9 +163,7 @@ def build_header(header: StreamHeader) -> bytes:
         gop=header.gop,
         extension=b"",
     )
-    signed = dict(
-        version_major=CURRENT_VERSION[0], version_minor=CURRENT_VERSION[1], body=body
-    )
+    signed = dict(version_major=CURRENT_VERSION[0], version_minor=CURRENT_VERSION[1], body=body)
     return Header.build(dict(signed=dict(value=signed)))
 
 
@@ -234,4 +238,11 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
     return header, size
 
 
-__all__ = ["ModelRef", "StreamHeader", "validate_header", "build_header", "read_header", "HeaderBody"]
+__all__ = [
+    "HeaderBody",
+    "ModelRef",
+    "StreamHeader",
+    "build_header",
+    "read_header",
+    "validate_header",
+]

@@ -221,7 +221,9 @@ class PczReader:
         if not self._header_size <= index_at < trailer_at:
             raise FormatError(f"{where}: field index_offset: {index_at} is outside the file")
         if trailer.frame_count > limits.MAX_FRAMES:
-            raise LimitError(f"{where}: field frame_count: {trailer.frame_count} over {limits.MAX_FRAMES}")
+            raise LimitError(
+                f"{where}: field frame_count: {trailer.frame_count} over {limits.MAX_FRAMES}"
+            )
         # The trailer is sound: frame records end at the index even if it is damaged.
         self._records_end = index_at
         rec = self._read_record(index_at, trailer_at, verify=True)
@@ -241,23 +243,49 @@ class PczReader:
                 raise FormatError(f"{where}: field {field}: {why}")
 
         need(idx.frame_count == trailer.frame_count, "frame_count", "differs from the trailer's")
-        need(idx.intra_frames + idx.predicted_frames == idx.frame_count, "frame_count",
-             "is not intra_frames + predicted_frames")
+        need(
+            idx.intra_frames + idx.predicted_frames == idx.frame_count,
+            "frame_count",
+            "is not intra_frames + predicted_frames",
+        )
         need(idx.params_records <= 1, "params_records", "more than one PARAMS record")
         for kind in ("params", "intra", "predicted"):
             count = idx.params_records if kind == "params" else getattr(idx, f"{kind}_frames")
-            need(getattr(idx, f"{kind}_record_bytes") >= getattr(idx, f"{kind}_payload_bytes") + 6 * count,
-                 f"{kind}_record_bytes", "smaller than its payloads and framing")
-        need(idx.params_record_bytes + idx.intra_record_bytes + idx.predicted_record_bytes
-             == index_at - self._header_size, "record bytes", "do not add up to the record area")
-        need(idx.entry_count == len(frames), "entry_count", f"{idx.entry_count} but {len(frames)} entries")
+            need(
+                getattr(idx, f"{kind}_record_bytes")
+                >= getattr(idx, f"{kind}_payload_bytes") + 6 * count,
+                f"{kind}_record_bytes",
+                "smaller than its payloads and framing",
+            )
+        need(
+            idx.params_record_bytes + idx.intra_record_bytes + idx.predicted_record_bytes
+            == index_at - self._header_size,
+            "record bytes",
+            "do not add up to the record area",
+        )
+        need(
+            idx.entry_count == len(frames),
+            "entry_count",
+            f"{idx.entry_count} but {len(frames)} entries",
+        )
         if idx.frame_count:
-            need(len(frames) >= 1 and frames[0] == 0 and offsets[0] == self._header_size + idx.params_record_bytes,
-                 "entries", "the first entry must be frame 0 at the first frame record")
-            need(bool((frames[1:] > frames[:-1]).all() and (offsets[1:] > offsets[:-1]).all()),
-                 "entries", "frames and offsets must increase")
-            need(int(frames[-1]) < idx.frame_count and int(offsets[-1]) < index_at,
-                 "entries", "an entry points past the last frame")
+            need(
+                len(frames) >= 1
+                and frames[0] == 0
+                and offsets[0] == self._header_size + idx.params_record_bytes,
+                "entries",
+                "the first entry must be frame 0 at the first frame record",
+            )
+            need(
+                bool((frames[1:] > frames[:-1]).all() and (offsets[1:] > offsets[:-1]).all()),
+                "entries",
+                "frames and offsets must increase",
+            )
+            need(
+                int(frames[-1]) < idx.frame_count and int(offsets[-1]) < index_at,
+                "entries",
+                "an entry points past the last frame",
+            )
         else:
             need(len(frames) == 0, "entries", "entries in a stream without frames")
         self._frame_count = idx.frame_count
@@ -292,10 +320,16 @@ class PczReader:
                 rest = self._size - pos - rec.size
                 if not self.salvage:
                     if rest < TRAILER_SIZE:
-                        raise TruncatedError(f"{self.name}: trailer at offset {pos + rec.size}: file ends inside it")
+                        raise TruncatedError(
+                            f"{self.name}: trailer at offset {pos + rec.size}: file ends inside it"
+                        )
                     if rest == TRAILER_SIZE:
-                        raise ChecksumError(f"{self.name}: trailer at offset {pos + rec.size}: damaged")
-                    raise FormatError(f"{self.name}: index record at offset {pos}: not followed by the trailer")
+                        raise ChecksumError(
+                            f"{self.name}: trailer at offset {pos + rec.size}: damaged"
+                        )
+                    raise FormatError(
+                        f"{self.name}: index record at offset {pos}: not followed by the trailer"
+                    )
                 yield _Span("index", -1, rec.type, pos, self._size - pos, None, 0)
                 return
             if rec.type == RecordType.PARAMS:
@@ -308,7 +342,9 @@ class PczReader:
             pos += rec.size
         if self.complete:
             if frame != self._frame_count and not self.salvage:
-                raise FormatError(f"{self.name}: index says {self._frame_count} frames, records hold {frame}")
+                raise FormatError(
+                    f"{self.name}: index says {self._frame_count} frames, records hold {frame}"
+                )
             # Salvaging: frames the index promises but damage swallowed, so that
             # len(), iteration and record(i) agree.
             for lost in range(frame, self._frame_count):
@@ -320,7 +356,9 @@ class PczReader:
                 "(a cut file: open with salvage=True to read it without this error)"
             )
 
-    def _check_order(self, rec: _Rec, frame: int, since_intra: int | None, seen_params: bool) -> None:
+    def _check_order(
+        self, rec: _Rec, frame: int, since_intra: int | None, seen_params: bool
+    ) -> None:
         """§4.3 ordering rules, checked when not salvaging."""
         where = self._where(rec.offset)
         if rec.type == RecordType.PARAMS and (frame or seen_params):
@@ -329,9 +367,13 @@ class PczReader:
             raise FormatError(f"{where}: field length: {rec.length} is under frame_param_bytes")
         if rec.type == RecordType.PREDICTED:
             if since_intra is None:
-                raise FormatError(f"{where}: field type: predicted frame {frame} has no intra frame before it")
+                raise FormatError(
+                    f"{where}: field type: predicted frame {frame} has no intra frame before it"
+                )
             if since_intra + 1 >= self.header.gop:
-                raise FormatError(f"{where}: field type: frame {frame} is further than gop={self.header.gop} from its intra frame")
+                raise FormatError(
+                    f"{where}: field type: frame {frame} is further than gop={self.header.gop} from its intra frame"
+                )
 
     def _note_damaged(self, frame: int) -> None:
         if frame not in self._damaged_set:
@@ -386,7 +428,9 @@ class PczReader:
             for match in _TYPE_BYTE.finditer(buf, 0, min(_RESYNC_CHUNK, len(buf))):
                 self._resync_candidates_left -= 1
                 if self._resync_candidates_left < 0:
-                    raise FormatError(f"{self.name}: salvage gave up after offset {pos}: too much damage")
+                    raise FormatError(
+                        f"{self.name}: salvage gave up after offset {pos}: too much damage"
+                    )
                 at = match.start()
                 try:
                     varint = read_varint(buf, at + 1)
@@ -402,12 +446,16 @@ class PczReader:
                     continue
                 self._resync_bytes_left -= size
                 if self._resync_bytes_left < 0:
-                    raise FormatError(f"{self.name}: salvage gave up after offset {pos}: too much damage")
+                    raise FormatError(
+                        f"{self.name}: salvage gave up after offset {pos}: too much damage"
+                    )
                 if at + size <= len(buf):
                     raw = view[at : at + size]
                 else:
                     raw = self._read_at(start + at, size)
-                if crc32(raw[:-RECORD_CRC_SIZE]) == int.from_bytes(raw[-RECORD_CRC_SIZE:], "little"):
+                if crc32(raw[:-RECORD_CRC_SIZE]) == int.from_bytes(
+                    raw[-RECORD_CRC_SIZE:], "little"
+                ):
                     return start + at
             start += _RESYNC_CHUNK
         return end if end < self._size else None
@@ -476,8 +524,12 @@ class PczReader:
         intra = frame
         while True:
             rec = self._read_record(pos, self._records_end, verify and frame == i)
-            if rec.type not in _FRAME_TYPES or (frame == self._entry_frames[k] and rec.type != RecordType.INTRA):
-                raise FormatError(f"{self._where(pos)}: field type: 0x{rec.type:02x} where the index expects frame {frame}")
+            if rec.type not in _FRAME_TYPES or (
+                frame == self._entry_frames[k] and rec.type != RecordType.INTRA
+            ):
+                raise FormatError(
+                    f"{self._where(pos)}: field type: 0x{rec.type:02x} where the index expects frame {frame}"
+                )
             if rec.type == RecordType.INTRA:
                 intra = frame
             if frame == i:
@@ -532,12 +584,21 @@ class PczReader:
         acc = Accounting(self._size, 0, 0, 0, self._header_size, 0, 0, 0, 0, 0, 0)
         if self.complete:
             t = self._totals
-            acc.frames, acc.intra_frames, acc.predicted_frames = t.frame_count, t.intra_frames, t.predicted_frames
+            acc.frames, acc.intra_frames, acc.predicted_frames = (
+                t.frame_count,
+                t.intra_frames,
+                t.predicted_frames,
+            )
             payloads = t.intra_payload_bytes + t.predicted_payload_bytes
             acc.params = t.params_payload_bytes + fpb * t.frame_count
             acc.codes = payloads - fpb * t.frame_count
-            acc.framing = (t.params_record_bytes - t.params_payload_bytes
-                           + t.intra_record_bytes + t.predicted_record_bytes - payloads)
+            acc.framing = (
+                t.params_record_bytes
+                - t.params_payload_bytes
+                + t.intra_record_bytes
+                + t.predicted_record_bytes
+                - payloads
+            )
             acc.index = self._size - self._records_end
             acc.intra_bytes, acc.predicted_bytes = t.intra_record_bytes, t.predicted_record_bytes
             acc.other = self._size - (acc.header + acc.params + acc.codes + acc.framing + acc.index)

@@ -21,7 +21,7 @@ from enum import IntEnum
 import construct as cs
 import numpy as np
 
-# §2 Magic numbers and version
+# §3.1 header magic and version, §6 trailer magic
 MAGIC = b"PCZ\x00"
 TRAILER_MAGIC = b"PCZE"
 CURRENT_VERSION = (1, 0)
@@ -115,7 +115,7 @@ HeaderBody = cs.Struct(
     "entropy_coder" / cs.Int8ul,
     "table_digest" / cs.Bytes(32),
     "gop" / cs.Int16ul,
-    # §3.5 fields appended by later minor versions; empty in 1.0
+    # §3.2, §9: fields appended by later minor versions; empty in 1.0
     "extension" / cs.GreedyBytes,
 )
 
@@ -234,7 +234,7 @@ Trailer = cs.Struct(
 
 
 def read_varint(buf: bytes, pos: int) -> tuple[int, int] | None:
-    """Decode one §4.2 LEB128 varint at ``buf[pos:]``.
+    """Decode one LEB128 varint (§1) at ``buf[pos:]``.
 
     Returns (value, number of bytes), or None when ``buf`` ends first. Raises
     ValueError for a varint longer than 10 bytes or not in shortest form.

@@ -23,7 +23,7 @@ def exercise(data: bytes, salvage: bool) -> None:
         n = len(reader)
         for _ in reader:
             pass
-        reader.params
+        _ = reader.params
         reader.accounting()
         for i in (0, n // 2, n - 1):
             if 0 <= i < n:
@@ -44,11 +44,22 @@ def test_one_input(data: bytes) -> None:
 
 def seeds() -> dict[str, bytes]:
     """A few small valid files: all intra, GOP with PARAMS, cut, one frame."""
+
     def header(**kw):
-        fields = dict(source_width=160, source_height=210, width=160, height=200, fps_num=60,
-                      fps_den=1, models=(ModelRef("conv4", hashlib.sha256(b"w").digest()),),
-                      quantizer=Quantizer.SCALE, code_dtype=CodeDtype.UINT8, code_shape=(4, 5),
-                      frame_param_bytes=8, gop=4)
+        fields = dict(
+            source_width=160,
+            source_height=210,
+            width=160,
+            height=200,
+            fps_num=60,
+            fps_den=1,
+            models=(ModelRef("conv4", hashlib.sha256(b"w").digest()),),
+            quantizer=Quantizer.SCALE,
+            code_dtype=CodeDtype.UINT8,
+            code_shape=(4, 5),
+            frame_param_bytes=8,
+            gop=4,
+        )
         fields.update(kw)
         return StreamHeader(**fields)
 
