@@ -81,19 +81,12 @@ def read_frames(path: Path, max_frames: int | None) -> tuple[list[np.ndarray], F
 
 
 def atari_clip(out_dir: Path, max_frames: int | None) -> Path:
-    """Record an Atari Pac-Man clip when the real clips are absent (pacodec.data)."""
-    try:
-        from pacodec.data import record_atari
-    except ImportError as error:
-        raise SystemExit(f"no clip given, {DEFAULT_CLIP} is absent, and pacodec.data."
-                         f"record_atari is not available ({error})") from error
-    n = max_frames or ATARI_FRAMES
+    """Record a Ms. Pac-Man clip through ale-py when the real clips are absent."""
+    from pacodec.data import write_atari_clip
+
     target = out_dir / "atari.mkv"
-    try:
-        result = record_atari(target, frames=n)
-    except TypeError:
-        result = record_atari(target, n)
-    return Path(result) if isinstance(result, (str, os.PathLike)) else target
+    write_atari_clip(target, game="ms_pacman", frames=max_frames or ATARI_FRAMES, seed=0)
+    return target
 
 
 def write_lossless(frames: Sequence[np.ndarray], fps: Fraction, path: Path) -> None:

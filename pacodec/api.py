@@ -555,3 +555,58 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every:
 
 __all__ = ["Writer", "Reader", "open", "encode", "decode", "probe", "list_models", "compare",
            "DEFAULT_MODEL", "DEFAULT_QUANTIZER", "OutputError"]
+
+
+def evaluate(
+    model: str,
+    data: str | os.PathLike[str],
+    *,
+    quantizer: str | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    max_frames: int | None = None,
+    ssim_every: int = 1,
+    keep: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Encode ``data`` through a real ``.pcz`` file, decode it, and measure.
+
+    Returns the file's ``probe`` facts plus PSNR/SSIM against the input at the coded
+    geometry, and encode/decode frames per second (frames ÷ wall time of encoding the
+    file, and of decoding its frames). ``keep`` names where to leave the ``.pcz``.
+    """
+    import tempfile
+    import time
+
+    from . import video
+    from .metrics import compare as compare_pairs
+
+    with tempfile.TemporaryDirectory(prefix="pacodec-eval-") as tmp:
+        pcz = Path(keep) if keep else Path(tmp) / "eval.pcz"
+        t0 = time.perf_counter()
+        facts = encode(data, pcz, model=model, quantizer=quantizer, max_frames=max_frames, force=True,
+                       weights_dir=weights_dir, device=device)
+        encode_s = time.perf_counter() - t0
+        decode_s = 0.0
+        with open(pcz, weights_dir=weights_dir, device=device) as reader:
+            decoded = iter(reader)
+
+            def timed() -> Iterator[np.ndarray]:
+                nonlocal decode_s
+                while True:
+                    t = time.perf_counter()
+                    try:
+                        frame = next(decoded)
+                    except StopIteration:
+                        decode_s += time.perf_counter() - t
+                        return
+                    decode_s += time.perf_counter() - t
+                    yield frame
+
+            sources = video.iter_frames(data, max_frames=max_frames)
+            pairs = ((video.fit(s, reader.width, reader.height), d) for s, d in zip(sources, timed()))
+            quality = compare_pairs(pairs, ssim_every=ssim_every)
+    import torch
+
+    return {**facts, "psnr": quality.psnr_db, "ssim": quality.ssim, "ssim_every": ssim_every,
+            "encode_fps": facts["frames"] / encode_s, "decode_fps": facts["frames"] / max(decode_s, 1e-9),
+            "threads": torch.get_num_threads(), "data": str(data)}

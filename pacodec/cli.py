@@ -250,6 +250,127 @@ def compare(
         typer.echo(f"{result['frames']} frames: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}")
 
 
+@app.command("eval")
+@_guarded
+def eval_command(
+    model: Annotated[str, typer.Argument(help="Model id.")],
+    data: Annotated[Path, typer.Option("--data", help="A clip to measure on.")],
+    quantizer: Annotated[Optional[str], typer.Option("--quantizer")] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames")] = None,
+    ssim_every: Annotated[int, typer.Option("--ssim-every")] = 1,
+    json_out: JsonOpt = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Encode a clip through a real .pcz file, decode it, and report bytes, PSNR, SSIM, speed."""
+    from . import api
+
+    r = api.evaluate(model, data, quantizer=quantizer, weights_dir=weights, device=device,
+                     max_frames=max_frames, ssim_every=ssim_every)
+    if json_out:
+        typer.echo(json.dumps(r, indent=2))
+        return
+    typer.echo(f"{model} + {r['quantizer']} on {data}: {r['frames']} frames, {r['bytes_per_frame']:.1f} bytes/frame, "
+               f"ratio 1/{r['ratio']:.2f} (codes 1/{r['codes_ratio']:.2f}), PSNR {r['psnr']:.2f} dB, "
+               f"SSIM {r['ssim']:.4f}, encode {r['encode_fps']:.1f} fps, decode {r['decode_fps']:.1f} fps")
+
+
+@app.command()
+@_guarded
+def train(
+    model: Annotated[str, typer.Argument(help="Model id to train (see `pacodec models`).")],
+    data: Annotated[list[Path], typer.Option("--data", help="Video files or folders of frames (repeatable).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for checkpoints, log and weights.")],
+    val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation videos or folders.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    every: Annotated[int, typer.Option("--every", help="Use every Nth frame of the data.")] = 1,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="Train on random NxN windows (fully convolutional models).")] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes; stops after the last whole epoch that fits.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --output.")] = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end."""
+    from . import data as datasets
+    from .errors import InputError
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    if epochs < 1 or batch_size < 1 or lr <= 0 or every < 1:
+        raise InputError("--epochs, --batch-size and --every must be at least 1, --lr positive")
+    frames = datasets.load_frames(list(data), every=every)
+    if len(frames) == 0:
+        raise InputError("--data holds no frames")
+    val_frames = datasets.load_frames(list(val), every=every) if val else None
+    command = "pacodec train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
+    cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
+                      seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop,
+                      data_description=[str(p) for p in data], command=command)
+    bar = None
+    epoch = [0]
+
+    def progress(step: int, steps: int, logs: dict[str, float]) -> None:
+        nonlocal bar
+        if _state["quiet"]:
+            return
+        from tqdm import tqdm
+
+        if bar is None or step == 1:
+            if bar is not None:
+                bar.close()
+            epoch[0] += 1
+            bar = tqdm(total=steps, desc=f"epoch {epoch[0]}", file=sys.stderr, leave=False)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+
+    summary = run_training(cfg, frames, val_frames, progress=progress)
+    if bar is not None:
+        bar.close()
+    if summary.get("sha256"):
+        typer.echo(f"{model}: {summary['epochs']} epochs, weights {output / (model + '.safetensors')} "
+                   f"sha256 {summary['sha256']}")
+
+
+@dataset_app.command("extract")
+@_guarded
+def dataset_extract(
+    videos: Annotated[list[Path], typer.Argument(help="Video files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the PNG frames.")],
+    every: Annotated[int, typer.Option("--every", help="Keep every Nth frame (workshop: 10).")] = 10,
+    size: Annotated[str, typer.Option("--size", help="WxH (workshop: 160x200).")] = "160x200",
+) -> None:
+    """Cut every Nth frame of videos into PNGs, resized with INTER_AREA."""
+    from . import data as datasets
+    from .errors import InputError
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size must look like 160x200, got {size!r}") from None
+    count = datasets.extract(list(videos), output, every=every, size=(width, height))
+    typer.echo(f"{output}: {count} frames")
+
+
+@dataset_app.command("atari")
+@_guarded
+def dataset_atari(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Video to write (.mkv lossless, .mp4).")],
+    game: Annotated[str, typer.Option("--game", help="ms_pacman or pacman.")] = "ms_pacman",
+    frames: Annotated[int, typer.Option("--frames")] = 300,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Record real Atari 2600 gameplay through ale-py, deterministically for a seed."""
+    from . import data as datasets
+    from .output import atomic_output
+
+    with atomic_output(output, force=force) as partial:
+        datasets.write_atari_clip(partial, game=game, frames=frames, seed=seed)
+    typer.echo(f"{output}: {frames} frames of {game} (seed {seed})")
+
+
 def _install_sigterm() -> None:
     # SIGTERM becomes KeyboardInterrupt, so the same cleanup (removing .partial) runs.
     def handler(signum: int, frame: Any) -> None:

@@ -47,6 +47,7 @@ class TrainConfig:
     resume: bool = False
     device: str = "cpu"
     model_config: dict[str, Any] | None = None
+    crop: int | None = None  # train on random crop×crop windows (fully convolutional models)
     data_description: list[str] = field(default_factory=list)
     command: str = ""
 
@@ -138,6 +139,15 @@ def evaluate_loss(model: CodecModel, frames: np.ndarray, batch_size: int, device
     return total / max(count, 1)
 
 
+def random_crops(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One random size×size window of each N×H×W×3 frame."""
+    n, h, w, _ = frames.shape
+    size_h, size_w = min(size, h), min(size, w)
+    ys = rng.integers(0, h - size_h + 1, n)
+    xs = rng.integers(0, w - size_w + 1, n)
+    return np.stack([f[y : y + size_h, x : x + size_w] for f, y, x in zip(frames, ys, xs)])
+
+
 def weights_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
@@ -203,7 +213,10 @@ def train(
         total = 0.0
         for step in range(steps):
             idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
-            images = frames_to_tensor(shard[idx], device)
+            batch = shard[idx]
+            if cfg.crop:
+                batch = random_crops(batch, cfg.crop, rng)
+            images = frames_to_tensor(batch, device)
             # Forward through the (possibly DDP) wrapper so gradients are all-reduced.
             loss, logs = model.criterion(images, net(images))
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,58 @@
+"""Shared fixtures: real Ms. Pac-Man frames from ale-py and tiny trained models.
+
+Nothing here reads the shared clips; tests that want them skip when absent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 20
+
+
+@pytest.fixture(scope="session")
+def atari_frames() -> np.ndarray:
+    """FRAMES real Ms. Pac-Man frames at the workshop geometry (200×160), seed 11."""
+    from pacodec.data import record_atari
+    from pacodec.video import fit
+
+    frames = [fit(f, 160, 200) for f in record_atari(game="ms_pacman", frames=160, seed=11)]
+    # Past the intro tune, so consecutive frames differ.
+    return np.stack(frames[-FRAMES:])
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory, atari_frames) -> Path:
+    """The fixture frames as a lossless .mkv (at 160×210, so encoding resizes)."""
+    from pacodec.video import VideoWriter, fit
+
+    path = tmp_path_factory.mktemp("clip") / "atari.mkv"
+    with VideoWriter(path, fps=30, width=160, height=210) as out:
+        for frame in atari_frames:
+            out.write(fit(frame, 160, 210))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, atari_frames) -> Path:
+    """A folder with tiny-conv and tiny-pac weights trained briefly on the fixture frames."""
+    from pacodec.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("weights")
+    for model_id in ("tiny-conv", "tiny-pac"):
+        train(TrainConfig(model_id=model_id, out_dir=out, epochs=2, batch_size=4, lr=3e-3), atari_frames)
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    """Run the real ``pacodec`` entry point in a subprocess."""
+    cmd = [sys.executable, "-c", "from pacodec.cli import main; main()", *args]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
