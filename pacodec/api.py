@@ -472,6 +472,8 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "entropy_coder": _coder_name(h.entropy_coder), "table_digest": h.table_digest.hex()
         if h.entropy_coder != EntropyCoder.NONE else None,
         "gop": h.gop, "complete": reader.complete,
+        # Bytes in no whole record (a cut tail, damage): 0 for a sound file.
+        "other_bytes": acc.other,
         "parts": parts,
         "bytes_by_type": {"intra": acc.intra_bytes, "predicted": acc.predicted_bytes},
         "codes_fixed_width": fixed_width,

@@ -193,7 +193,10 @@ def render_info(facts: dict[str, Any]) -> str:
     frames = max(facts["frames"], 1)
     for name, value in facts["parts"].items():
         lines.append(f"{name:<10}{value:>12,}{100 * value / size:>8.2f}%{value / frames:>12.1f}")
-    total = sum(facts["parts"].values())
+    if facts.get("other_bytes"):
+        other = facts["other_bytes"]
+        lines.append(f"{'cut/damaged':<10}{other:>12,}{100 * other / size:>8.2f}%{other / frames:>12.1f}")
+    total = sum(facts["parts"].values()) + facts.get("other_bytes", 0)
     lines.append(f"{'total':<10}{total:>12,}{100 * total / size:>8.2f}%{total / frames:>12.1f}"
                  + ("" if total == size else "   MISMATCH with file size!"))
     lines.append("")

@@ -108,9 +108,13 @@ def load_bytes(data: bytes, *, expected_id: str | None = None, name: str = "weig
         state = load_safetensors_bytes(data)
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{name}: not a pacodec safetensors file ({exc})") from None
+    build_id = model_id
     if expected_id is not None and model_id != expected_id:
-        raise WeightsError(f"{name}: holds {model_id!r}, expected {expected_id!r}")
-    model = build_model(model_id, config)
+        spec = spec_of(expected_id)
+        if spec.weights_of != model_id:
+            raise WeightsError(f"{name}: holds {model_id!r}, expected {expected_id!r}")
+        build_id = expected_id  # e.g. pac-q3 built from the shared "pac" weights
+    model = build_model(build_id, config)
     want = model.state_dict()
     state = {k: v.to(want[k].dtype) if k in want else v for k, v in state.items()}
     try:
@@ -161,7 +165,8 @@ def load(
 def spec_of(model_id: str):
     from .models import registered_ids
 
-    registered_ids()
+    if model_id not in registered_ids():
+        raise WeightsError(f"unknown model id {model_id!r}")
     return REGISTRY[model_id]
 
 

@@ -131,6 +131,9 @@ class ModelSpec:
     description: str
     #: Store weights as float16 (compact variants); compute stays float32.
     half_precision: bool = False
+    #: The id whose trained weights this id uses (one network serving several ids,
+    #: e.g. pac-q1…q5 are quality levels of "pac"); None means its own.
+    weights_of: str | None = None
 
 
 REGISTRY: dict[str, ModelSpec] = {}

@@ -225,9 +225,12 @@ def _pac_builder(model_id: str, level: int):
     return build
 
 
+register(ModelSpec("pac", "pac", lambda o: PacModel("pac", config_from(PacConfig, o)),
+                   f"ours: the network behind pac-q1…q{LEVELS} (train this id; code with a level)"))
 for _level in range(LEVELS):
     register(ModelSpec(f"pac-q{_level + 1}", "pac", _pac_builder(f"pac-q{_level + 1}", _level),
-                       f"ours: rate-distortion trained, entropy-coded, quality {_level + 1} of {LEVELS}"))
+                       f"ours: rate-distortion trained, entropy-coded, quality {_level + 1} of {LEVELS}",
+                       weights_of="pac"))
 register(ModelSpec("tiny-pac", "pac",
                    lambda o: PacModel("tiny-pac", config_from(PacConfig, {"hidden": 8, "latent": 8,
                                                                           "max_symbol": 15, **(o or {})})),

@@ -1,0 +1,72 @@
+"""Copy trained weights into weights/ with a manifest entry holding measured figures.
+
+    python tools/ship_weights.py RUN_DIR MODEL_ID [--as ID ...] [--quantizer Q ...] [--clip PATH]
+        [--retrain "pacodec train ..."] [--note TEXT]
+
+Reads RUN_DIR/manifest.json (written by ``pacodec train``), copies the weights file,
+measures every listed id × quantizer on the test clip (clip9 by default) through a
+real .pcz file with ``pacodec.api.evaluate``, and writes one manifest entry per id
+(``--as`` lets one weights file serve several ids, e.g. pac-q1…q5 from "pac").
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pacodec import api, zoo  # noqa: E402
+from pacodec.data import shared_clip  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("model_id")
+    parser.add_argument("--as", dest="ids", action="append", help="ids served by these weights")
+    parser.add_argument("--quantizer", action="append", help="quantizers to measure (default: the model's)")
+    parser.add_argument("--clip", type=Path, default=None)
+    parser.add_argument("--retrain", default=None, help="the one command that retrains these weights")
+    parser.add_argument("--note", default=None)
+    args = parser.parse_args()
+
+    entry = next((e for e in zoo.read_manifest(args.run_dir) if e["id"] == args.model_id), None)
+    if entry is None:
+        print(f"{args.run_dir}: no manifest entry for {args.model_id}", file=sys.stderr)
+        return 2
+    clip = args.clip or shared_clip("clip9")
+    if clip is None:
+        print("clip9 is absent: pass --clip", file=sys.stderr)
+        return 2
+    target = zoo.SHIPPED_DIR / entry["file"]
+    shutil.copyfile(args.run_dir / entry["file"], target)
+    assert zoo.sha256_of(target) == entry["sha256"]
+    training = dict(entry["training"])
+    if args.retrain:
+        training["command"] = args.retrain
+    if args.note:
+        training["note"] = args.note
+    for model_id in args.ids or [args.model_id]:
+        family = zoo.spec_of(model_id).family
+        quantizers = args.quantizer or (["entropy"] if family == "pac" else ["none", "naive"])
+        measured = []
+        for q in quantizers:
+            r = api.evaluate(model_id, clip, quantizer=None if q == "entropy" else q)
+            measured.append({k: r[k] for k in ("quantizer", "bytes_per_frame", "ratio", "codes_ratio",
+                                                "psnr", "ssim", "encode_fps", "decode_fps", "threads")}
+                            | {"data": Path(clip).name, "frames": r["frames"]})
+            print(f"{model_id} {q}: {r['bytes_per_frame']:.1f} B/frame, PSNR {r['psnr']:.2f} dB, "
+                  f"SSIM {r['ssim']:.4f}")
+        new = {**entry, "id": model_id, "training": training, "measured": measured[0],
+               "measured_all": measured,
+               "measure_command": f"pacodec eval {model_id} --data {Path(clip).name} --quantizer {quantizers[0]}"}
+        zoo.write_manifest_entry(zoo.SHIPPED_DIR, new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
