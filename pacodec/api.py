@@ -96,6 +96,55 @@ def _quantizer_for_file(model: Any, header: StreamHeader, params: bytes | None) 
     return quantizers.from_header(header.quantizer, header.code_dtype, params)
 
 
+@dataclass
+class Predictor:
+    """The residual model and block coder of predicted frames."""
+
+    model: Any
+    sha256: str
+    coder: Any  # predict.PredictiveCoder
+
+
+def _can_predict(model: Any) -> bool:
+    from .models.pac import RESIDUAL_FOR
+    from .zoo import spec_of
+
+    return getattr(model, "family", "") == "pac" and (
+        (spec_of(model.model_id).weights_of or model.model_id) in RESIDUAL_FOR)
+
+
+def _choose_gop(model: Any, gop: int | None) -> int:
+    from .predict import DEFAULT_GOP
+
+    if gop is None:
+        return DEFAULT_GOP if _can_predict(model) else 1
+    if gop < 1 or gop > 65535:
+        raise InputError(f"--gop must be 1…65535, got {gop}")
+    if gop > 1 and not _can_predict(model):
+        raise InputError(f"{model.model_id} cannot predict between frames: use --gop 1 "
+                         "(or a pac-q model)")
+    return gop
+
+
+def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float = 1.0,
+               residual_ref: tuple[str, str] | None = None) -> Predictor:
+    import dataclasses
+
+    from .models.pac import RESIDUAL_FOR
+    from .predict import PredictiveCoder, lambda_for
+    from .zoo import spec_of
+
+    if residual_ref is None:
+        residual_id, expect = RESIDUAL_FOR[spec_of(model.model_id).weights_of or model.model_id], None
+    else:
+        residual_id, expect = residual_ref
+    residual, sha = _load_model(residual_id, weights_dir, device, expect)
+    # The residual model codes at the intra model's quality level.
+    residual.config = dataclasses.replace(residual.config, level=model.level)
+    lam_sse = lambda_for(model.config.lambdas[model.level], lam)
+    return Predictor(residual, sha, PredictiveCoder(residual, lam_sse, model.width, model.height))
+
+
 # ----------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------
@@ -121,10 +170,18 @@ class Writer:
         force: bool = False,
         weights_dir: str | os.PathLike[str] | None = None,
         device: str = "cpu",
+        gop: int | None = None,
+        lam: float = 1.0,
     ) -> None:
         self.path = Path(path)
-        loaded, sha = _load_model(model, Path(weights_dir) if weights_dir else None, device)
+        wdir = Path(weights_dir) if weights_dir else None
+        loaded, sha = _load_model(model, wdir, device)
         self.codec = Codec(loaded, sha, _make_quantizer(loaded, quantizer))
+        self.predictor = None
+        self.gop = _choose_gop(loaded, gop)
+        if self.gop > 1:
+            self.predictor = _predictor(loaded, wdir, device, lam=lam)
+        self._reference: np.ndarray | None = None
         self.fps = Fraction(fps).limit_denominator(1 << 16)
         if self.fps <= 0:
             raise InputError(f"frame rate must be positive, got {fps}")
@@ -207,13 +264,16 @@ class Writer:
             from .entropy import table_digest
 
             digest, coder = table_digest(model.entropy_tables()), EntropyCoder.CONSTRICTION_RANGE
+        models = [ModelRef(model.model_id, bytes.fromhex(self.codec.sha256))]
+        if self.predictor is not None:
+            models.append(ModelRef(self.predictor.model.model_id, bytes.fromhex(self.predictor.sha256)))
         return StreamHeader(
             source_width=self._source[0], source_height=self._source[1],
             width=model.width, height=model.height,
             fps_num=self.fps.numerator, fps_den=self.fps.denominator,
-            models=(ModelRef(model.model_id, bytes.fromhex(self.codec.sha256)),),
+            models=tuple(models),
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
-            frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=1,
+            frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
         )
 
     def _emit(self, payloads: Iterable[bytes]) -> None:
@@ -232,12 +292,35 @@ class Writer:
         frames = np.stack(self._pending)
         self._pending = []
         q = self.codec.quantizer
+        if self.predictor is not None:
+            self._emit_predictive(frames)
+            return
         if q.fit_frames and self._pcz is None:
             # Stream parameters first: hold codes until enough frames to fit on.
             self._fit_codes.extend(self.codec.model.encode(frames))
             self._flush_fit(final=False)
             return
         self._emit(self.codec.payloads(frames))
+
+    def _emit_predictive(self, frames: np.ndarray) -> None:
+        """Closed loop: every frame is coded against the decoder's own last frame."""
+        assert self.predictor is not None
+        if self._pcz is None:
+            self._emit([])
+        assert self._pcz is not None
+        for frame in frames:
+            if self.frames % self.gop == 0 or self._reference is None:
+                payload = self.codec.quantizer.quantize(self.codec.model.encode(frame[None])[0])
+                self._reference = self.codec.frames_of([self.codec.codes_of(payload)])[0]
+                predicted = False
+            else:
+                payload, self._reference = self.predictor.coder.encode(frame, self._reference)
+                predicted = True
+            try:
+                self._pcz.write_frame(payload, predicted=predicted)
+            except OSError as exc:
+                raise describe_os_error(self.path, exc) from exc
+            self.frames += 1
 
     def _flush_fit(self, *, final: bool) -> None:
         q = self.codec.quantizer
@@ -293,10 +376,19 @@ class Reader:
             if (model.width, model.height) != (h.width, h.height) or tuple(model.code_shape) != tuple(h.code_shape):
                 raise FormatError(f"{self.path}: header geometry or code shape does not match {ref.model_id}")
             self.codec = Codec(model, sha, _quantizer_for_file(model, h, self.pcz.params))
+            self.predictor = None
+            if h.gop > 1:
+                if len(h.models) < 2 or not _can_predict(model):
+                    raise FormatError(f"{self.path}: predicted frames need a residual model in the header")
+                res = h.models[1]
+                self.predictor = _predictor(model, Path(weights_dir) if weights_dir else None, device,
+                                            residual_ref=(res.model_id, None if force_weights
+                                                          else res.weights_sha256.hex()))
         except BaseException:
             self._file.close()
             raise
         self.salvage = salvage
+        self._chain_damaged: list[int] = []
         self.header = h
         self.width, self.height = h.width, h.height
         self.source_width, self.source_height = h.source_width, h.source_height
@@ -307,12 +399,17 @@ class Reader:
 
     @property
     def damaged(self) -> list[int]:
-        return list(self.pcz.damaged)
+        """Frames that could not be decoded: damaged records, and with prediction the
+        frames that depend on one, up to the next intra frame."""
+        return sorted(set(self.pcz.damaged) | set(self._chain_damaged))
 
     def __len__(self) -> int:
         return len(self.pcz)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        if self.predictor is not None:
+            yield from self._iter_predictive()
+            return
         last: np.ndarray | None = None
         batch: list[np.ndarray] = []
         holes: list[int] = []  # positions in the batch of damaged records
@@ -339,21 +436,65 @@ class Reader:
             yield frame
         self._last = last
 
+    def _decode_record(self, record: Any, reference: np.ndarray | None) -> np.ndarray:
+        from .pcz import RecordType
+
+        if record.type == RecordType.INTRA:
+            return self.codec.frames_of([self.codec.codes_of(record.payload)])[0]
+        if reference is None or self.predictor is None:
+            raise FormatError(f"{self.path}: frame {record.index} is predicted but has no reference")
+        return self.predictor.coder.decode(record.payload, reference)
+
+    def _iter_predictive(self) -> Iterator[np.ndarray]:
+        from .pcz import RecordType
+
+        reference: np.ndarray | None = None
+        broken = False  # a damaged frame breaks the chain until the next intra frame
+        for record in self.pcz:
+            if record.type == RecordType.INTRA and not record.damaged:
+                broken = False
+            if record.damaged or record.payload is None or broken:
+                broken = True
+                if record.index not in self._chain_damaged:
+                    self._chain_damaged.append(record.index)
+                yield reference if reference is not None else np.zeros((self.height, self.width, 3), np.uint8)
+                continue
+            reference = self._decode_record(record, reference)
+            yield reference
+
     def __getitem__(self, i: int) -> np.ndarray:
         n = len(self)
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError(f"frame {i} of {n}")
+        if self.predictor is not None:
+            reference = None
+            for k in range(self.pcz.start_of(i), i + 1):
+                record = self.pcz.record(k)
+                if record.payload is None:
+                    raise FormatError(f"{self.path}: frame {k} is damaged")
+                reference = self._decode_record(record, reference)
+            assert reference is not None
+            return reference
         record = self.pcz.record(i)
         if record.payload is None:
             raise FormatError(f"{self.path}: frame {i} is damaged")
         return self.codec.frames_of([self.codec.codes_of(record.payload)])[0]
 
     def iter_symbols(self) -> Iterator[np.ndarray]:
-        """The decoded symbols of every frame, as the quantizer reads them."""
+        """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
+        vectors and residual symbols."""
+        from .pcz import RecordType
+
         for record in self.pcz:
-            if record.payload is not None:
+            if record.payload is None:
+                continue
+            if record.type == RecordType.PREDICTED and self.predictor is not None:
+                p = self.predictor.coder.unpack(record.payload)
+                yield np.concatenate([p.modes.ravel().astype(np.int32), p.vectors.ravel().astype(np.int32),
+                                      p.symbols.ravel()])
+            else:
                 yield self.codec.symbols_of(record.payload)
 
     def symbol_digest(self) -> str:
@@ -392,8 +533,14 @@ def encode(
     weights_dir: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     progress: Progress | None = None,
+    gop: int | None = None,
+    lam: float = 1.0,
 ) -> dict[str, Any]:
-    """Encode a video file (or folder of frames) into a ``.pcz``; returns its ``probe``."""
+    """Encode a video file (or folder of frames) into a ``.pcz``; returns its ``probe``.
+
+    ``gop``: an intra frame every N frames, predicted frames between (default 32 for
+    models that can predict, else 1); ``lam`` scales λ of the block decisions.
+    """
     from . import video
 
     src, dst = Path(src), Path(dst)
@@ -401,7 +548,7 @@ def encode(
         raise InputError(f"--max-frames must be at least 1, got {max_frames}")
     info = video.probe(src)
     with Writer(dst, model=model, quantizer=quantizer, fps=info.fps, force=force,
-                weights_dir=weights_dir, device=device) as writer:
+                weights_dir=weights_dir, device=device, gop=gop, lam=lam) as writer:
         for frame in video.iter_frames(src, max_frames=max_frames):
             writer.write(frame)
             if progress:
@@ -569,6 +716,8 @@ def evaluate(
     max_frames: int | None = None,
     ssim_every: int = 1,
     keep: str | os.PathLike[str] | None = None,
+    gop: int | None = None,
+    lam: float = 1.0,
 ) -> dict[str, Any]:
     """Encode ``data`` through a real ``.pcz`` file, decode it, and measure.
 
@@ -586,7 +735,7 @@ def evaluate(
         pcz = Path(keep) if keep else Path(tmp) / "eval.pcz"
         t0 = time.perf_counter()
         facts = encode(data, pcz, model=model, quantizer=quantizer, max_frames=max_frames, force=True,
-                       weights_dir=weights_dir, device=device)
+                       weights_dir=weights_dir, device=device, gop=gop, lam=lam)
         encode_s = time.perf_counter() - t0
         decode_s = 0.0
         with open(pcz, weights_dir=weights_dir, device=device) as reader:

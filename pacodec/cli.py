@@ -102,6 +102,8 @@ WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Folder of
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+GopOpt = Annotated[Optional[int], typer.Option("--gop", help="An intra frame every N frames, predicted frames between (default 32 for pac models, 1 = all intra).")]
+LambdaOpt = Annotated[float, typer.Option("--lambda", help="Scale of λ in the predicted-frame block decisions (higher: fewer bytes).")]
 
 
 @app.command()
@@ -112,6 +114,8 @@ def encode(
     model: ModelOpt = "conv4",
     quantizer: Annotated[Optional[str], typer.Option("--quantizer", help="none, naive, scale, kmeans (fixed-width models) or entropy (pac models).")] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after N frames.")] = None,
+    gop: GopOpt = None,
+    lam: LambdaOpt = 1.0,
     force: ForceOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
@@ -123,7 +127,7 @@ def encode(
     bar = _Bar(min(known) if known else None, "encode")
     try:
         info = api.encode(input, output, model=model, quantizer=quantizer, max_frames=max_frames,
-                          force=force, weights_dir=weights, device=device, progress=bar)
+                          force=force, weights_dir=weights, device=device, progress=bar, gop=gop, lam=lam)
     finally:
         bar.close()
     if not _state["quiet"]:
@@ -261,6 +265,8 @@ def eval_command(
     quantizer: Annotated[Optional[str], typer.Option("--quantizer")] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames")] = None,
     ssim_every: Annotated[int, typer.Option("--ssim-every")] = 1,
+    gop: GopOpt = None,
+    lam: LambdaOpt = 1.0,
     json_out: JsonOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
@@ -269,7 +275,7 @@ def eval_command(
     from . import api
 
     r = api.evaluate(model, data, quantizer=quantizer, weights_dir=weights, device=device,
-                     max_frames=max_frames, ssim_every=ssim_every)
+                     max_frames=max_frames, ssim_every=ssim_every, gop=gop, lam=lam)
     if json_out:
         typer.echo(json.dumps(r, indent=2))
         return
@@ -303,10 +309,13 @@ def train(
 
     if epochs < 1 or batch_size < 1 or lr <= 0 or every < 1:
         raise InputError("--epochs, --batch-size and --every must be at least 1, --lr positive")
-    frames = datasets.load_frames(list(data), every=every)
+    from .models import build_model
+
+    pairs = getattr(build_model(model), "pairs", False)
+    frames = _training_frames(list(data), every, pairs)
     if len(frames) == 0:
         raise InputError("--data holds no frames")
-    val_frames = datasets.load_frames(list(val), every=every) if val else None
+    val_frames = _training_frames(list(val), every, pairs) if val else None
     command = "pacodec train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
     cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
                       seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop,
@@ -334,6 +343,22 @@ def train(
     if summary.get("sha256"):
         typer.echo(f"{model}: {summary['epochs']} epochs, weights {output / (model + '.safetensors')} "
                    f"sha256 {summary['sha256']}")
+
+
+def _training_frames(paths: list[Path], every: int, pairs: bool):
+    """N×H×W×3 frames, or for residual models N×H×W×6 consecutive pairs (within each source)."""
+    import numpy as np
+
+    from . import data as datasets
+
+    if not pairs:
+        return datasets.load_frames(paths, every=every)
+    stacks = []
+    for path in paths:
+        frames = datasets.load_frames([path], every=every)
+        if len(frames) > 1:
+            stacks.append(np.concatenate([frames[:-1], frames[1:]], axis=3))
+    return np.concatenate(stacks) if stacks else np.zeros((0, 200, 160, 6), np.uint8)
 
 
 @dataset_app.command("extract")

@@ -216,6 +216,8 @@ class PacModel(CodecModel):
 
 
 LEVELS = 5
+#: The residual model that predicted frames of an intra network's streams use.
+RESIDUAL_FOR = {"pac": "pac-res", "tiny-pac": "tiny-pac-res"}
 
 
 def _pac_builder(model_id: str, level: int):
@@ -235,3 +237,52 @@ register(ModelSpec("tiny-pac", "pac",
                    lambda o: PacModel("tiny-pac", config_from(PacConfig, {"hidden": 8, "latent": 8,
                                                                           "max_symbol": 15, **(o or {})})),
                    "a tiny pac model for tests (no shipped weights)"))
+
+
+class ResidualPacModel(PacModel):
+    """pac-res: the same transforms and priors, coding residuals of predicted frames.
+
+    A residual r = frame − prediction lies in [−1, 1]; the model codes r directly (no
+    clamp to [0, 1]). It trains on pairs of consecutive frames stacked as six channels
+    (previous, current), the residual of a zero-motion prediction, so it learns what
+    changes between frames of this game: sprites, dots, score digits.
+    """
+
+    #: Training data are consecutive-frame pairs (N×H×W×6), see ``pacodec train``.
+    pairs = True
+
+    def synthesis(self, codes: torch.Tensor) -> torch.Tensor:
+        levels = torch.full((len(codes),), self.level, dtype=torch.long, device=codes.device)
+        residual = self.g_s(codes * self._gain(levels, inverse=True))
+        return residual[..., : self.config.height, : self.config.width].clamp(-1, 1)
+
+    def _pad(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        return F.pad(images, (0, self._padded(w) - w, 0, self._padded(h) - h))
+
+    def forward(self, images: torch.Tensor) -> Any:
+        if images.shape[1] == 6:
+            images = images[:, 3:] - images[:, :3]  # (N, 3, H, W) residual in [−1, 1]
+        return (*super().forward(images), images)
+
+    def criterion(self, images: torch.Tensor, outputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        *rest, residual = outputs
+        return super().criterion(residual, tuple(rest))
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        raise TypeError("pac-res codes residuals: use encode_residual")
+
+    @torch.no_grad()
+    def encode_residual(self, residual: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float residual in [−1, 1] -> (N, M, h, w) latents (unrounded)."""
+        self.eval()
+        return self.analysis(residual)
+
+
+register(ModelSpec("pac-res", "pac", lambda o: ResidualPacModel("pac-res", config_from(PacConfig, o)),
+                   "ours: residual coder of predicted frames (used with pac-q*, not on its own)"))
+register(ModelSpec("tiny-pac-res", "pac",
+                   lambda o: ResidualPacModel("tiny-pac-res", config_from(
+                       PacConfig, {"hidden": 8, "latent": 8, "max_symbol": 15, **(o or {})})),
+                   "a tiny residual model for tests (no shipped weights)"))
