@@ -42,12 +42,14 @@ def clip(tmp_path_factory, atari_frames) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory, atari_frames) -> Path:
-    """A folder with tiny-conv and tiny-pac weights trained briefly on the fixture frames."""
+    """A folder with tiny-conv, tiny-pac and tiny-pac-res weights trained briefly on the fixture frames."""
     from pacodec.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("weights")
     for model_id in ("tiny-conv", "tiny-pac"):
         train(TrainConfig(model_id=model_id, out_dir=out, epochs=2, batch_size=4, lr=3e-3), atari_frames)
+    pairs = np.concatenate([atari_frames[:-1], atari_frames[1:]], axis=3)
+    train(TrainConfig(model_id="tiny-pac-res", out_dir=out, epochs=2, batch_size=4, lr=3e-3), pairs)
     return out
 
 
