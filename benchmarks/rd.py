@@ -109,15 +109,21 @@ def write_lossless(frames: Sequence[np.ndarray], fps: Fraction, path: Path) -> N
 
 @dataclass
 class System:
-    """One pacodec configuration: a model id and a quantizer."""
+    """One pacodec configuration: a model id, a quantizer and a GOP length."""
 
-    family: str  # the RD curve it belongs to, e.g. "pac-q" for pac-q1, pac-q2, ...
+    family: str  # the RD curve it belongs to: "pac-q" (intra), "pac-p" (predictive), ...
     model: str
     quantizer: str | None
+    gop: int = 1
+    lam: float = 1.0
+    weights_dir: Path | None = None  # weights not shipped (e.g. a training run)
 
     @property
     def setting(self) -> str:
-        return f"{self.model}" + (f"/{self.quantizer}" if self.quantizer else "")
+        text = self.model + (f"/{self.quantizer}" if self.quantizer else "")
+        if self.gop > 1:
+            text += f"/gop{self.gop}" + (f"/lambda{self.lam:g}" if self.lam != 1.0 else "")
+        return text
 
 
 def family_of(model_id: str) -> str:
@@ -126,123 +132,62 @@ def family_of(model_id: str) -> str:
     return stem or model_id
 
 
-def _field(entry, *names, default=None):
-    for name in names:
-        if isinstance(entry, dict) and name in entry:
-            return entry[name]
-        if not isinstance(entry, (dict, str)) and hasattr(entry, name):
-            return getattr(entry, name)
-    return default
+PREDICTIVE_GOP = 32
 
 
 def pacodec_systems() -> list[System]:
-    """Every model × quantizer that ``pacodec.api.list_models()`` reports with weights.
+    """Every shipped model × quantizer, plus the predictive mode of the pac family.
 
-    Empty (with a note on stderr) while pacodec's API is not there yet.
+    Fixed-width models run with naive, scale and kmeans (``none``, float codes of tens
+    of kB a frame, is not a compression setting); pac models run all-intra (curve
+    "pac-q") and with predicted frames at GOP 32 (curve "pac-p").
     """
-    try:
-        import pacodec.api as api
-    except Exception as error:  # noqa: BLE001 - absent or broken: the anchors still run
-        print(f"pacodec: skipped ({type(error).__name__}: {error})", file=sys.stderr)
-        return []
-    if not hasattr(api, "encode"):
-        print("pacodec: skipped (pacodec.api has no encode)", file=sys.stderr)
-        return []
-    list_models = getattr(api, "list_models", None)
-    if list_models is None:
-        import pacodec
+    from pacodec import api
 
-        list_models = getattr(pacodec, "list_models", None)
-    if list_models is None:
-        print("pacodec: skipped (no list_models)", file=sys.stderr)
-        return []
     systems = []
-    for entry in list_models():
-        model = entry if isinstance(entry, str) else _field(entry, "id", "model_id", "name", "model")
-        if model is None:
+    for entry in api.list_models():
+        if not entry["weights"] or entry["id"] in ("pac", "pac-res"):
             continue
-        # list_models() entries: {"id", "weights": bool, "code_bytes": {quantizer: bytes}}.
-        has_weights = _field(entry, "weights", "has_weights", "weights_present", "available",
-                             default=True)
-        if not has_weights:
-            continue
-        for quantizer in _quantizers_of(entry):
-            systems.append(System(family_of(str(model)), str(model), quantizer))
+        model = entry["id"]
+        if entry["family"] == "pac":
+            systems.append(System("pac-q", model, None, gop=1))
+            systems.append(System("pac-p", model, None, gop=PREDICTIVE_GOP))
+        else:
+            for quantizer in ("naive", "scale", "kmeans"):
+                systems.append(System(family_of(model), model, quantizer))
     return systems
-
-
-def _quantizers_of(entry) -> list[str | None]:
-    """The quantizers to run a model with: its ``quantizers`` list, else the keys of its
-    ``code_bytes`` that name a quantizer (pacodec.quantize.QUANTIZERS, or "entropy" for a
-    model that codes its own symbols). "none" (float codes, tens of kB a frame) is left
-    out: it is not a compression setting. [None] (the API's default) if nothing is said."""
-    listed = _field(entry, "quantizers", default=None)
-    if isinstance(listed, str):
-        return [listed]
-    if listed:
-        return [q if isinstance(q, str) else str(_field(q, "id", "name", "kind", default=q))
-                for q in listed]
-    code_bytes = _field(entry, "code_bytes", default=None)
-    if not isinstance(code_bytes, dict):
-        return [None]
-    try:
-        from pacodec.quantize import QUANTIZERS
-
-        known = set(QUANTIZERS) | {"entropy"}
-    except Exception:  # noqa: BLE001
-        known = {"naive", "scale", "kmeans", "entropy"}
-    chosen = [q for q in code_bytes if q in known and q != "none"]
-    return chosen or [None]
-
-
-def _decoded_frames(path: Path) -> list[np.ndarray]:
-    import pacodec
-
-    opened = pacodec.open(str(path))
-    if hasattr(opened, "__enter__"):
-        with opened as reader:
-            return [np.asarray(f) for f in reader]
-    return [np.asarray(f) for f in opened]
 
 
 def run_system(system: System, source: Path, frames: Sequence[np.ndarray],
                work: Path) -> AnchorResult:
     """Encode ``source`` (the reference frames, losslessly stored) with pacodec, decode and
     measure at the coded geometry (the reference is resized when the model resized)."""
-    import pacodec.api as api
+    import torch
 
-    try:
-        import torch
+    import pacodec
+    from pacodec import api
 
-        torch.set_num_threads(THREADS)
-    except ImportError:
-        pass
-    dst = work / f"{system.model}-{system.quantizer or 'default'}.pcz".replace("/", "_")
-    kwargs = {"model": system.model, "force": True}
-    if system.quantizer is not None:
-        kwargs["quantizer"] = system.quantizer
+    torch.set_num_threads(THREADS)
+    dst = work / (system.setting.replace("/", "_") + ".pcz")
     t0 = time.perf_counter()
-    report = api.encode(str(source), str(dst), **kwargs)
+    report = api.encode(source, dst, model=system.model, quantizer=system.quantizer, force=True,
+                        gop=system.gop, lam=system.lam, weights_dir=system.weights_dir)
     t1 = time.perf_counter()
-    decoded = _decoded_frames(dst)
+    with pacodec.open(dst, weights_dir=system.weights_dir) as reader:
+        decoded = list(reader)
     t2 = time.perf_counter()
     file_bytes = dst.stat().st_size
-    reported = _field(report, "file_bytes")
-    notes = []
-    if reported is not None and int(reported) != file_bytes:
-        notes.append(f"api file_bytes {reported} != file size {file_bytes}")
+    assert report["file_bytes"] == file_bytes
     reference = list(frames[: len(decoded)])
+    notes = []
     if decoded and decoded[0].shape != reference[0].shape:
         import cv2
 
         h, w = decoded[0].shape[:2]
         reference = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in reference]
         notes.append(f"coded geometry {w}x{h}")
-    if len(decoded) != len(frames):
-        notes.append(f"decoded {len(decoded)} of {len(frames)} frames")
-    result = anchors._measure(system.family, system.setting, reference, decoded, file_bytes,
-                              t1 - t0, t2 - t1, THREADS, "; ".join(notes))
-    return result
+    return anchors._measure(system.family, system.setting, reference, decoded, file_bytes,
+                            t1 - t0, t2 - t1, THREADS, "; ".join(notes))
 
 
 # --- running ------------------------------------------------------------------------------

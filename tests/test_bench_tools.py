@@ -101,48 +101,30 @@ def test_jpeg_anchor(frames):
     assert 15.0 < low.psnr < high.psnr < 100.0
 
 
-def test_pacodec_hook_with_a_fake_api(frames, monkeypatch):
-    """The pacodec part of rd.py against a stand-in API: families, sizes, failures."""
-    import types
-
-    import pacodec
+def test_pacodec_system_through_real_files(frames, tmp_path, tiny_weights):
+    """rd.py's pacodec path on a tiny model: sizes come from the file, quality is measured."""
     import rd
 
-    def list_models():
-        return [{"id": "pac-q1", "weights": True, "code_bytes": {"entropy": None}},
-                {"id": "pac-q2", "weights": True, "code_bytes": {"entropy": None}},
-                {"id": "conv4", "weights": False, "code_bytes": {"naive": 1}},
-                {"id": "broken1", "weights": True, "code_bytes": {"naive": 1}}]
+    source = tmp_path / "ref.mkv"
+    rd.write_lossless(frames, 30, source)
+    system = rd.System("tiny", "tiny-conv", "naive", weights_dir=tiny_weights)
+    result = rd.run_system(system, source, frames, tmp_path)
+    assert result.total_bytes == (tmp_path / "tiny-conv_naive.pcz").stat().st_size
+    assert result.bytes_per_frame == pytest.approx(result.total_bytes / len(frames))
+    assert 5.0 < result.psnr < 100.0
 
-    def encode(src, dst, *, model, quantizer=None, force=False):
-        if model == "broken1":
-            raise RuntimeError("boom")
-        with open(dst, "wb") as f:
-            f.write(b"\0" * (1000 * int(model[-1])))
-        return {"frames": len(frames), "file_bytes": 1000 * int(model[-1])}
 
-    class FakeReader:
-        def __init__(self, path):
-            self.path = path
+def test_pacodec_systems_cover_both_pac_curves(monkeypatch):
+    import rd
 
-        def __enter__(self):
-            return self
+    from pacodec import api
 
-        def __exit__(self, *exc):
-            return False
-
-        def __iter__(self):
-            return iter(f.copy() for f in frames)
-
-    fake = types.ModuleType("pacodec.api")
-    fake.list_models, fake.encode = list_models, encode
-    monkeypatch.setitem(sys.modules, "pacodec.api", fake)
-    monkeypatch.setattr(pacodec, "api", fake, raising=False)
-    monkeypatch.setattr(pacodec, "open", FakeReader, raising=False)
-
-    systems = rd.pacodec_systems()
-    assert [(s.family, s.model, s.quantizer) for s in systems] == [
-        ("pac-q", "pac-q1", "entropy"), ("pac-q", "pac-q2", "entropy"), ("broken", "broken1", "naive")]
-    results = rd.run_pacodec(frames, 30, True, lambda message: None)
-    assert [(r.codec, r.total_bytes, r.psnr) for r in results] == [
-        ("pac-q", 1000, 100.0), ("pac-q", 2000, 100.0)]
+    monkeypatch.setattr(api, "list_models", lambda: [
+        {"id": "pac-q2", "family": "pac", "weights": True},
+        {"id": "pac", "family": "pac", "weights": True},
+        {"id": "conv4", "family": "conv", "weights": True},
+        {"id": "conv5", "family": "conv", "weights": False}])
+    systems = [(s.family, s.model, s.quantizer, s.gop) for s in rd.pacodec_systems()]
+    assert ("pac-q", "pac-q2", None, 1) in systems and ("pac-p", "pac-q2", None, 32) in systems
+    assert ("conv", "conv4", "naive", 1) in systems
+    assert all(m not in ("pac", "conv5") for _, m, _, _ in systems)
