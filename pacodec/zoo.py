@@ -62,14 +62,25 @@ def write_manifest_entry(directory: Path, entry: dict[str, Any]) -> None:
 
 
 def find(model_id: str, weights_dir: Path | None = None) -> WeightsEntry | None:
-    """The weights file of a model id, from ``weights_dir`` first, then the shipped set."""
+    """The weights file of a model id, from ``weights_dir`` first, then the shipped set.
+
+    An id that uses another id's network (``ModelSpec.weights_of``, e.g. pac-q3 from
+    "pac") is found under its own manifest entry or, failing that, the network's.
+    """
+    names = [model_id]
+    if model_id in REGISTRY and REGISTRY[model_id].weights_of:
+        names.append(REGISTRY[model_id].weights_of)
     for directory in ([Path(weights_dir)] if weights_dir else []) + [SHIPPED_DIR]:
-        for entry in read_manifest(directory):
-            if entry.get("id") == model_id:
+        entries = {e.get("id"): e for e in read_manifest(directory)}
+        for name in names:
+            if name in entries:
+                entry = entries[name]
                 return WeightsEntry(model_id, directory / entry["file"], entry["sha256"], entry)
-        loose = directory / f"{model_id}.safetensors"
-        if weights_dir and directory == Path(weights_dir) and loose.is_file():
-            return WeightsEntry(model_id, loose, sha256_of(loose), {})
+        if weights_dir and directory == Path(weights_dir):
+            for name in names:
+                loose = directory / f"{name}.safetensors"
+                if loose.is_file():
+                    return WeightsEntry(model_id, loose, sha256_of(loose), {})
     return None
 
 

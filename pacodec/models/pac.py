@@ -139,8 +139,12 @@ class PacModel(CodecModel):
             _deconv(m, n, 3), SimpleGDN(n, inverse=True), _deconv(n, n, 3), SimpleGDN(n, inverse=True),
             _deconv(n, n, 3), SimpleGDN(n, inverse=True), _deconv(n, 3, 5),
         )
-        self.gains = nn.Parameter(torch.ones(levels, m))
-        self.inverse_gains = nn.Parameter(torch.ones(levels, m))
+        # Per-level channel gains in log space, spread from the start so each level
+        # begins with its own quantization step (a step of 1/gain in latent units):
+        # Adam moves raw gains by about lr a step, far too slow to separate levels.
+        spread = torch.linspace(-1.0, 1.0, levels)[:, None].expand(levels, m) * math.log(4.0)
+        self.log_gains = nn.Parameter(spread.clone())
+        self.log_inverse_gains = nn.Parameter(-spread.clone())
         self.densities = nn.ModuleList([FactorizedDensity(m) for _ in range(levels)])
         width = 2 * config.max_symbol + 1
         # The integer tables the entropy coder uses; all ones until frozen.
@@ -165,8 +169,8 @@ class PacModel(CodecModel):
         return F.pad(images, (0, self._padded(w) - w, 0, self._padded(h) - h), mode="replicate")
 
     def _gain(self, levels: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        table = self.inverse_gains if inverse else self.gains
-        return table.abs()[levels][:, :, None, None]
+        table = self.log_inverse_gains if inverse else self.log_gains
+        return torch.exp(table[levels])[:, :, None, None]
 
     def analysis(self, images: torch.Tensor) -> torch.Tensor:
         levels = torch.full((len(images),), self.level, dtype=torch.long, device=images.device)

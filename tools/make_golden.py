@@ -1,0 +1,82 @@
+"""Write the golden .pcz samples in formats/samples/ with their expected facts.
+
+    python tools/make_golden.py [NAME ...]
+
+Each sample is made from real Ms. Pac-Man frames recorded through ale-py (never the
+shared clips) with a shipped model, and is stored with ``<name>.json``: the expected
+``info`` (minus the path), the sha256 of its decoded symbols, and the decoded frames
+as PNGs (``<name>/frame_NNNNNN.png``) that tests compare within a difference of 1.
+Regenerate only when the format or the shipped weights change on purpose; say why
+in formats/CHANGELOG.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+import pacodec  # noqa: E402
+from pacodec import api  # noqa: E402
+from pacodec.data import record_atari  # noqa: E402
+from pacodec.video import VideoWriter  # noqa: E402
+
+SAMPLES = ROOT / "formats" / "samples"
+SEED = 21
+FRAMES = 6
+#: name -> (model, quantizer, gop)
+GOLDEN = {
+    "conv4-naive": ("conv4", "naive", 1),
+    "pac-q3-intra": ("pac-q3", None, 1),
+    "pac-q3-gop4": ("pac-q3", None, 4),
+}
+
+
+def source_frames() -> np.ndarray:
+    frames = list(record_atari(game="ms_pacman", frames=150 + FRAMES, seed=SEED))
+    return np.stack(frames[-FRAMES:])  # past the intro, so frames move
+
+
+def make(name: str, model: str, quantizer: str | None, gop: int, source: Path) -> None:
+    pcz = SAMPLES / f"{name}.pcz"
+    api.encode(source, pcz, model=model, quantizer=quantizer, gop=gop, force=True)
+    facts = api.probe(pcz)
+    facts.pop("file")
+    frames_dir = SAMPLES / name
+    shutil.rmtree(frames_dir, ignore_errors=True)
+    frames_dir.mkdir()
+    import cv2
+
+    with pacodec.open(pcz) as reader:
+        digest = reader.symbol_digest()
+        for i, frame in enumerate(reader):
+            cv2.imwrite(str(frames_dir / f"frame_{i:06d}.png"), frame[..., ::-1])
+    expected = {"model": model, "quantizer": quantizer, "gop": gop, "info": facts,
+                "symbols_sha256": digest, "source": f"ale-py ms_pacman seed {SEED}, last {FRAMES} of "
+                                                     f"{150 + FRAMES} frames (frameskip 2)"}
+    (SAMPLES / f"{name}.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"{name}: {facts['file_bytes']} bytes, symbols {digest[:16]}…")
+
+
+def main(names: list[str]) -> int:
+    SAMPLES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source.mkv"
+        frames = source_frames()
+        with VideoWriter(source, fps=30, width=frames.shape[2], height=frames.shape[1]) as out:
+            for frame in frames:
+                out.write(frame)
+        for name in names or list(GOLDEN):
+            make(name, *GOLDEN[name], source)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
