@@ -299,6 +299,7 @@ def train(
     crop: Annotated[Optional[int], typer.Option("--crop", help="Train on random NxN windows (fully convolutional models).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes; stops after the last whole epoch that fits.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --output.")] = False,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (.safetensors; tensors matched by name and shape).")] = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end."""
@@ -318,7 +319,7 @@ def train(
     val_frames = _training_frames(list(val), every, pairs) if val else None
     command = "pacodec train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
     cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
-                      seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop,
+                      seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop, init=init,
                       data_description=[str(p) for p in data], command=command)
     bar = None
     epoch = [0]

@@ -48,6 +48,7 @@ class TrainConfig:
     device: str = "cpu"
     model_config: dict[str, Any] | None = None
     crop: int | None = None  # train on random crop×crop windows (fully convolutional models)
+    init: Path | None = None  # start from these weights (tensors matched by name and shape)
     data_description: list[str] = field(default_factory=list)
     command: str = ""
 
@@ -139,6 +140,40 @@ def evaluate_loss(model: CodecModel, frames: np.ndarray, batch_size: int, device
     return total / max(count, 1)
 
 
+def learning_rate(base: float, epoch: int, epochs: int) -> float:
+    """Cosine decay from ``base`` to ``base/10`` over the run (set each epoch, so a
+    resumed run follows the schedule of its --epochs and --lr)."""
+    progress = epoch / max(epochs - 1, 1)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def state_path_exists(out_dir: Path, model_id: str) -> bool:
+    return checkpoint_paths(out_dir, model_id)[1].is_file()
+
+
+def init_from(model: CodecModel, path: Path) -> int:
+    """Copy tensors of a safetensors file into ``model`` where a name matches, directly
+    or under one of the model's submodule prefixes (e.g. conv4's ``down.*`` into a pac
+    model's ``ae.down.*``), with the same shape. Returns how many were copied."""
+    from .errors import WeightsError
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: cannot read initial weights ({exc})") from None
+    state = model.state_dict()
+    copied = 0
+    for name, value in state.items():
+        for candidate in (name, name.split(".", 1)[-1]):
+            if candidate in tensors and tensors[candidate].shape == value.shape:
+                value.copy_(tensors[candidate].to(value.dtype))
+                copied += 1
+                break
+    if copied == 0:
+        raise WeightsError(f"{path}: no tensor fits {model.model_id}")
+    return copied
+
+
 def random_crops(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """One random size×size window of each N×H×W×3 frame."""
     n, h, w, _ = frames.shape
@@ -179,6 +214,8 @@ def train(
     rng = np.random.default_rng(cfg.seed + dist_info.rank)
 
     model = build_model(cfg.model_id, cfg.model_config).to(device)
+    if cfg.init is not None and not (cfg.resume and state_path_exists(out_dir, cfg.model_id)):
+        init_from(model, Path(cfg.init))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch = 0
     _, state_path, log_path = checkpoint_paths(out_dir, cfg.model_id)
@@ -208,6 +245,8 @@ def train(
             if spent + epoch_seconds > cfg.time_limit_min * 60:
                 break
         t0 = time.monotonic()
+        for group in opt.param_groups:  # cosine decay to a tenth of lr over the run
+            group["lr"] = learning_rate(cfg.lr, epoch, cfg.epochs)
         net.train()
         order = rng.permutation(len(shard))
         total = 0.0

@@ -1,15 +1,16 @@
 """pac-q1 … pac-q5: our rate–distortion trained intra codec (one network, five rates).
 
-Analysis g_a: four stride-2 convolutions (5×5 then 3×3) with simplified GDN between,
-a 200×160 frame (padded to a multiple of 16) becoming M×13×10 latents. Synthesis g_s is
-the mirror with transposed convolutions and inverse GDN. One network serves every
-quality level through per-level channel gains (y = g_a(x)·gain[l], x̂ = g_s(ŷ/gain[l]))
-and a per-level factorized prior over the integer symbols ŷ = round(y).
+The transforms are the workshop's conv4 (Conv-BN-ReLU stages, sigmoid codes in
+[0, 1]) on the frame padded to 208×160, so its 128×13×10 latents sit on an exact grid
+of 16×16 blocks (what predicted frames use). They train fast on a CPU and start from
+conv4's weights. On top: per-level channel gains (y = code·gain[l], x̂ = g_s(ŷ/gain[l]))
+and a per-level factorized prior over the integer symbols ŷ = round(y), so one
+network serves every quality level.
 
-Training (Ballé et al. 2017 with gained units): additive uniform noise for the rate
+Training (Ballé et al. 2017, with gained units): additive uniform noise for the rate
 term, straight-through rounding for the synthesis input, loss = λ_l·255²·MSE + bits
 per pixel with the level l drawn per sample. After training, ``freeze_tables`` turns
-each level's learned densities into integer probability tables (sum 2^16 over
+each level's learned density into integer probability tables (sum 2^16 over
 symbols −R…R) stored as int32 buffers in the weights: decoding reads only those
 integers, never a float computed at decode time.
 """
@@ -35,25 +36,11 @@ LIKELIHOOD_FLOOR = 1e-9
 class PacConfig:
     width: int = 160
     height: int = 200
-    hidden: int = 64  # N
-    latent: int = 128  # M
+    channels: tuple[int, ...] = (16, 32, 64, 128)  # conv4's stages; the last is M
     lambdas: tuple[float, ...] = (0.0025, 0.008, 0.025, 0.08, 0.25)
     level: int = 2  # 0-based quality level this id codes with
     max_symbol: int = 127  # R: symbols are clamped to −R…R (int8)
-
-
-class SimpleGDN(nn.Module):
-    """Simplified GDN (Johnston et al. 2019): x / (β + γ·|x|), or its inverse."""
-
-    def __init__(self, channels: int, inverse: bool = False) -> None:
-        super().__init__()
-        self.inverse = inverse
-        self.beta = nn.Parameter(torch.ones(channels))
-        self.gamma = nn.Parameter(0.1 * torch.eye(channels).view(channels, channels, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm = F.conv2d(x.abs(), self.gamma.abs(), self.beta.abs() + 1e-6)
-        return x * norm if self.inverse else x / norm
+    gain_range: tuple[float, float] = (4.0, 64.0)  # initial quantization steps per unit code
 
 
 class FactorizedDensity(nn.Module):
@@ -116,33 +103,23 @@ def integer_table(pmf: np.ndarray, precision: int = TABLE_PRECISION) -> np.ndarr
     return table.astype(np.int32)
 
 
-def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=2, padding=k // 2)
-
-
-def _deconv(cin: int, cout: int, k: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, k, stride=2, padding=k // 2, output_padding=1)
-
-
 class PacModel(CodecModel):
     family = "pac"
     stride = 16
 
     def __init__(self, model_id: str, config: PacConfig) -> None:
         super().__init__(model_id, config)
-        n, m, levels = config.hidden, config.latent, len(config.lambdas)
-        self.g_a = nn.Sequential(
-            _conv(3, n, 5), SimpleGDN(n), _conv(n, n, 3), SimpleGDN(n),
-            _conv(n, n, 3), SimpleGDN(n), _conv(n, m, 3),
-        )
-        self.g_s = nn.Sequential(
-            _deconv(m, n, 3), SimpleGDN(n, inverse=True), _deconv(n, n, 3), SimpleGDN(n, inverse=True),
-            _deconv(n, n, 3), SimpleGDN(n, inverse=True), _deconv(n, 3, 5),
-        )
+        from .conv import ConvAutoencoder, ConvConfig
+
+        m, levels = config.channels[-1], len(config.lambdas)
+        self.ae = ConvAutoencoder(model_id, ConvConfig(width=self._padded(config.width),
+                                                       height=self._padded(config.height),
+                                                       channels=tuple(config.channels)))
         # Per-level channel gains in log space, spread from the start so each level
-        # begins with its own quantization step (a step of 1/gain in latent units):
-        # Adam moves raw gains by about lr a step, far too slow to separate levels.
-        spread = torch.linspace(-1.0, 1.0, levels)[:, None].expand(levels, m) * math.log(4.0)
+        # begins with its own quantization step: Adam moves raw gains by about lr a
+        # step, far too slow to separate the levels.
+        lo, hi = (math.log(g) for g in config.gain_range)
+        spread = torch.linspace(lo, hi, levels)[:, None].expand(levels, m)
         self.log_gains = nn.Parameter(spread.clone())
         self.log_inverse_gains = nn.Parameter(-spread.clone())
         self.densities = nn.ModuleList([FactorizedDensity(m) for _ in range(levels)])
@@ -156,8 +133,7 @@ class PacModel(CodecModel):
 
     @property
     def code_shape(self) -> tuple[int, ...]:
-        c = self.config
-        return (c.latent, self._padded(c.height) // self.stride, self._padded(c.width) // self.stride)
+        return self.ae.code_shape
 
     @property
     def level(self) -> int:
@@ -172,6 +148,12 @@ class PacModel(CodecModel):
         table = self.log_inverse_gains if inverse else self.log_gains
         return torch.exp(table[levels])[:, :, None, None]
 
+    def g_a(self, images: torch.Tensor) -> torch.Tensor:
+        return self.ae.analysis(images)  # (N, M, h, w) in [0, 1]
+
+    def g_s(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.ae.synthesis(codes)  # (N, 3, H', W') in [0, 1]
+
     def analysis(self, images: torch.Tensor) -> torch.Tensor:
         levels = torch.full((len(images),), self.level, dtype=torch.long, device=images.device)
         return self.g_a(self._pad(images)) * self._gain(levels)
@@ -179,13 +161,12 @@ class PacModel(CodecModel):
     def synthesis(self, codes: torch.Tensor) -> torch.Tensor:
         levels = torch.full((len(codes),), self.level, dtype=torch.long, device=codes.device)
         images = self.g_s(codes * self._gain(levels, inverse=True))
-        return images[..., : self.config.height, : self.config.width].clamp(0, 1)
+        return images[..., : self.config.height, : self.config.width]
 
     # -- training -------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> Any:
         n = len(images)
         levels = torch.randint(0, len(self.config.lambdas), (n,), device=images.device)
-        pad_h, pad_w = self._padded(images.shape[-2]), self._padded(images.shape[-1])
         y = self.g_a(self._pad(images)) * self._gain(levels)
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         rounded = y + (torch.round(y) - y).detach()  # straight-through
@@ -196,7 +177,6 @@ class PacModel(CodecModel):
             pick = levels == level
             if pick.any():
                 bits[pick] = -torch.log2(density.likelihood(noisy[pick])).sum(dim=(1, 2, 3))
-        del pad_h, pad_w
         return recon, levels, bits
 
     def criterion(self, images: torch.Tensor, outputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
@@ -237,9 +217,9 @@ for _level in range(LEVELS):
     register(ModelSpec(f"pac-q{_level + 1}", "pac", _pac_builder(f"pac-q{_level + 1}", _level),
                        f"ours: rate-distortion trained, entropy-coded, quality {_level + 1} of {LEVELS}",
                        weights_of="pac"))
+TINY = {"channels": (4, 4, 8, 8), "max_symbol": 15, "gain_range": (2.0, 8.0)}
 register(ModelSpec("tiny-pac", "pac",
-                   lambda o: PacModel("tiny-pac", config_from(PacConfig, {"hidden": 8, "latent": 8,
-                                                                          "max_symbol": 15, **(o or {})})),
+                   lambda o: PacModel("tiny-pac", config_from(PacConfig, {**TINY, **(o or {})})),
                    "a tiny pac model for tests (no shipped weights)"))
 
 
@@ -255,10 +235,12 @@ class ResidualPacModel(PacModel):
     #: Training data are consecutive-frame pairs (N×H×W×6), see ``pacodec train``.
     pairs = True
 
-    def synthesis(self, codes: torch.Tensor) -> torch.Tensor:
-        levels = torch.full((len(codes),), self.level, dtype=torch.long, device=codes.device)
-        residual = self.g_s(codes * self._gain(levels, inverse=True))
-        return residual[..., : self.config.height, : self.config.width].clamp(-1, 1)
+    # The conv transforms work on [0, 1]: map residuals r ∈ [−1, 1] to (r + 1)/2 and back.
+    def g_a(self, residual: torch.Tensor) -> torch.Tensor:
+        return self.ae.analysis((residual + 1) / 2)
+
+    def g_s(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.ae.synthesis(codes) * 2 - 1
 
     def _pad(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
@@ -287,6 +269,5 @@ class ResidualPacModel(PacModel):
 register(ModelSpec("pac-res", "pac", lambda o: ResidualPacModel("pac-res", config_from(PacConfig, o)),
                    "ours: residual coder of predicted frames (used with pac-q*, not on its own)"))
 register(ModelSpec("tiny-pac-res", "pac",
-                   lambda o: ResidualPacModel("tiny-pac-res", config_from(
-                       PacConfig, {"hidden": 8, "latent": 8, "max_symbol": 15, **(o or {})})),
+                   lambda o: ResidualPacModel("tiny-pac-res", config_from(PacConfig, {**TINY, **(o or {})})),
                    "a tiny residual model for tests (no shipped weights)"))
