@@ -50,7 +50,10 @@ def main() -> int:
         training["command"] = args.retrain
     if args.note:
         training["note"] = args.note
-    for model_id in args.ids or [args.model_id]:
+    ids = args.ids or [args.model_id]
+    for model_id in ids:  # entries first, so the measurements below find the weights
+        zoo.write_manifest_entry(zoo.SHIPPED_DIR, {**entry, "id": model_id, "training": training})
+    for model_id in ids:
         family = zoo.spec_of(model_id).family
         quantizers = args.quantizer or (["entropy"] if family == "pac" else ["none", "naive"])
         measured = []
