@@ -300,6 +300,7 @@ def train(
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes; stops after the last whole epoch that fits.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --output.")] = False,
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (.safetensors; tensors matched by name and shape).")] = None,
+    block: Annotated[Optional[int], typer.Option("--block", help="Block models (vanilla-fc-*, multilayer-fc-*): train only block K (0-15); the 16 shards are joined when all are in --output.")] = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end."""
@@ -312,14 +313,20 @@ def train(
         raise InputError("--epochs, --batch-size and --every must be at least 1, --lr positive")
     from .models import build_model
 
-    pairs = getattr(build_model(model), "pairs", False)
+    built = build_model(model)
+    pairs = getattr(built, "pairs", False)
+    if block is not None and (built.family != "fc" or built.config.shared or not 0 <= block < 16):
+        raise InputError(f"--block takes 0-15 and only per-block models (vanilla-fc-*, multilayer-fc-*), "
+                         f"not {model}")
     frames = _training_frames(list(data), every, pairs)
     if len(frames) == 0:
         raise InputError("--data holds no frames")
     val_frames = _training_frames(list(val), every, pairs) if val else None
-    command = "pacodec train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else ""
+    # The command as typed, less global flags (-q, --debug) that may come before "train".
+    argv = [a for a in sys.argv[1:] if a not in GLOBAL_FLAGS]
+    command = "pacodec " + " ".join(argv) if argv[:1] == ["train"] else ""
     cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
-                      seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop, init=init,
+                      seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop, init=init, block=block,
                       data_description=[str(p) for p in data], command=command)
     bar = None
     epoch = [0]

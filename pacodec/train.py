@@ -49,6 +49,7 @@ class TrainConfig:
     model_config: dict[str, Any] | None = None
     crop: int | None = None  # train on random crop×crop windows (fully convolutional models)
     init: Path | None = None  # start from these weights (tensors matched by name and shape)
+    block: int | None = None  # block models: train only this block's sub-model (models/fc.py)
     data_description: list[str] = field(default_factory=list)
     command: str = ""
 
@@ -102,8 +103,8 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
 
 
 def save_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer,
-                    info: dict[str, Any]) -> None:
-    tensors_path, state_path, _ = checkpoint_paths(out_dir, model.model_id)
+                    info: dict[str, Any], name: str | None = None) -> None:
+    tensors_path, state_path, _ = checkpoint_paths(out_dir, name or model.model_id)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_plain = _optimizer_tensors(opt)
     tensors.update(opt_tensors)
@@ -118,8 +119,9 @@ def save_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer
     os.replace(tmp, state_path)
 
 
-def load_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    tensors_path, state_path, _ = checkpoint_paths(out_dir, model.model_id)
+def load_checkpoint(out_dir: Path, model: CodecModel, opt: torch.optim.Optimizer,
+                    name: str | None = None) -> dict[str, Any]:
+    tensors_path, state_path, _ = checkpoint_paths(out_dir, name or model.model_id)
     info = json.loads(state_path.read_text())
     tensors = load_file(str(tensors_path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -213,14 +215,25 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed + dist_info.rank)
 
-    model = build_model(cfg.model_id, cfg.model_config).to(device)
-    if cfg.init is not None and not (cfg.resume and state_path_exists(out_dir, cfg.model_id)):
+    # A run is named by its id, or <id>.blockKK when it trains one block of a block model.
+    run = cfg.model_id
+    model_config = cfg.model_config
+    if cfg.block is not None:
+        from .models.fc import shard_name
+
+        run = shard_name(cfg.model_id, cfg.block)
+        model_config = {**(model_config or {}), "blocks": [cfg.block]}
+    model = build_model(cfg.model_id, model_config)
+    if hasattr(model, "materialize"):
+        model.materialize()  # big models are built on the meta device (models/fc.py)
+    model = model.to(device)
+    if cfg.init is not None and not (cfg.resume and state_path_exists(out_dir, run)):
         init_from(model, Path(cfg.init))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch = 0
-    _, state_path, log_path = checkpoint_paths(out_dir, cfg.model_id)
+    _, state_path, log_path = checkpoint_paths(out_dir, run)
     if cfg.resume and state_path.is_file():
-        info = load_checkpoint(out_dir, model, opt)
+        info = load_checkpoint(out_dir, model, opt, run)
         start_epoch = int(info["epoch"])
         rng = np.random.default_rng([cfg.seed + dist_info.rank, start_epoch])
     net: torch.nn.Module = model
@@ -272,9 +285,17 @@ def train(
             with open(log_path, "a", newline="") as f:
                 csv.writer(f).writerow([epoch + 1, f"{train_loss:.6g}", f"{val_loss:.6g}",
                                         f"{epoch_seconds:.1f}", len(shard) * dist_info.world])
-            save_checkpoint(out_dir, model, opt, {"epoch": epoch + 1, "seed": cfg.seed})
+            save_checkpoint(out_dir, model, opt, {"epoch": epoch + 1, "seed": cfg.seed}, run)
         epoch += 1
     completed = epoch if cfg.epochs > start_epoch else start_epoch
+    if dist_info.world > 1:
+        # DDP broadcasts rank 0's buffers before each forward, but the last forward
+        # updated every rank's BatchNorm statistics with its own batch: take rank 0's
+        # (the ones saved), so every rank ends with the same weights.
+        import torch.distributed as dist
+
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, 0)
 
     summary: dict[str, Any] = {"model": cfg.model_id, "epochs": completed,
                                "weights_digest": weights_digest(model), "rank": dist_info.rank}
@@ -282,7 +303,7 @@ def train(
         model.freeze_tables()  # integer entropy tables from the learned densities
     if dist_info.main:
         spec = zoo.spec_of(cfg.model_id)
-        weights_file = f"{cfg.model_id}.safetensors"
+        weights_file = f"{run}.safetensors"
         sha = zoo.save(model.cpu(), out_dir / weights_file, half_precision=spec.half_precision)
         entry = {
             "id": cfg.model_id, "file": weights_file, "sha256": sha, "family": spec.family,
@@ -291,7 +312,14 @@ def train(
                          "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                          "frames": int(len(train_frames)), "command": cfg.command},
         }
-        zoo.write_manifest_entry(out_dir, entry)
+        if cfg.block is None:
+            zoo.write_manifest_entry(out_dir, entry)
+        else:  # a shard: its facts beside it; the 16 shards become <id>.safetensors
+            from .models.fc import assemble_blocks
+
+            entry["training"]["block"] = cfg.block
+            (out_dir / f"{run}.json").write_text(json.dumps(entry, indent=1) + "\n")
+            summary["assembled"] = assemble_blocks(out_dir, cfg.model_id) is not None
         summary["sha256"] = sha
-    (out_dir / f"{cfg.model_id}.rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
+    (out_dir / f"{run}.rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
     return summary

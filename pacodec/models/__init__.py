@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import REGISTRY, CodecModel, ModelSpec, build_model
 
-_FAMILIES = ("conv", "pac")
+_FAMILIES = ("conv", "pac", "fc", "vae")
 
 
 def _load_families() -> None:

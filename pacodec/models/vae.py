@@ -1,0 +1,168 @@
+"""The workshop's variational autoencoder (``vae``) and a compact one (``vae-compact``).
+
+Encoder: conv4's down path (pacodec/models/conv.py: four Conv-BN-ReLU stages
+16-32-64-128, so a 200×160 frame becomes 128×13×10 = 16,640 values), flattened, then
+fully connected layers to μ and log σ² (z = 2,048 for ``vae``). Decoder:
+Linear(z→16,640) and a sigmoid (conv4's code range), reshaped to 128×13×10, then
+conv4's up path to a 3×200×160 picture in [0, 1].
+
+Training reparameterises, z = μ + σ·ε with ε ~ N(0, I), and minimises BCE + KL:
+the binary cross-entropy of the picture summed over its 96,000 values plus
+KL(N(μ, σ²) ‖ N(0, I)) = −½·Σ(1 + log σ² − μ² − σ²) summed over z, both averaged over
+the batch and divided by 96,000 (the same optimum as the textbook sum, readable
+numbers in the log). In eval mode (validation loss) the reconstruction uses z = μ.
+
+Coding a file is deterministic: ``analysis`` returns μ, ``synthesis`` decodes it; σ is
+not stored. μ is unbounded (``code_range`` None), so the quantizers for the VAE are
+none, scale and kmeans, not naive.
+
+``vae`` holds ≈ 102 M parameters (410 MB in float32, mostly the three 16,640×2,048
+matrices); it is built on the meta device until materialized or loaded (see
+pacodec/models/fc.py, "Size"). ``vae-compact`` factorises those matrices: a 1×1
+convolution first mixes the 128 channels down to 16 (16×13×10 = 2,080 values), then
+Linear(2,080→2·512) gives μ and log σ² for z = 512; the decoder mirrors it
+(Linear(512→2,080), 1×1 convolution 16→128, sigmoid). About 3.8 M parameters, 7.6 MB
+in float16. Its down and up paths have conv4's names, so ``--init
+weights/conv4.safetensors`` starts it from the shipped conv4.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import CodecModel, ModelSpec, config_from, register
+from .conv import _down_stage, _stride2_size, _up_stage
+from .fc import LAZY_PARAMETERS, LazyMixin
+
+PIXELS = 3 * 200 * 160
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    width: int = 160
+    height: int = 200
+    channels: tuple[int, ...] = (16, 32, 64, 128)  # conv4's stages
+    z: int = 2048
+    reduce: int | None = None  # 1×1 conv to this many channels before the Linear layers
+
+
+def _geometry(config: VAEConfig) -> tuple[list[tuple[int, int]], int]:
+    sizes = [(config.height, config.width)]
+    for _ in config.channels:
+        h, w = sizes[-1]
+        sizes.append((_stride2_size(h), _stride2_size(w)))
+    h, w = sizes[-1]
+    flat_channels = config.reduce or config.channels[-1]
+    return sizes, flat_channels * h * w
+
+
+def conv_path_parameters(config: VAEConfig) -> int:
+    """Parameters of conv4's down and up paths with ``config.channels`` (BN included)."""
+    chans = list(config.channels)
+    ins = [3, *chans[:-1]]
+    total = 0
+    for k, (i, o) in enumerate(zip(ins, chans)):
+        total += (9 * i * o + o) + 2 * o + (9 * o * o + o) + 2 * o  # down stage
+        last = k == 0
+        total += (9 * o * o + o) + 2 * o + (9 * o * i + i) + (0 if last else 2 * i)  # up stage
+    return total
+
+
+def parameter_count(config: VAEConfig) -> int:
+    """Parameters of a VAE with ``config``, computed without building it."""
+    _, flat = _geometry(config)
+    total = conv_path_parameters(config)
+    total += 2 * (flat * config.z + config.z)  # μ and log σ²
+    total += config.z * flat + flat  # decoder Linear
+    if config.reduce:
+        c, r = config.channels[-1], config.reduce
+        total += (c * r + r) + (r * c + c)
+    return total
+
+
+class VAE(LazyMixin, CodecModel):
+    family = "vae"
+    code_range = None  # μ is unbounded
+
+    def __init__(self, model_id: str, config: VAEConfig) -> None:
+        super().__init__(model_id, config)
+        chans = list(config.channels)
+        sizes, flat = _geometry(config)
+        self._latent_shape = (config.reduce or chans[-1], *sizes[-1])
+        ins = [3, *chans[:-1]]
+        lazy = parameter_count(config) > LAZY_PARAMETERS
+        with torch.device("meta") if lazy else nullcontext():
+            self.down = nn.Sequential(
+                *[_down_stage(i, o, last=k == len(chans) - 1) for k, (i, o) in enumerate(zip(ins, chans))])
+            ups = []
+            for k in reversed(range(len(chans))):
+                (h_out, w_out), (h_in, w_in) = sizes[k], sizes[k + 1]
+                ups.append(_up_stage(chans[k], ins[k], (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1)),
+                                     last=k == 0))
+            self.up = nn.Sequential(*ups)
+            if config.reduce:
+                self.reduce = nn.Conv2d(chans[-1], config.reduce, 1)
+                self.expand = nn.Conv2d(config.reduce, chans[-1], 1)
+            self.mu = nn.Linear(flat, config.z)
+            self.logvar = nn.Linear(flat, config.z)
+            self.fc_dec = nn.Linear(config.z, flat)
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return (self.config.z,)
+
+    def _moments(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.down(images)
+        if self.config.reduce:
+            h = self.reduce(h)
+        h = h.flatten(1)
+        return self.mu(h), self.logvar(h)
+
+    def analysis(self, images: torch.Tensor) -> torch.Tensor:
+        return self._moments(images)[0]  # μ: coding is deterministic
+
+    def synthesis(self, codes: torch.Tensor) -> torch.Tensor:
+        h = self.fc_dec(codes.reshape(-1, self.config.z)).reshape(-1, *self._latent_shape)
+        h = self.expand(h) if self.config.reduce else h
+        return self.up(torch.sigmoid(h))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self._moments(images)
+        if self.training:
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        else:
+            z = mu
+        return self.synthesis(z), mu, logvar
+
+    def criterion(self, images: torch.Tensor, outputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        recon, mu, logvar = outputs
+        n = images.shape[0]
+        values = images[0].numel()
+        bce = F.binary_cross_entropy(recon, images, reduction="sum") / (n * values)
+        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / (n * values)
+        with torch.no_grad():
+            mse = torch.mean((recon - images) ** 2)
+        return bce + kl, {"bce": float(bce.detach()), "kl": float(kl.detach()), "mse": float(mse)}
+
+
+def _builder(model_id: str, defaults: dict[str, Any]):
+    def build(overrides: dict[str, Any] | None) -> CodecModel:
+        return VAE(model_id, config_from(VAEConfig, {**defaults, **(overrides or {})}))
+
+    return build
+
+
+register(ModelSpec("vae", "vae", _builder("vae", {}),
+                   "workshop VAE: conv4 down path, FC to mu/log-var (z=2048), BCE+KL; codes = mu "
+                   "(weights not shipped)"))
+register(ModelSpec("vae-compact", "vae", _builder("vae-compact", {"z": 512, "reduce": 16}),
+                   "compact VAE: conv4 paths, 1x1 conv 128->16 then FC to mu/log-var (z=512); "
+                   "codes = mu, float16 weights", half_precision=True))
+
+__all__ = ["VAE", "VAEConfig", "parameter_count"]

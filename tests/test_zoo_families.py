@@ -1,0 +1,145 @@
+"""The workshop's FC and VAE families and their compact variants (models/fc.py, models/vae.py).
+
+Workshop-size models are never allocated here: they build on the meta device, and
+their parameter counts are checked against the arithmetic of their configs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pacodec import zoo
+from pacodec.errors import InputError
+from pacodec.models import REGISTRY, build_model
+from pacodec.models import fc, vae
+from pacodec.train import TrainConfig, train
+
+COMPACT = ("vanilla-fc-compact", "multilayer-fc-compact", "vae-compact")
+
+
+def test_tiling_round_trips_in_the_documented_order():
+    images = torch.rand(2, 3, 200, 160)
+    blocks = fc.tile(images)
+    assert blocks.shape == (2, 16, 6000)
+    assert torch.equal(fc.untile(blocks), images)
+    for k in range(16):
+        r, c = 50 * (k // 4), 40 * (k % 4)
+        expected = images[:, :, r : r + 50, c : c + 40].reshape(2, 6000)  # channel-first
+        assert torch.equal(blocks[:, k], expected), k
+
+
+def test_codes_follow_block_order():
+    """Block k's code depends on block k's pixels only (per-block models)."""
+    model = build_model("vanilla-fc-500", {"code": 4})
+    frames = np.random.default_rng(0).integers(0, 256, (1, 200, 160, 3), dtype=np.uint8)
+    before = model.encode(frames)
+    frames[0, 50:100, 120:160] = 0  # rows 50-99, columns 120-159: block 7
+    after = model.encode(frames)
+    changed = np.flatnonzero(np.any(before[0] != after[0], axis=1))
+    assert changed.tolist() == [7]
+
+
+@pytest.mark.parametrize("model_id,code,hidden,mb", [
+    ("vanilla-fc-1000", 1000, (), 768), ("vanilla-fc-500", 500, (), 384),
+    ("multilayer-fc-1000", 1000, (3200, 1600), 3319), ("multilayer-fc-500", 500, (3200, 1600), 3216),
+])
+def test_workshop_fc_sizes_without_allocating(model_id, code, hidden, mb):
+    model = build_model(model_id)
+    assert model.code_shape == (16, code)
+    assert all(p.is_meta for p in model.parameters())  # nothing allocated
+    widths = [6000, *hidden, code]
+    per_block = sum(2 * a * b + a + b for a, b in zip(widths[:-1], widths[1:]))
+    count = sum(p.numel() for p in model.parameters())
+    assert count == 16 * per_block == fc.parameter_count(model.config)
+    assert round(count * 4 / 1e6) == mb  # float32 bytes, as the workshop's table
+    assert not REGISTRY[model_id].half_precision
+
+
+def test_workshop_vae_size_without_allocating():
+    model = build_model("vae")
+    assert model.code_shape == (2048,) and all(p.is_meta for p in model.parameters())
+    count = sum(p.numel() for p in model.parameters())
+    assert count == vae.parameter_count(model.config)
+    # Three 16,640 × 2,048 matrices (μ, log σ², decoder) dominate: the workshop's 410 MB.
+    assert 3 * 16640 * 2048 < count < 3 * 16640 * 2048 + 2_000_000
+    assert 405 < count * 4 / 1e6 < 415
+
+
+@pytest.mark.parametrize("model_id", COMPACT)
+def test_compact_models_build_code_and_weigh_under_10_mb(model_id):
+    spec = REGISTRY[model_id]
+    assert spec.half_precision
+    model = build_model(model_id)
+    counted = (fc.parameter_count if spec.family == "fc" else vae.parameter_count)(model.config)
+    assert sum(p.numel() for p in model.parameters()) == counted
+    data = zoo.serialize(model, half_precision=True)
+    assert len(data) < 10_000_000
+    frames = np.random.default_rng(1).integers(0, 256, (2, 200, 160, 3), dtype=np.uint8)
+    codes = model.encode(frames)
+    assert codes.shape == (2, *model.code_shape) and codes.dtype == np.float32
+    assert model.decode(codes).shape == (2, 200, 160, 3)
+    loaded = zoo.load_bytes(data, expected_id=model_id)
+    assert np.abs(loaded.encode(frames) - codes).max() < 0.05  # float16 storage
+
+
+@pytest.mark.parametrize("model_id", ["vanilla-fc-compact", "multilayer-fc-compact", "vanilla-fc-500"])
+def test_fc_codes_lie_in_unit_interval(model_id):
+    model = build_model(model_id, {"code": 8} if model_id == "vanilla-fc-500" else None)
+    model.materialize()
+    with torch.no_grad():  # push the code layer hard both ways
+        for p in model.parameters():
+            p.mul_(50.0)
+    frames = np.random.default_rng(2).integers(0, 256, (2, 200, 160, 3), dtype=np.uint8)
+    codes = model.encode(frames)
+    assert codes.min() >= 0.0 and codes.max() <= 1.0 and fc.FCAutoencoder.code_range == (0.0, 1.0)
+
+
+def test_vae_encodes_mu_deterministically_and_trains_on_bce_plus_kl():
+    torch.manual_seed(0)
+    model = build_model("vae-compact")
+    frames = np.random.default_rng(3).integers(0, 256, (2, 200, 160, 3), dtype=np.uint8)
+    a, b = model.encode(frames), model.encode(frames)
+    assert np.array_equal(a, b)
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    model.eval()
+    with torch.no_grad():
+        mu, logvar = model._moments(images)
+        assert np.allclose(a, mu.numpy(), atol=1e-6)
+        model.train()
+        recon, mu_t, logvar_t = model(images)
+        loss, logs = model.criterion(images, (recon, mu_t, logvar_t))
+    values = images[0].numel()
+    bce = torch.nn.functional.binary_cross_entropy(recon, images, reduction="sum") / (2 * values)
+    kl = -0.5 * torch.sum(1 + logvar_t - mu_t**2 - logvar_t.exp()) / (2 * values)
+    assert torch.allclose(loss, bce + kl) and logs["kl"] > 0 and logs["bce"] > 0
+
+
+def test_training_one_block_at_a_time_assembles_a_whole_model(tmp_path, atari_frames):
+    """16 shards of a (shrunk) per-block model, trained one block each, join into one file."""
+    frames = atari_frames[:4]
+    for k in range(16):
+        summary = train(TrainConfig(model_id="vanilla-fc-500", out_dir=tmp_path, epochs=1, batch_size=4,
+                                    model_config={"code": 4}, block=k, command=f"pacodec train x --block {k} -o y"),
+                        frames)
+        assert summary["assembled"] == (k == 15)
+        assert (tmp_path / f"vanilla-fc-500.block{k:02d}.log.csv").is_file()
+    entry = zoo.read_manifest(tmp_path)[0]
+    assert entry["id"] == "vanilla-fc-500" and entry["config"]["blocks"] is None
+    assert entry["training"]["epochs"] == 1 and "--block $k" in entry["training"]["command"]
+    model, _ = zoo.load("vanilla-fc-500", tmp_path)
+    assert model.code_shape == (16, 4)
+    codes = model.encode(frames)
+    assert model.decode(codes).shape == frames.shape
+    # Block 3's sub-model in the whole model is the one its shard trained.
+    shard = zoo.load_bytes((tmp_path / "vanilla-fc-500.block03.safetensors").read_bytes())
+    assert shard.code_shape == (1, 4)
+    assert np.allclose(shard.encode(frames)[:, 0], codes[:, 3], atol=1e-6)
+    with pytest.raises(InputError, match="holds blocks"):
+        shard.decode(codes[:, 3:4])
+
+
+def test_shared_models_refuse_block_training():
+    with pytest.raises(InputError, match="shared"):
+        build_model("vanilla-fc-compact", {"blocks": [0]})
