@@ -64,9 +64,9 @@ TRAIN_COMMANDS = {
     "conv4": f"pacodec train conv4 {DATA} --epochs 20 --lr 2e-3 -o runs/conv4",
     "conv5": f"pacodec train conv5 {DATA} --epochs 20 --lr 2e-3 -o runs/conv5",
     "vae": f"pacodec train vae {DATA} --init weights/conv4.safetensors --epochs 20 -o runs/vae",
-    "vanilla-fc-compact": f"pacodec train vanilla-fc-compact {DATA} --epochs 30 --lr 2e-3 --time-limit 30 -o runs/vanilla-fc-compact",
-    "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --epochs 20 --lr 1e-3 --time-limit 30 -o runs/multilayer-fc-compact",
-    "vae-compact": f"pacodec train vae-compact {DATA} --init weights/conv4.safetensors --epochs 8 --lr 1e-3 --time-limit 30 -o runs/vae-compact",
+    "vanilla-fc-compact": f"pacodec train vanilla-fc-compact {DATA} --epochs 20 --lr 2e-3 --time-limit 30 -o runs/vanilla-fc-compact",
+    "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --epochs 10 --lr 1e-3 --time-limit 30 -o runs/multilayer-fc-compact",
+    "vae-compact": f"pacodec train vae-compact {DATA} --init weights/conv4.safetensors --epochs 6 --lr 1e-3 --time-limit 30 -o runs/vae-compact",
 }
 
 # The workshop's table (workshop-report.md, "Training and Inference Schemes"), on its
