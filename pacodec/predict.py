@@ -99,6 +99,7 @@ class PredictiveCoder:
         self.lam = float(lam)  # squared-error units (uint8 scale) per bit
         tables = residual_model.entropy_tables()
         self.tables = tables
+        self.fill = residual_model.fill().astype(np.int32)
         self.max_symbol = tables.shape[1] // 2
         self.coder = TableCoder(tables)
         self._latent_models = self.coder._models
@@ -113,7 +114,8 @@ class PredictiveCoder:
         residual_blocks = p.modes == RESIDUAL
         if residual_blocks.any():
             m = self.model.code_shape[0]
-            latents = np.zeros((m, self.rows, self.cols), np.float32)
+            latents = np.repeat(self.fill[:, None, None], self.rows * self.cols, axis=1).reshape(
+                m, self.rows, self.cols).astype(np.float32)
             latents[:, residual_blocks] = p.symbols
             with torch.no_grad():
                 res = self.model.synthesis(torch.from_numpy(latents)[None])[0]  # (3, H, W) in [−1, 1]
@@ -163,10 +165,22 @@ class PredictiveCoder:
         residual_cost = residual_sse + self.lam * (_MODE_BITS[RESIDUAL] + _vector_bits(vectors) + latent_bits)
         costs = np.stack([skip_cost, move_cost, residual_cost])
         modes = costs.argmin(axis=0).astype(np.uint8)
-        # MOVE with a zero vector is SKIP at a higher price: never chosen, but be exact.
         vectors[modes == SKIP] = 0
-        chosen = modes == RESIDUAL
-        return PFrame(modes, vectors, symbols[:, chosen])
+        choice = PFrame(modes, vectors, symbols[:, modes == RESIDUAL])
+        # The estimate above decoded every block as residual; uncoded neighbours change
+        # a residual block's synthesis. Check the real reconstruction once and drop the
+        # residual where it does not pay for itself.
+        if (modes == RESIDUAL).any():
+            recon = _pad_to_blocks(self.reconstruct(ref, choice)).astype(np.int32)
+            actual = _block_sums((cur - recon) ** 2).astype(np.float64) + self.lam * (
+                _MODE_BITS[RESIDUAL] + _vector_bits(vectors) + latent_bits)
+            fallback = np.minimum(skip_cost, move_cost)
+            worse = (modes == RESIDUAL) & (actual > fallback)
+            if worse.any():
+                modes[worse] = np.where(skip_cost[worse] <= move_cost[worse], SKIP, MOVE)
+                vectors[modes == SKIP] = 0
+                choice = PFrame(modes, vectors, symbols[:, modes == RESIDUAL])
+        return choice
 
     def encode(self, frame: np.ndarray, ref: np.ndarray) -> tuple[bytes, np.ndarray]:
         """One P-frame against the decoder's reference -> (payload, reconstruction)."""

@@ -235,6 +235,32 @@ class ResidualPacModel(PacModel):
     #: Training data are consecutive-frame pairs (N×H×W×6), see ``pacodec train``.
     pairs = True
 
+    def __init__(self, model_id: str, config: PacConfig) -> None:
+        super().__init__(model_id, config)
+        # Per level and channel, the symbol that codes "no residual" (the latents of a
+        # zero residual): blocks that are not coded hold it, so the synthesis sees an
+        # empty residual there. Integers frozen with the tables, like them.
+        self.register_buffer("fill_symbols", torch.zeros(len(config.lambdas), config.channels[-1],
+                                                         dtype=torch.int32))
+
+    @torch.no_grad()
+    def freeze_tables(self) -> None:
+        super().freeze_tables()
+        was_training = self.training
+        self.eval()
+        zero = torch.zeros(1, 3, self.config.height, self.config.width)
+        for level in range(len(self.config.lambdas)):
+            levels = torch.tensor([level])
+            y = self.g_a(self._pad(zero)) * self._gain(levels)
+            r = self.config.max_symbol
+            self.fill_symbols[level] = torch.round(y[0].median(dim=-1).values.median(dim=-1).values
+                                                   ).clamp(-r, r).to(torch.int32)
+        self.train(was_training)
+
+    def fill(self) -> np.ndarray:
+        """(M,) int32: this level's "no residual" symbol of each channel."""
+        return self.fill_symbols[self.level].cpu().numpy()
+
     # The conv transforms work on [0, 1]: map residuals r ∈ [−1, 1] to (r + 1)/2 and back.
     def g_a(self, residual: torch.Tensor) -> torch.Tensor:
         return self.ae.analysis((residual + 1) / 2)
