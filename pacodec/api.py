@@ -28,7 +28,7 @@ from .pcz import EntropyCoder, ModelRef, PczReader, PczWriter, StreamHeader
 from .pcz import Quantizer as QuantizerKind
 from .pcz.limits import MAX_FRAMES
 
-DEFAULT_MODEL = "conv4"
+DEFAULT_MODEL = "pac-q3"  # beats conv4 + naive: 3,015 vs 16,649 bytes a frame all-intra, 31.4 vs 30.4 dB on clip9
 DEFAULT_QUANTIZER = "naive"
 BATCH = 8
 

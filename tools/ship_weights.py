@@ -32,6 +32,9 @@ def main() -> int:
     parser.add_argument("--clip", type=Path, default=None)
     parser.add_argument("--retrain", default=None, help="the one command that retrains these weights")
     parser.add_argument("--note", default=None)
+    parser.add_argument("--gop", type=int, action="append",
+                        help="GOP lengths to measure (pac models: default 1 and 32)")
+    parser.add_argument("--no-measure", action="store_true", help="ship without measuring (helper models)")
     args = parser.parse_args()
 
     entry = next((e for e in zoo.read_manifest(args.run_dir) if e["id"] == args.model_id), None)
@@ -53,20 +56,27 @@ def main() -> int:
     ids = args.ids or [args.model_id]
     for model_id in ids:  # entries first, so the measurements below find the weights
         zoo.write_manifest_entry(zoo.SHIPPED_DIR, {**entry, "id": model_id, "training": training})
+    if args.no_measure:
+        return 0
     for model_id in ids:
         family = zoo.spec_of(model_id).family
         quantizers = args.quantizer or (["entropy"] if family == "pac" else ["none", "naive"])
+        gops = args.gop or ([1, 32] if family == "pac" else [1])
         measured = []
         for q in quantizers:
-            r = api.evaluate(model_id, clip, quantizer=None if q == "entropy" else q)
-            measured.append({k: r[k] for k in ("quantizer", "bytes_per_frame", "ratio", "codes_ratio",
-                                                "psnr", "ssim", "encode_fps", "decode_fps", "threads")}
-                            | {"data": Path(clip).name, "frames": r["frames"]})
-            print(f"{model_id} {q}: {r['bytes_per_frame']:.1f} B/frame, PSNR {r['psnr']:.2f} dB, "
-                  f"SSIM {r['ssim']:.4f}")
-        new = {**entry, "id": model_id, "training": training, "measured": measured[0],
+            for gop in gops:
+                r = api.evaluate(model_id, clip, quantizer=None if q == "entropy" else q, gop=gop)
+                measured.append({k: r[k] for k in ("quantizer", "gop", "bytes_per_frame", "ratio",
+                                                    "codes_ratio", "psnr", "ssim", "encode_fps",
+                                                    "decode_fps", "threads")}
+                                | {"data": Path(clip).name, "frames": r["frames"]})
+                print(f"{model_id} {q} gop {gop}: {r['bytes_per_frame']:.1f} B/frame, "
+                      f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}", flush=True)
+        first = measured[0]
+        new = {**entry, "id": model_id, "training": training, "measured": first,
                "measured_all": measured,
-               "measure_command": f"pacodec eval {model_id} --data {Path(clip).name} --quantizer {quantizers[0]}"}
+               "measure_command": f"pacodec eval {model_id} --data {Path(clip).name} "
+                                  f"--quantizer {first['quantizer']} --gop {first['gop']}"}
         zoo.write_manifest_entry(zoo.SHIPPED_DIR, new)
     return 0
 
