@@ -63,18 +63,21 @@ def _guarded(command: F) -> F:
 
 
 class _Bar:
-    """A tqdm bar on stderr, or nothing with --quiet."""
+    """A tqdm bar on stderr, drawn from the first frame on (so an early error stays one
+    line), only on a terminal, and never with --quiet."""
 
     def __init__(self, total: int | None, desc: str) -> None:
-        self.bar = None
-        if not _state["quiet"]:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, leave=False)
+        self.total, self.desc, self.bar = total, desc, None
 
     def __call__(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
+        if _state["quiet"]:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="frame", file=sys.stderr,
+                            leave=False, disable=None)
+        self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -341,7 +344,7 @@ def train(
             if bar is not None:
                 bar.close()
             epoch[0] += 1
-            bar = tqdm(total=steps, desc=f"epoch {epoch[0]}", file=sys.stderr, leave=False)
+            bar = tqdm(total=steps, desc=f"epoch {epoch[0]}", file=sys.stderr, leave=False, disable=None)
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
 

@@ -1,0 +1,79 @@
+"""The CLI's happy paths and its contract on exit codes, through the real entry point."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+
+
+def test_version():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("pacodec ")
+
+
+def test_encode_info_decode_compare(tmp_path, clip, tiny_weights):
+    pcz = tmp_path / "c.pcz"
+    r = run_cli("encode", str(clip), "-o", str(pcz), "--model", "tiny-conv", "--quantizer", "scale",
+                "--weights", str(tiny_weights), "--quiet")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(run_cli("info", str(pcz), "--json").stdout)
+    assert info["frames"] == 20 and sum(info["parts"].values()) == info["file_bytes"] == pcz.stat().st_size
+    assert info["parts"]["params"] == 8 * 20
+    table = run_cli("info", str(pcz)).stdout
+    assert "total" in table and f"{info['file_bytes']:,}" in table
+    out = tmp_path / "out.mkv"
+    r = run_cli("decode", str(pcz), "-o", str(out), "--weights", str(tiny_weights), "-q")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("compare", str(pcz), str(out), "--json", "--weights", str(tiny_weights))
+    assert r.returncode == 0 and json.loads(r.stdout)["psnr"] == 100.0
+
+
+def test_models_json_lists_ids_and_code_bytes():
+    r = run_cli("models", "--json")
+    rows = {m["id"]: m for m in json.loads(r.stdout)}
+    assert rows["conv4"]["weights"] is True and rows["conv4"]["code_bytes"]["naive"] == 16640
+    assert rows["pac-q3"]["weights"] is True and rows["pac-q3"]["measured"]["psnr"] > 28
+    for mid in ("vanilla-fc-1000", "vanilla-fc-500", "multilayer-fc-1000", "multilayer-fc-500",
+                "conv4", "conv5", "vae", "vanilla-fc-compact", "multilayer-fc-compact", "vae-compact"):
+        assert mid in rows
+
+
+def _one_line_error(r, code: int, text: str) -> None:
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert text in lines[0], lines[0]
+
+
+def test_missing_input_exits_2(tmp_path):
+    _one_line_error(run_cli("encode", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x.pcz")), 2,
+                    "nope.mp4")
+    _one_line_error(run_cli("info", str(tmp_path / "nope.pcz")), 2, "no such file")
+
+
+def test_unknown_model_exits_2(tmp_path, clip):
+    _one_line_error(run_cli("encode", str(clip), "-o", str(tmp_path / "x.pcz"), "--model", "conv9"), 2,
+                    "unknown model id 'conv9'")
+    assert not (tmp_path / "x.pcz").exists()
+
+
+def test_existing_output_exits_3_and_is_kept(tmp_path, clip, tiny_weights):
+    out = tmp_path / "keep.pcz"
+    out.write_bytes(b"mine")
+    _one_line_error(run_cli("encode", str(clip), "-o", str(out), "--model", "tiny-conv",
+                            "--weights", str(tiny_weights)), 3, "already exists")
+    assert out.read_bytes() == b"mine"
+
+
+def test_not_a_pcz_exits_2(tmp_path):
+    bad = tmp_path / "bad.pcz"
+    bad.write_bytes(b"RIFF" + bytes(100))
+    _one_line_error(run_cli("info", str(bad)), 2, "bad.pcz")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = tmp_path / "bad.pcz"
+    bad.write_bytes(b"RIFF" + bytes(100))
+    r = run_cli("--debug", "info", str(bad))
+    assert r.returncode == 2 and "Traceback" in r.stderr
