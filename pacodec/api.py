@@ -220,10 +220,15 @@ class Writer:
             self._flush_fit(final=True)
             if self._pcz is None:
                 raise InputError("no frames were written")
-            self._pcz.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                self._pcz.close()
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+            except OSError as exc:  # a full disk shows up here, at the last flush
+                if isinstance(exc, OutputError):
+                    raise
+                raise describe_os_error(self.path, exc) from exc
             self._closed = True
             self._context.__exit__(None, None, None)
         except BaseException as exc:
@@ -294,13 +299,24 @@ class Writer:
         q = self.codec.quantizer
         if self.predictor is not None:
             self._emit_predictive(frames)
+            self._sync()
             return
         if q.fit_frames and self._pcz is None:
             # Stream parameters first: hold codes until enough frames to fit on.
             self._fit_codes.extend(self.codec.model.encode(frames))
             self._flush_fit(final=False)
+            self._sync()
             return
         self._emit(self.codec.payloads(frames))
+        self._sync()
+
+    def _sync(self) -> None:
+        """Hand each batch's records to the OS, so a killed process leaves a
+        ``.partial`` that salvages up to its last whole record."""
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise describe_os_error(self.path, exc) from exc
 
     def _emit_predictive(self, frames: np.ndarray) -> None:
         """Closed loop: every frame is coded against the decoder's own last frame."""
