@@ -400,6 +400,10 @@ class Reader:
                 self.predictor = _predictor(model, Path(weights_dir) if weights_dir else None, device,
                                             residual_ref=(res.model_id, None if force_weights
                                                           else res.weights_sha256.hex()))
+        except WeightsError as exc:
+            self._file.close()
+            # Name the .pcz: which file wants these weights is what the user must know.
+            raise WeightsError(f"{self.path}: {exc}") from None
         except BaseException:
             self._file.close()
             raise
