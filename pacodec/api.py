@@ -593,12 +593,14 @@ def decode(
     if size not in ("coded", "source"):
         raise InputError(f"--size must be coded or source, got {size!r}")
     dst = Path(dst)
+    # Judge the output type on the name given, before any work (and not on <dst>.partial).
+    kind = video._output_kind(dst, os.fspath(dst))
     with open(src, salvage=salvage, weights_dir=weights_dir, device=device) as reader:
         width, height = ((reader.source_width, reader.source_height) if size == "source"
                          else (reader.width, reader.height))
         count = 0
         with atomic_output(dst, force=force) as partial:
-            with video.VideoWriter(partial, fps=reader.fps, width=width, height=height) as out:
+            with video.VideoWriter(partial, fps=reader.fps, width=width, height=height, kind=kind) as out:
                 for frame in reader:
                     out.write(video.fit(frame, width, height) if size == "source" else frame)
                     count += 1
