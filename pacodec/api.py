@@ -702,15 +702,16 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every:
     from . import video
     from .metrics import compare as compare_pairs
 
-    def frames(path: Path) -> Iterator[np.ndarray]:
-        if path.suffix == ".pcz":
+    def frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
+        # The name as given reaches the video layer (Path("http://x") would read "http:/x").
+        if Path(path).suffix == ".pcz":
             with open(path, weights_dir=weights_dir) as reader:
                 yield from reader
         else:
             yield from video.iter_frames(path)
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for fa, fb in zip(frames(Path(a)), frames(Path(b))):
+        for fa, fb in zip(frames(a), frames(b)):
             if fa.shape != fb.shape:
                 fa = video.fit(fa, fb.shape[1], fb.shape[0])
             yield fa, fb

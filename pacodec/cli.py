@@ -112,7 +112,7 @@ LambdaOpt = Annotated[float, typer.Option("--lambda", help="Scale of λ in the p
 @app.command()
 @_guarded
 def encode(
-    input: Annotated[Path, typer.Argument(help="Video file or folder of frames.")],
+    input: Annotated[str, typer.Argument(help="Video file or folder of frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .pcz file to write.")],
     model: ModelOpt = "pac-q3",
     quantizer: Annotated[Optional[str], typer.Option("--quantizer", help="none, naive, scale, kmeans (fixed-width models) or entropy (pac models).")] = None,
@@ -244,8 +244,8 @@ def models(
 @app.command()
 @_guarded
 def compare(
-    a: Annotated[Path, typer.Argument(help="Reference: video or .pcz.")],
-    b: Annotated[Path, typer.Argument(help="Test: video or .pcz.")],
+    a: Annotated[str, typer.Argument(help="Reference: video or .pcz.")],
+    b: Annotated[str, typer.Argument(help="Test: video or .pcz.")],
     json_out: JsonOpt = False,
     ssim_every: Annotated[int, typer.Option("--ssim-every", help="SSIM on every Nth frame.")] = 1,
     weights: WeightsOpt = None,
@@ -264,7 +264,7 @@ def compare(
 @_guarded
 def eval_command(
     model: Annotated[str, typer.Argument(help="Model id.")],
-    data: Annotated[Path, typer.Option("--data", help="A clip to measure on.")],
+    data: Annotated[str, typer.Option("--data", help="A clip to measure on.")],
     quantizer: Annotated[Optional[str], typer.Option("--quantizer")] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames")] = None,
     ssim_every: Annotated[int, typer.Option("--ssim-every")] = 1,
@@ -291,9 +291,9 @@ def eval_command(
 @_guarded
 def train(
     model: Annotated[str, typer.Argument(help="Model id to train (see `pacodec models`).")],
-    data: Annotated[list[Path], typer.Option("--data", help="Video files or folders of frames (repeatable).")],
+    data: Annotated[list[str], typer.Option("--data", help="Video files or folders of frames (repeatable).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for checkpoints, log and weights.")],
-    val: Annotated[Optional[list[Path]], typer.Option("--val", help="Validation videos or folders.")] = None,
+    val: Annotated[Optional[list[str]], typer.Option("--val", help="Validation videos or folders.")] = None,
     epochs: Annotated[int, typer.Option("--epochs")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
@@ -356,7 +356,7 @@ def train(
                    f"sha256 {summary['sha256']}")
 
 
-def _training_frames(paths: list[Path], every: int, pairs: bool):
+def _training_frames(paths: list[str], every: int, pairs: bool):
     """N×H×W×3 frames, or for residual models N×H×W×6 consecutive pairs (within each source)."""
     import numpy as np
 
@@ -375,7 +375,7 @@ def _training_frames(paths: list[Path], every: int, pairs: bool):
 @dataset_app.command("extract")
 @_guarded
 def dataset_extract(
-    videos: Annotated[list[Path], typer.Argument(help="Video files.")],
+    videos: Annotated[list[str], typer.Argument(help="Video files.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the PNG frames.")],
     every: Annotated[int, typer.Option("--every", help="Keep every Nth frame (workshop: 10).")] = 10,
     size: Annotated[str, typer.Option("--size", help="WxH (workshop: 160x200).")] = "160x200",

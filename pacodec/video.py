@@ -246,6 +246,9 @@ class VideoReader:
         try:
             container = av.open(name, mode="r", options={"protocol_whitelist": "file"})
         except _PYAV_ERRORS as error:
+            if isinstance(error, EOFError) or "End of file" in str(error):
+                raise InputError(f"{name}: not a readable video file (it ends before its first "
+                                 "frame: empty, or cut short)") from None
             raise InputError(f"{name}: not a readable video file ({_reason(error)})") from None
         try:
             demuxer = container.format.name
@@ -253,7 +256,9 @@ class VideoReader:
                 raise InputError(f"{name}: container format {demuxer!r} is not accepted")
             videos = [s for s in container.streams.video if not _is_attached_picture(s)]
             if not videos:
-                raise InputError(f"{name}: has no video stream")
+                empty = len(container.streams) == 0
+                raise InputError(f"{name}: has no video stream"
+                                 + (" (no streams at all: a video with no frames?)" if empty else ""))
             stream = videos[0]
             width, height = stream.width, stream.height
             _check_geometry(name, width, height)

@@ -128,6 +128,23 @@ def test_video_with_zero_frames(tmp_path, tiny_weights):
     assert not (tmp_path / "x.pcz").exists()
 
 
+@pytest.mark.parametrize("ext, codec, expected", [
+    ("mkv", "ffv1", "ends before its first frame"),   # Matroska: headers only, then EOF
+    ("mp4", "libx264", "no streams at all"),          # MP4: the muxer writes no track
+])
+def test_zero_frame_mkv_and_mp4(tmp_path, ext, codec, expected):
+    import av
+
+    empty = tmp_path / f"empty.{ext}"
+    container = av.open(str(empty), "w")
+    stream = container.add_stream(codec, rate=30)
+    stream.width, stream.height, stream.pix_fmt = 160, 200, "yuv420p"
+    container.start_encoding()
+    container.close()
+    one_line_error(run_cli("encode", str(empty), "-o", str(tmp_path / "x.pcz")), 2, f"empty.{ext}", expected)
+    assert not (tmp_path / "x.pcz").exists()
+
+
 def test_frames_beyond_the_size_caps(tmp_path):
     import av
 
@@ -152,7 +169,10 @@ def test_only_local_files_are_read(tmp_path, clip, src):
     src = src.format(a=clip, playlist=playlist)
     line = one_line_error(run_cli("encode", src, "-o", str(tmp_path / "x.pcz")), 2)
     assert ("only local files" in line) or ("playlists" in line), line
+    assert src in line  # the name as typed (not "http:/example.com/...")
     assert not (tmp_path / "x.pcz").exists()
+    line = one_line_error(run_cli("compare", src, str(clip)), 2)
+    assert src in line, line
 
 
 # --- models and weights ---------------------------------------------------------------
