@@ -187,7 +187,12 @@ class Writer:
             raise InputError(f"frame rate must be positive, got {fps}")
         self._context = atomic_output(self.path, force=force)
         self._partial = self._context.__enter__()
-        self._file: BinaryIO = builtins.open(self._partial, "wb")
+        try:  # from here on the .partial file exists: any failure (Ctrl-C too) removes it
+            self._file: BinaryIO = builtins.open(self._partial, "wb")
+        except BaseException as exc:
+            # atomic_output removes the partial and turns an OSError into an OutputError.
+            if not self._context.__exit__(type(exc), exc, exc.__traceback__):
+                raise
         self._pcz: PczWriter | None = None
         self._source: tuple[int, int] | None = None
         self._pending: list[np.ndarray] = []

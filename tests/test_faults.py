@@ -103,6 +103,60 @@ def test_full_disk_exits_3_and_leaves_nothing(tmp_path, monkeypatch, cli, clip, 
     assert partials(tmp_path) == []
 
 
+@pytest.mark.parametrize("output", ["old.mkv", "old.mp4", "frames"])
+def test_full_disk_during_decode_exits_3(tmp_path, monkeypatch, cli, ref, tiny_weights, output):
+    """The video layer's write fails with ENOSPC (as FFmpeg's and OpenCV's writes report it)
+    after five frames: exit 3 naming the output, the old output intact, no partial left."""
+    import pacodec.video
+
+    real = pacodec.video.VideoWriter.write
+
+    def full(self, frame):
+        if self.frames_written == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, frame)
+
+    monkeypatch.setattr(pacodec.video.VideoWriter, "write", full)
+    out = tmp_path / output
+    if output == "frames":
+        out.mkdir()
+        (out / "frame_000000.png").write_bytes(OLD)
+    else:
+        out.write_bytes(OLD)
+    code, err = cli("decode", str(ref), "-o", str(out), "--weights", str(tiny_weights), "--force")
+    line = one_line(err)
+    assert code == 3, err
+    assert output in line and "no space left" in line.lower(), line
+    if output == "frames":
+        assert [p.name for p in out.iterdir()] == ["frame_000000.png"]
+        out = out / "frame_000000.png"
+    assert out.read_bytes() == OLD
+    assert partials(tmp_path) == []
+
+
+@pytest.mark.parametrize("fault", [OSError(errno.EACCES, "Permission denied"), KeyboardInterrupt()])
+def test_writer_that_cannot_open_its_partial_leaves_nothing(tmp_path, monkeypatch, tiny_weights, fault):
+    """A failure while the Writer opens ``<path>.partial`` (after atomic_output made room
+    for it): an OutputError (or the interrupt itself), and no partial file left behind."""
+    import pacodec
+    import pacodec.api
+
+    real_open = open
+
+    def failing_open(path, mode="r", *args, **kwargs):
+        if str(path).endswith(".pcz.partial"):
+            real_open(path, mode, *args, **kwargs).close()  # it got as far as creating it
+            raise fault
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pacodec.api, "builtins", types.SimpleNamespace(open=failing_open))
+    out = tmp_path / "game.pcz"
+    expected = pacodec.OutputError if isinstance(fault, OSError) else KeyboardInterrupt
+    with pytest.raises(expected):
+        pacodec.Writer(out, model="tiny-conv", quantizer="naive", weights_dir=tiny_weights)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- exceptions -----------------------------------------------------------------------
 
 
