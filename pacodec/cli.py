@@ -231,14 +231,18 @@ def models(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{'id':<22}{'weights':<9}{'code':<14}{'bytes/frame by quantizer':<44}measured")
+    table = []
     for r in rows:
         code = "x".join(map(str, r["code_shape"]))
         sizes = ", ".join(f"{k} {v}" if v is not None else f"{k} varies" for k, v in r["code_bytes"].items())
         m = r["measured"] or {}
         measured = (f"{m['psnr']:.2f} dB, {m['bytes_per_frame']:.0f} B/frame ({m.get('quantizer', '')}, {m.get('data', '')})"
                     if m.get("psnr") is not None else "")
-        typer.echo(f"{r['id']:<22}{'yes' if r['weights'] else 'no':<9}{code:<14}{sizes:<44}{measured}")
+        table.append((r["id"], "yes" if r["weights"] else "no", code, sizes, measured))
+    widths = [max(len(head), *(len(row[i]) for row in table)) + 2
+              for i, head in enumerate(("id", "weights", "code", "bytes/frame by quantizer"))]
+    for row in [("id", "weights", "code", "bytes/frame by quantizer", "measured"), *table]:
+        typer.echo("".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + row[-1])
 
 
 @app.command()

@@ -39,6 +39,15 @@ def test_models_json_lists_ids_and_code_bytes():
         assert mid in rows
 
 
+def test_models_table_keeps_its_columns_apart():
+    lines = run_cli("models").stdout.splitlines()
+    start = lines[0].index("measured")
+    for line in lines[1:]:
+        assert line[start - 2 : start] in ("  ", ""), line  # no column runs into the next
+    conv4 = next(line for line in lines if line.startswith("conv4 "))
+    assert conv4[start:][:2].isdigit(), conv4  # its measured PSNR starts the column
+
+
 def _one_line_error(r, code: int, text: str) -> None:
     assert r.returncode == code, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
