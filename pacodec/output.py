@@ -65,6 +65,10 @@ def atomic_output(target: Path | str, *, force: bool = False) -> Iterator[Path]:
     except OSError as exc:
         _remove(partial)
         if isinstance(exc, OutputError):
+            # Layers below write to the partial path; the user named the target.
+            message = str(exc)
+            if str(partial) in message:
+                raise OutputError(message.replace(str(partial), str(target))) from exc
             raise
         raise describe_os_error(target, exc) from exc
     except BaseException:

@@ -292,6 +292,27 @@ def test_output_folder_missing(tmp_path, clip, pcz, tiny_weights):
                    "does not exist")
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_output_folder_no_one_can_write(tmp_path, clip, pcz, tiny_weights):
+    """procfs takes no new files, not even from root (the chmod test below skips as root)."""
+    line = one_line_error(decode(pcz, Path("/proc/pacodec-test.mkv"), tiny_weights), 3,
+                          "/proc/pacodec-test.mkv", "cannot write")
+    assert ".partial" not in line, line
+    line = one_line_error(run_cli("encode", str(clip), "-o", "/proc/pacodec-test.pcz", *TINY,
+                                  "--weights", str(tiny_weights)), 3, "/proc/pacodec-test.pcz", "cannot write")
+    assert ".partial" not in line, line
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_input_no_one_can_read(tmp_path):
+    """/proc/self/mem refuses reads at offset 0, even from root (see test_unreadable_input)."""
+    for cmd in ("encode", "decode"):
+        out = tmp_path / ("x.pcz" if cmd == "encode" else "x.mkv")
+        one_line_error(run_cli(cmd, "/proc/self/mem", "-o", str(out)), 2, "/proc/self/mem")
+        assert not out.exists()
+    one_line_error(run_cli("info", "/proc/self/mem"), 2, "/proc/self/mem")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
 def test_output_folder_read_only(tmp_path, pcz, tiny_weights):
     locked = tmp_path / "ro"

@@ -127,6 +127,7 @@ def test_full_disk_during_decode_exits_3(tmp_path, monkeypatch, cli, ref, tiny_w
     line = one_line(err)
     assert code == 3, err
     assert output in line and "no space left" in line.lower(), line
+    assert ".partial" not in line, line  # the name the user gave
     if output == "frames":
         assert [p.name for p in out.iterdir()] == ["frame_000000.png"]
         out = out / "frame_000000.png"
