@@ -96,6 +96,30 @@ def test_fc_codes_lie_in_unit_interval(model_id):
     assert codes.min() >= 0.0 and codes.max() <= 1.0 and fc.FCAutoencoder.code_range == (0.0, 1.0)
 
 
+def test_multilayer_compact_starts_as_the_vanilla_compact_it_is_initialised_from(tmp_path):
+    """Its residual layers start at zero: --init from vanilla-fc-compact's weights gives
+    that model exactly; training then moves the residual layers."""
+    from pacodec.train import init_from
+
+    torch.manual_seed(0)
+    vanilla = build_model("vanilla-fc-compact")
+    with torch.no_grad():
+        vanilla.code_bias.normal_(0, 0.5)
+        vanilla.output_bias.normal_(0, 0.5)
+    path = tmp_path / "v.safetensors"
+    zoo.save(vanilla, path)
+    multi = build_model("multilayer-fc-compact")
+    assert len(multi.shared.encoder_residual) == len(multi.shared.decoder_residual) == 2
+    copied = init_from(multi, path)
+    assert copied == len(vanilla.state_dict())  # every tensor of the vanilla model
+    frames = np.random.default_rng(4).integers(0, 256, (2, 200, 160, 3), dtype=np.uint8)
+    codes = vanilla.encode(frames)
+    assert np.allclose(multi.encode(frames), codes, atol=1e-6)
+    assert np.array_equal(multi.decode(codes), vanilla.decode(codes))
+    multi.reset_parameters()  # a fresh start also begins with identity residual layers
+    assert all(not r.outer.weight.detach().any() for r in multi.shared.encoder_residual)
+
+
 def test_vae_encodes_mu_deterministically_and_trains_on_bce_plus_kl():
     torch.manual_seed(0)
     model = build_model("vae-compact")
