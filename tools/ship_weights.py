@@ -1,7 +1,7 @@
 """Copy trained weights into weights/ with a manifest entry holding measured figures.
 
     python tools/ship_weights.py RUN_DIR MODEL_ID [--as ID ...] [--quantizer Q ...] [--clip PATH]
-        [--retrain "pacodec train ..."] [--note TEXT]
+        [--retrain "pacodec train ..."] [--note TEXT] [--data TEXT ...]
 
 Reads RUN_DIR/manifest.json (written by ``pacodec train``), copies the weights file,
 measures every listed id × quantizer on the test clip (clip9 by default) through a
@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--clip", type=Path, default=None)
     parser.add_argument("--retrain", default=None, help="the one command that retrains these weights")
     parser.add_argument("--note", default=None)
+    parser.add_argument("--data", action="append",
+                        help="describe the training data (repeatable; default: the run's paths)")
     parser.add_argument("--gop", type=int, action="append",
                         help="GOP lengths to measure (pac models: default 1 and 32)")
     parser.add_argument("--no-measure", action="store_true", help="ship without measuring (helper models)")
@@ -53,6 +55,8 @@ def main() -> int:
         training["command"] = args.retrain
     if args.note:
         training["note"] = args.note
+    if args.data:
+        training["data"] = args.data
     ids = args.ids or [args.model_id]
     for model_id in ids:  # entries first, so the measurements below find the weights
         zoo.write_manifest_entry(zoo.SHIPPED_DIR, {**entry, "id": model_id, "training": training})
