@@ -191,7 +191,8 @@ def render_info(facts: dict[str, Any]) -> str:
         f"frames      {facts['frames']} ({facts['intra_frames']} intra, {facts['predicted_frames']} predicted), "
         f"{facts['fps']:g} fps",
         f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source",
-        f"model       {facts['model']}  weights sha256 {facts['weights_sha256']}",
+        *(f"{'model' if i == 0 else 'residual':<12}{m['id']}  weights sha256 {m['weights_sha256']}"
+          for i, m in enumerate(facts["models"])),
         f"quantizer   {facts['quantizer']}, codes {facts['code_dtype']} {'x'.join(map(str, facts['code_shape']))}",
         f"entropy     {facts['entropy_coder']}" + (f", tables sha256 {facts['table_digest']}" if facts['table_digest'] else ""),
         "",
@@ -207,6 +208,12 @@ def render_info(facts: dict[str, Any]) -> str:
     lines.append(f"{'total':<10}{total:>12,}{100 * total / size:>8.2f}%{total / frames:>12.1f}"
                  + ("" if total == size else "   MISMATCH with file size!"))
     lines.append("")
+    if facts["predicted_frames"]:
+        by_type = facts["bytes_by_type"]
+        lines.append("by type     " + "; ".join(
+            f"{kind} {by_type[kind]:,} bytes in {n} frames ({by_type[kind] / n:.1f} a frame)"
+            for kind, n in (("intra", facts["intra_frames"]), ("predicted", facts["predicted_frames"])) if n)
+            + f"; GOP {facts['gop']}")
     if facts["entropy_coder"] != "none":
         lines.append(f"codes       {facts['parts']['codes']:,} bytes entropy-coded; "
                      f"{facts['codes_fixed_width']:,} at fixed width")

@@ -57,3 +57,18 @@ def test_golden_symbols_and_pixels(name):
     for frame, path in zip(frames, stored):
         want = cv2.imread(str(path))[..., ::-1]
         assert np.abs(frame.astype(int) - want.astype(int)).max() <= 1, path.name
+
+
+def test_info_of_a_predictive_file_names_both_models_and_bytes_by_frame_type():
+    from pacodec.cli import render_info
+
+    facts = api.probe(SAMPLES / "pac-q3-gop4.pcz")
+    text = render_info(facts)
+    intra, predicted = facts["bytes_by_type"]["intra"], facts["bytes_by_type"]["predicted"]
+    assert intra + predicted + facts["parts"]["header"] + facts["parts"]["index"] == facts["file_bytes"]
+    for m in facts["models"]:
+        assert f"{m['id']}  weights sha256 {m['weights_sha256']}" in text
+    assert [m["id"] for m in facts["models"]] == ["pac-q3", "pac-res"]
+    assert (f"intra {intra:,} bytes in {facts['intra_frames']} frames "
+            f"({intra / facts['intra_frames']:.1f} a frame)") in text
+    assert f"predicted {predicted:,} bytes in {facts['predicted_frames']} frames" in text
