@@ -97,3 +97,32 @@ def test_manifest_of_shipped_weights_matches_files():
         assert entry["id"] in registered_ids()
         assert {"config", "training"} <= set(entry)
         json.dumps(entry)
+
+
+def test_deepen_conv_maps_a_shallow_models_stages_onto_a_deeper_one(tmp_path):
+    """tools/deepen_conv.py: conv4's up.k is conv5's up.(k+1); --init then fills every
+    stage the two share, and only the new innermost stage stays as initialised."""
+    import importlib.util
+
+    from safetensors.torch import load_file
+
+    from conftest import ROOT
+    from pacodec import zoo
+    from pacodec.models import build_model
+    from pacodec.train import init_from
+
+    spec = importlib.util.spec_from_file_location("deepen_conv", ROOT / "tools" / "deepen_conv.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    shallow = build_model("conv4", {"channels": (4, 8)})
+    deep = build_model("conv5", {"channels": (4, 8, 16)})
+    zoo.save(shallow, tmp_path / "s.safetensors")
+    assert tool.main([str(tmp_path / "s.safetensors"), str(tmp_path / "d.safetensors")]) == 0
+    init_from(deep, tmp_path / "d.safetensors")
+    mine, theirs = deep.state_dict(), shallow.state_dict()
+    for name, value in theirs.items():
+        stage, rest = name.split(".", 2)[1], name.split(".", 2)[2]
+        moved = f"up.{int(stage) + 1}.{rest}" if name.startswith("up.") else name
+        assert torch.equal(mine[moved], value), name
+    assert set(load_file(str(tmp_path / "d.safetensors"))) <= set(mine)

@@ -6,6 +6,10 @@ A 200×160 frame becomes 128×13×10 codes after four stages (conv4) and 256×7�
 after five (conv5). The last encoder activation is a sigmoid rather than the
 workshop's ReLU, so codes lie in [0, 1] and the ``naive`` ×255 quantizer is exact
 up to rounding instead of wrapping values above 1.
+
+conv5 trains from conv4: ``tools/deepen_conv.py`` renames conv4's up-path stages to
+conv5's numbering (the up path counts from the code outwards), and ``--init`` then
+leaves only conv5's extra innermost stage to learn.
 """
 
 from __future__ import annotations
