@@ -62,11 +62,12 @@ TRAIN_COMMANDS = {
     "multilayer-fc-1000": f"for k in $(seq 0 15); do pacodec train multilayer-fc-1000 --block $k {DATA} --epochs 30 -o runs/multilayer-fc-1000; done",
     "multilayer-fc-500": f"for k in $(seq 0 15); do pacodec train multilayer-fc-500 --block $k {DATA} --epochs 30 -o runs/multilayer-fc-500; done",
     "conv4": f"pacodec train conv4 {DATA} --epochs 20 --lr 2e-3 -o runs/conv4",
-    "conv5": f"pacodec train conv5 {DATA} --epochs 20 --lr 2e-3 -o runs/conv5",
+    "conv5": ("python tools/deepen_conv.py weights/conv4.safetensors conv4-for-conv5.safetensors; "
+              f"pacodec train conv5 {DATA} --init conv4-for-conv5.safetensors --epochs 24 --lr 1e-3 -o runs/conv5"),
     "vae": f"pacodec train vae {DATA} --init weights/conv4.safetensors --epochs 20 -o runs/vae",
-    "vanilla-fc-compact": f"pacodec train vanilla-fc-compact {DATA} --epochs 20 --lr 2e-3 --time-limit 30 -o runs/vanilla-fc-compact",
-    "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --epochs 10 --lr 1e-3 --time-limit 30 -o runs/multilayer-fc-compact",
-    "vae-compact": f"pacodec train vae-compact {DATA} --init weights/conv4.safetensors --epochs 6 --lr 1e-3 --time-limit 30 -o runs/vae-compact",
+    "vanilla-fc-compact": f"pacodec train vanilla-fc-compact {DATA} --epochs 140 --lr 2e-3 -o runs/vanilla-fc-compact",
+    "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --init weights/vanilla-fc-compact.safetensors --epochs 40 --lr 1e-3 -o runs/multilayer-fc-compact",
+    "vae-compact": f"pacodec train vae-compact {DATA} --init weights/conv4.safetensors --epochs 24 --lr 1e-3 -o runs/vae-compact",
 }
 
 # The workshop's table (workshop-report.md, "Training and Inference Schemes"), on its
