@@ -588,6 +588,7 @@ def decode(
     size: str = "coded",
     force: bool = False,
     salvage: bool = False,
+    force_weights: bool = False,
     weights_dir: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     progress: Progress | None = None,
@@ -600,7 +601,8 @@ def decode(
     dst = Path(dst)
     # Judge the output type on the name given, before any work (and not on <dst>.partial).
     kind = video._output_kind(dst, os.fspath(dst))
-    with open(src, salvage=salvage, weights_dir=weights_dir, device=device) as reader:
+    with open(src, salvage=salvage, weights_dir=weights_dir, device=device,
+              force_weights=force_weights) as reader:
         width, height = ((reader.source_width, reader.source_height) if size == "source"
                          else (reader.width, reader.height))
         count = 0

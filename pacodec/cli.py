@@ -147,6 +147,7 @@ def decode(
     salvage: Annotated[bool, typer.Option("--salvage", help="Skip damaged records, stop cleanly at a cut.")] = False,
     force: ForceOpt = False,
     weights: WeightsOpt = None,
+    force_weights: Annotated[bool, typer.Option("--force-weights", help="Decode with weights whose sha256 is not the file's (the pictures will differ from what the encoder saw).")] = False,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Decode a .pcz file into a video or PNG frames."""
@@ -156,7 +157,7 @@ def decode(
     bar = _Bar(total, "decode")
     try:
         result = api.decode(input, output, size=size, force=force, salvage=salvage,
-                            weights_dir=weights, device=device, progress=bar)
+                            weights_dir=weights, device=device, progress=bar, force_weights=force_weights)
     finally:
         bar.close()
     if result["damaged"]:

@@ -196,6 +196,9 @@ def test_weights_differ_from_the_header(tmp_path, pcz, atari_frames):
     one_line_error(decode(pcz, out, other), 2, str(pcz), "sha256", "tiny-conv")
     assert not out.exists()
     no_partials(tmp_path)
+    # DESIGN.md, Weights: refused unless forced.
+    r = decode(pcz, out, other, "--force-weights")
+    assert r.returncode == 0 and out.exists(), r.stderr
 
 
 # --- damaged .pcz files -----------------------------------------------------------------
