@@ -127,9 +127,9 @@ class System:
 
 
 def family_of(model_id: str) -> str:
-    """Curve name of a model id: the id without its trailing number (pac-q3 → pac-q)."""
-    stem = re.sub(r"[-_.]?\d+$", "", model_id)
-    return stem or model_id
+    """Curve name of a model id: quality levels share a curve (pac-q3 → pac-q); other
+    ids are models of their own (conv4 and conv5 are two points, not one curve)."""
+    return re.sub(r"-q\d+$", "-q", model_id)
 
 
 PREDICTIVE_GOP = 32

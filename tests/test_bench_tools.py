@@ -128,3 +128,11 @@ def test_pacodec_systems_cover_both_pac_curves(monkeypatch):
     assert ("pac-q", "pac-q2", None, 1) in systems and ("pac-p", "pac-q2", None, 32) in systems
     assert ("conv", "conv4", "naive", 1) in systems
     assert all(m not in ("pac", "conv5") for _, m, _, _ in systems)
+
+
+def test_rd_curves_join_quality_levels_only():
+    import rd
+
+    assert rd.family_of("pac-q3") == rd.family_of("pac-q1") == "pac-q"
+    assert rd.family_of("conv4") != rd.family_of("conv5")  # two models, not one curve
+    assert rd.family_of("vanilla-fc-compact") == "vanilla-fc-compact"
