@@ -126,7 +126,7 @@ def test_pacodec_systems_cover_both_pac_curves(monkeypatch):
         {"id": "conv5", "family": "conv", "weights": False}])
     systems = [(s.family, s.model, s.quantizer, s.gop) for s in rd.pacodec_systems()]
     assert ("pac-q", "pac-q2", None, 1) in systems and ("pac-p", "pac-q2", None, 32) in systems
-    assert ("conv", "conv4", "naive", 1) in systems
+    assert ("conv4", "conv4", "naive", 1) in systems
     assert all(m not in ("pac", "conv5") for _, m, _, _ in systems)
 
 
