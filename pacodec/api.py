@@ -30,6 +30,8 @@ from .pcz.limits import MAX_FRAMES
 
 DEFAULT_MODEL = "pac-q3"  # beats conv4 + naive: 3,015 vs 16,649 bytes a frame all-intra, 31.4 vs 30.4 dB on clip9
 DEFAULT_QUANTIZER = "naive"
+# models whose codes are not kept in [0, 1] (the VAE) default to per-frame min/max scaling
+UNBOUNDED_QUANTIZER = "scale"
 BATCH = 8
 
 Progress = Callable[[int], None]  # called with the number of frames just processed
@@ -80,7 +82,13 @@ def _make_quantizer(model: Any, name: str | None) -> quantizers.Quantizer:
         return quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
     if name == "entropy":
         raise InputError(f"{model.model_id} has no entropy model; choose none, naive, scale or kmeans")
-    return quantizers.make(name or DEFAULT_QUANTIZER)
+    bounded = getattr(model, "code_range", None) == (0.0, 1.0)
+    if name == "naive" and not bounded:
+        # naive maps [0, 1] to 0..255 and clamps: on unbounded codes (the VAE's μ) it would
+        # silently clip most of the code away.
+        raise InputError(f"{model.model_id}'s codes are not bounded to [0, 1], so naive would clip them; "
+                         "use scale, kmeans or none")
+    return quantizers.make(name or (DEFAULT_QUANTIZER if bounded else UNBOUNDED_QUANTIZER))
 
 
 def _quantizer_for_file(model: Any, header: StreamHeader, params: bytes | None) -> quantizers.Quantizer:

@@ -117,3 +117,18 @@ def test_integer_tables_sum_exactly_and_have_no_zero():
     pmf[:, 5] = 0
     table = integer_table(pmf)
     assert table.dtype == np.int32 and np.all(table >= 1) and np.all(table.sum(axis=1) == 1 << 16)
+
+
+def test_naive_is_refused_for_unbounded_codes():
+    """The VAE's μ is not kept in [0, 1]: naive would clamp it silently, so it is refused
+    and such models default to per-frame min/max scaling instead."""
+    from pacodec import api
+    from pacodec.models.base import build_model
+
+    vae = build_model("vae-compact")
+    assert vae.code_range is None
+    with pytest.raises(InputError, match="not bounded"):
+        api._make_quantizer(vae, "naive")
+    assert api._make_quantizer(vae, None).name == "scale"
+    conv = build_model("tiny-conv")
+    assert conv.code_range == (0.0, 1.0) and api._make_quantizer(conv, None).name == "naive"
