@@ -299,12 +299,13 @@ def train(
 
     summary: dict[str, Any] = {"model": cfg.model_id, "epochs": completed,
                                "weights_digest": weights_digest(model), "rank": dist_info.rank}
+    model = model.cpu()  # tables and weights are made and saved on the CPU, whatever trained them
     if hasattr(model, "freeze_tables"):
         model.freeze_tables()  # integer entropy tables from the learned densities
     if dist_info.main:
         spec = zoo.spec_of(cfg.model_id)
         weights_file = f"{run}.safetensors"
-        sha = zoo.save(model.cpu(), out_dir / weights_file, half_precision=spec.half_precision)
+        sha = zoo.save(model, out_dir / weights_file, half_precision=spec.half_precision)
         entry = {
             "id": cfg.model_id, "file": weights_file, "sha256": sha, "family": spec.family,
             "config": model.config_dict(),
