@@ -98,7 +98,8 @@ def test_unreadable_input(tmp_path, clip, pcz):
         locked.write_bytes(src.read_bytes())
         locked.chmod(0)
         try:
-            one_line_error(run_cli(cmd, str(locked), "-o", str(tmp_path / "out.x")), 2,
+            out = tmp_path / ("out.pcz" if cmd == "encode" else "out.mkv")
+            one_line_error(run_cli(cmd, str(locked), "-o", str(out)), 2,
                            str(locked), "cannot read")
         finally:
             locked.chmod(0o600)
