@@ -123,10 +123,14 @@ def test_pacodec_systems_cover_both_pac_curves(monkeypatch):
         {"id": "pac-q2", "family": "pac", "weights": True},
         {"id": "pac", "family": "pac", "weights": True},
         {"id": "conv4", "family": "conv", "weights": True},
+        {"id": "vae-compact", "family": "vae", "weights": True},
         {"id": "conv5", "family": "conv", "weights": False}])
     systems = [(s.family, s.model, s.quantizer, s.gop) for s in rd.pacodec_systems()]
     assert ("pac-q", "pac-q2", None, 1) in systems and ("pac-p", "pac-q2", None, 32) in systems
     assert ("conv4", "conv4", "naive", 1) in systems
+    # the VAE's codes are unbounded: naive is refused for it, so rd.py does not try it
+    assert ("vae-compact", "vae-compact", "scale", 1) in systems
+    assert ("vae-compact", "vae-compact", "naive", 1) not in systems
     assert all(m not in ("pac", "conv5") for _, m, _, _ in systems)
 
 
@@ -136,3 +140,21 @@ def test_rd_curves_join_quality_levels_only():
     assert rd.family_of("pac-q3") == rd.family_of("pac-q1") == "pac-q"
     assert rd.family_of("conv4") != rd.family_of("conv5")  # two models, not one curve
     assert rd.family_of("vanilla-fc-compact") == "vanilla-fc-compact"
+
+
+def test_bd_table_lists_only_curves():
+    """Single models (a point per quantizer) get no BD-rate rows; the pac curve does."""
+    import rd
+    from anchors import AnchorResult
+
+    def point(codec, rate, psnr):
+        return AnchorResult(codec=codec, setting="s", frames=10, total_bytes=int(rate * 10), width=160,
+                            height=200, psnr=psnr, ssim=0.9, ssim_every=1, encode_s=1.0, decode_s=1.0,
+                            threads=2)
+
+    results = [point("x264-intra-444", r, p) for r, p in ((900, 28), (1500, 30), (2500, 32), (4000, 34))]
+    results += [point("pac-q", r, p) for r, p in ((800, 28.5), (1300, 30.2), (2100, 31.5), (3500, 33))]
+    results += [point("conv4", 16650, 30.4), point("conv4", 16660, 30.3)]
+    rows = rd.bd_table(results, ["pac-q", "conv4"])
+    assert {row["test"] for row in rows} == {"pac-q"}
+    assert rows[0]["anchor"] == "x264-intra-444" and rows[0]["bd_rate_percent"] < 0
