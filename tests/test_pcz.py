@@ -427,9 +427,12 @@ def test_random_access_matches_iteration_with_gop():
 
 
 def exercise(data: bytes) -> None:
-    """Everything a caller may do; only PacodecError (and IndexError) may escape."""
+    """Everything a caller may do; only PacodecError (and IndexError) may escape.
+
+    The time bound is on this process's CPU time, not the wall clock: it is a bound on
+    the parser's work, which other load on a shared machine does not change."""
     for salvage in (False, True):
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             reader = open_bytes(data, salvage=salvage)
             n = len(reader)
@@ -445,11 +448,13 @@ def exercise(data: bytes) -> None:
                     assert not 0 <= i < n
         except PacodecError:
             pass
-        assert time.perf_counter() - start < 1.0
+        assert time.process_time() - start < 1.0
 
 
+# No wall-clock deadline: exercise() bounds each parse by CPU time instead, which a busy
+# machine does not stretch.
 FUZZ = settings(
-    max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 
 
@@ -491,19 +496,19 @@ def test_hostile_megabyte_is_fast():
 
 def test_many_tiny_records_stay_fast():
     """A 1 MiB cut file of 150 000 one-byte frames: each operation well under a
-    second on an idle core (about 0.3–0.6 s); the bound is loose for shared machines."""
+    second of CPU time (about 0.3–0.6 s); the bound is loose for slower machines."""
     header = io.BytesIO()
     PczWriter(header, make_header(gop=1, frame_param_bytes=0))
     data = header.getvalue() + build_record(RecordType.INTRA, b"x") * 149_000 + b"\x02"
     for salvage in (False, True):
         reader = open_bytes(data, salvage=salvage)
         for operation in (len, lambda r: sum(1 for _ in r), lambda r: r.accounting()):
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 operation(reader)
             except TruncatedError:
                 assert not salvage
-            assert time.perf_counter() - start < 2.0
+            assert time.process_time() - start < 2.0
         assert len(reader) == 149_000
 
 
