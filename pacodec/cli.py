@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import shlex
 import sys
 import traceback
 from collections.abc import Callable
@@ -317,6 +318,7 @@ def train(
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (.safetensors; tensors matched by name and shape).")] = None,
     block: Annotated[Optional[int], typer.Option("--block", help="Block models (vanilla-fc-*, multilayer-fc-*): train only block K (0-15); the 16 shards are joined when all are in --output.")] = None,
     device: DeviceOpt = "cpu",
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: override one field of the model's config (JSON value, e.g. --set beta=0.001); stored in the weights (repeatable).")] = None,
 ) -> None:
     """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end."""
     from . import data as datasets
@@ -326,9 +328,14 @@ def train(
 
     if epochs < 1 or batch_size < 1 or lr <= 0 or every < 1:
         raise InputError("--epochs, --batch-size and --every must be at least 1, --lr positive")
+    from .errors import WeightsError
     from .models import build_model
 
-    built = build_model(model)
+    model_config = _config_overrides(settings or [])
+    try:
+        built = build_model(model, model_config)
+    except WeightsError as exc:  # unknown keys: the user's --set, not a weights file
+        raise InputError(f"--set: {exc}") from None
     pairs = getattr(built, "pairs", False)
     if block is not None and (built.family != "fc" or built.config.shared or not 0 <= block < 16):
         raise InputError(f"--block takes 0-15 and only per-block models (vanilla-fc-*, multilayer-fc-*), "
@@ -339,9 +346,10 @@ def train(
     val_frames = _training_frames(list(val), every, pairs) if val else None
     # The command as typed, less global flags (-q, --debug) that may come before "train".
     argv = [a for a in sys.argv[1:] if a not in GLOBAL_FLAGS]
-    command = "pacodec " + " ".join(argv) if argv[:1] == ["train"] else ""
+    command = "pacodec " + shlex.join(argv) if argv[:1] == ["train"] else ""  # quoted: it can be rerun
     cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
                       seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop, init=init, block=block,
+                      model_config=model_config,
                       data_description=[str(p) for p in data], command=command)
     bar = None
     epoch = [0]
@@ -366,6 +374,22 @@ def train(
     if summary.get("sha256"):
         typer.echo(f"{model}: {summary['epochs']} epochs, weights {output / (model + '.safetensors')} "
                    f"sha256 {summary['sha256']}")
+
+
+def _config_overrides(settings: list[str]) -> dict | None:
+    """``["beta=0.001", "z=256"]`` → ``{"beta": 0.001, "z": 256}`` (values are JSON, else strings)."""
+    from .errors import InputError
+
+    overrides = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides or None
 
 
 def _training_frames(paths: list[str], every: int, pairs: bool):

@@ -54,6 +54,21 @@ def test_block_option_is_refused_for_models_without_blocks(tmp_path, clip):
     assert r.returncode == 2 and "--block" in r.stderr
 
 
+def test_set_overrides_the_config_and_the_weights_carry_it(tmp_path, clip):
+    out = tmp_path / "run"
+    r = run_cli("-q", "train", "tiny-conv", "--data", str(clip), "--epochs", "1", "--batch-size", "4",
+                "--set", "channels=[4, 6]", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    entry = {e["id"]: e for e in zoo.read_manifest(out)}["tiny-conv"]
+    assert entry["config"]["channels"] == [4, 6] and "--set 'channels=[4, 6]'" in entry["training"]["command"]
+    model, _ = zoo.load("tiny-conv", out)
+    assert model.code_shape == (6, 50, 40)
+    for bad in ("nope=1", "channels"):
+        r = run_cli("-q", "train", "tiny-conv", "--data", str(clip), "--set", bad, "-o", str(tmp_path / "x"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--set" in r.stderr, r.stderr
+        assert not (tmp_path / "x").exists()
+
+
 def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "pacodec.cli", "--version"], capture_output=True,
                        text=True, cwd=ROOT, timeout=120)
