@@ -67,7 +67,7 @@ TRAIN_COMMANDS = {
     "vae": f"pacodec train vae {DATA} --init weights/conv4.safetensors --epochs 20 -o runs/vae",
     "vanilla-fc-compact": f"pacodec train vanilla-fc-compact {DATA} --epochs 140 --lr 2e-3 -o runs/vanilla-fc-compact",
     "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --init weights/vanilla-fc-compact.safetensors --epochs 40 --lr 1e-3 -o runs/multilayer-fc-compact",
-    "vae-compact": f"pacodec train vae-compact {DATA} --init weights/conv4.safetensors --epochs 24 --lr 1e-3 -o runs/vae-compact",
+    "vae-compact": f"pacodec train vae-compact {DATA} --init weights/conv4.safetensors --epochs 40 --lr 1e-3 -o runs/vae-compact",
 }
 
 # The workshop's table (workshop-report.md, "Training and Inference Schemes"), on its
