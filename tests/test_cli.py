@@ -77,6 +77,7 @@ def test_missing_input(tmp_path):
                    2, "nope.mkv", "no such file")
     one_line_error(run_cli("decode", str(tmp_path / "nope.pcz"), "-o", str(tmp_path / "x.mkv")),
                    2, "nope.pcz", "no such file")
+    one_line_error(run_cli("info", str(tmp_path / "nope.pcz")), 2, "nope.pcz", "no such file")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -281,11 +282,16 @@ def test_debug_shows_a_traceback(tmp_path, pcz, tiny_weights):
 # --- outputs ----------------------------------------------------------------------------
 
 
-def test_existing_output_without_force(tmp_path, pcz, tiny_weights):
+def test_existing_output_without_force(tmp_path, clip, pcz, tiny_weights):
     out = tmp_path / "mine.mkv"
     out.write_bytes(b"precious")
     one_line_error(decode(pcz, out, tiny_weights), 3, "mine.mkv", "already exists", "--force")
     assert out.read_bytes() == b"precious"
+    mine = tmp_path / "mine.pcz"
+    mine.write_bytes(b"mine")
+    one_line_error(run_cli("encode", str(clip), "-o", str(mine), "--model", "tiny-conv",
+                           "--weights", str(tiny_weights)), 3, "mine.pcz", "already exists", "--force")
+    assert mine.read_bytes() == b"mine"
     no_partials(tmp_path)
 
 
