@@ -126,7 +126,9 @@ class PredictiveCoder:
         return pred[: self.height, : self.width]
 
     # -- encoder ---------------------------------------------------------------
-    def choose(self, frame: np.ndarray, ref: np.ndarray) -> PFrame:
+    def choose(self, frame: np.ndarray, ref: np.ndarray) -> tuple[PFrame, np.ndarray | None]:
+        """The modes, vectors and symbols of one P-frame, and its reconstruction when the
+        choice already made it (None: ``reconstruct`` it)."""
         cur = _pad_to_blocks(frame).astype(np.int32)
         refp = _pad_to_blocks(ref)
         h, w = cur.shape[:2]
@@ -167,11 +169,13 @@ class PredictiveCoder:
         modes = costs.argmin(axis=0).astype(np.uint8)
         vectors[modes == SKIP] = 0
         choice = PFrame(modes, vectors, symbols[:, modes == RESIDUAL])
+        reconstruction = None
         # The estimate above decoded every block as residual; uncoded neighbours change
         # a residual block's synthesis. Check the real reconstruction once and drop the
         # residual where it does not pay for itself.
         if (modes == RESIDUAL).any():
-            recon = _pad_to_blocks(self.reconstruct(ref, choice)).astype(np.int32)
+            reconstruction = self.reconstruct(ref, choice)
+            recon = _pad_to_blocks(reconstruction).astype(np.int32)
             actual = _block_sums((cur - recon) ** 2).astype(np.float64) + self.lam * (
                 _MODE_BITS[RESIDUAL] + _vector_bits(vectors) + latent_bits)
             fallback = np.minimum(skip_cost, move_cost)
@@ -180,12 +184,15 @@ class PredictiveCoder:
                 modes[worse] = np.where(skip_cost[worse] <= move_cost[worse], SKIP, MOVE)
                 vectors[modes == SKIP] = 0
                 choice = PFrame(modes, vectors, symbols[:, modes == RESIDUAL])
-        return choice
+                reconstruction = None  # the choice changed: what was checked is not it
+        return choice, reconstruction
 
     def encode(self, frame: np.ndarray, ref: np.ndarray) -> tuple[bytes, np.ndarray]:
         """One P-frame against the decoder's reference -> (payload, reconstruction)."""
-        p = self.choose(frame, ref)
-        return self.pack(p), self.reconstruct(ref, p)
+        p, reconstruction = self.choose(frame, ref)
+        if reconstruction is None:
+            reconstruction = self.reconstruct(ref, p)
+        return self.pack(p), reconstruction
 
     def pack(self, p: PFrame) -> bytes:
         encoder = RangeEncoder()
