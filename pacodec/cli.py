@@ -372,8 +372,10 @@ def train(
     if bar is not None:
         bar.close()
     if summary.get("sha256"):
-        typer.echo(f"{model}: {summary['epochs']} epochs, weights {output / (model + '.safetensors')} "
+        typer.echo(f"{model}: {summary['epochs']} epochs, weights {summary['weights']} "
                    f"sha256 {summary['sha256']}")
+        if summary.get("assembled"):
+            typer.echo(f"{model}: all 16 blocks joined into {output / (model + '.safetensors')}")
 
 
 def _config_overrides(settings: list[str]) -> dict | None:

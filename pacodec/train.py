@@ -322,5 +322,6 @@ def train(
             (out_dir / f"{run}.json").write_text(json.dumps(entry, indent=1) + "\n")
             summary["assembled"] = assemble_blocks(out_dir, cfg.model_id) is not None
         summary["sha256"] = sha
+        summary["weights"] = str(out_dir / weights_file)
     (out_dir / f"{run}.rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
     return summary

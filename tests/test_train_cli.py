@@ -59,6 +59,7 @@ def test_set_overrides_the_config_and_the_weights_carry_it(tmp_path, clip):
     r = run_cli("-q", "train", "tiny-conv", "--data", str(clip), "--epochs", "1", "--batch-size", "4",
                 "--set", "channels=[4, 6]", "-o", str(out))
     assert r.returncode == 0, r.stderr
+    assert f"weights {out / 'tiny-conv.safetensors'} sha256" in r.stdout, r.stdout
     entry = {e["id"]: e for e in zoo.read_manifest(out)}["tiny-conv"]
     assert entry["config"]["channels"] == [4, 6] and "--set 'channels=[4, 6]'" in entry["training"]["command"]
     model, _ = zoo.load("tiny-conv", out)
