@@ -153,10 +153,9 @@ def pacodec_systems() -> list[System]:
             systems.append(System("pac-q", model, None, gop=1))
             systems.append(System("pac-p", model, None, gop=PREDICTIVE_GOP))
         else:
-            # naive needs codes in [0, 1]: the VAE's are unbounded and pacodec refuses it
-            quantizers = ("scale", "kmeans") if entry["family"] == "vae" else ("naive", "scale", "kmeans")
-            for quantizer in quantizers:
-                systems.append(System(family_of(model), model, quantizer))
+            for quantizer in ("naive", "scale", "kmeans"):
+                if quantizer in entry["code_bytes"]:  # the quantizers this model takes
+                    systems.append(System(family_of(model), model, quantizer))
     return systems
 
 

@@ -75,6 +75,17 @@ def _load_model(model_id: str, weights_dir: Path | None, device: str, expect: st
     return zoo.load(model_id, weights_dir, expect_sha256=expect, device=device)
 
 
+def quantizers_for(model: Any) -> tuple[str, ...]:
+    """The quantizers a built model takes, its default first: ``entropy`` for the pac
+    models; for fixed-width ones all four, less ``naive`` where the codes are not kept in
+    [0, 1] (the VAE's μ), which it would clamp."""
+    if getattr(model, "family", "") == "pac":
+        return ("entropy",)
+    bounded = getattr(model, "code_range", None) == (0.0, 1.0)
+    default = DEFAULT_QUANTIZER if bounded else UNBOUNDED_QUANTIZER
+    return (default, *(q for q in quantizers.QUANTIZERS if q != default and (bounded or q != "naive")))
+
+
 def _make_quantizer(model: Any, name: str | None) -> quantizers.Quantizer:
     if getattr(model, "family", "") == "pac":
         if name not in (None, "entropy"):
@@ -82,13 +93,11 @@ def _make_quantizer(model: Any, name: str | None) -> quantizers.Quantizer:
         return quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
     if name == "entropy":
         raise InputError(f"{model.model_id} has no entropy model; choose none, naive, scale or kmeans")
-    bounded = getattr(model, "code_range", None) == (0.0, 1.0)
-    if name == "naive" and not bounded:
-        # naive maps [0, 1] to 0..255 and clamps: on unbounded codes (the VAE's μ) it would
-        # silently clip most of the code away.
+    allowed = quantizers_for(model)
+    if name == "naive" and name not in allowed:
         raise InputError(f"{model.model_id}'s codes are not bounded to [0, 1], so naive would clip them; "
                          "use scale, kmeans or none")
-    return quantizers.make(name or (DEFAULT_QUANTIZER if bounded else UNBOUNDED_QUANTIZER))
+    return quantizers.make(name or allowed[0])
 
 
 def _quantizer_for_file(model: Any, header: StreamHeader, params: bytes | None) -> quantizers.Quantizer:
@@ -695,7 +704,7 @@ def list_models(weights_dir: str | os.PathLike[str] | None = None) -> list[dict[
             code_bytes = {"entropy": None, "fixed_width_int8": entries}
         else:
             code_bytes = {name: quantizers.make(name).frame_bytes(entries)
-                          for name in quantizers.QUANTIZERS}
+                          for name in sorted(quantizers_for(model), key=list(quantizers.QUANTIZERS).index)}
         out.append({
             "id": model_id, "family": spec.family, "description": spec.description,
             "weights": found is not None and found.path.is_file(),
@@ -741,7 +750,7 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every:
 
 
 __all__ = ["Writer", "Reader", "open", "encode", "decode", "probe", "list_models", "compare",
-           "DEFAULT_MODEL", "DEFAULT_QUANTIZER", "OutputError"]
+           "DEFAULT_MODEL", "DEFAULT_QUANTIZER", "OutputError", "quantizers_for"]
 
 
 def evaluate(

@@ -175,6 +175,7 @@ def test_list_models_reports_code_bytes():
     assert rows["conv4"]["code_bytes"]["naive"] == 16640
     assert rows["conv4"]["code_bytes"]["none"] == 16640 * 4
     assert rows["conv5"]["code_bytes"]["naive"] == 8960
+    assert "naive" not in rows["vae-compact"]["code_bytes"] and rows["vae-compact"]["code_bytes"]["scale"] == 520
     assert rows["conv4"]["geometry"] == {"width": 160, "height": 200}
 
 

@@ -119,12 +119,14 @@ def test_pacodec_systems_cover_both_pac_curves(monkeypatch):
 
     from pacodec import api
 
+    fixed = {"none": 1, "naive": 1, "scale": 1, "kmeans": 1}
     monkeypatch.setattr(api, "list_models", lambda: [
-        {"id": "pac-q2", "family": "pac", "weights": True},
-        {"id": "pac", "family": "pac", "weights": True},
-        {"id": "conv4", "family": "conv", "weights": True},
-        {"id": "vae-compact", "family": "vae", "weights": True},
-        {"id": "conv5", "family": "conv", "weights": False}])
+        {"id": "pac-q2", "family": "pac", "weights": True, "code_bytes": {"entropy": None}},
+        {"id": "pac", "family": "pac", "weights": True, "code_bytes": {"entropy": None}},
+        {"id": "conv4", "family": "conv", "weights": True, "code_bytes": fixed},
+        {"id": "vae-compact", "family": "vae", "weights": True,
+         "code_bytes": {k: v for k, v in fixed.items() if k != "naive"}},
+        {"id": "conv5", "family": "conv", "weights": False, "code_bytes": fixed}])
     systems = [(s.family, s.model, s.quantizer, s.gop) for s in rd.pacodec_systems()]
     assert ("pac-q", "pac-q2", None, 1) in systems and ("pac-p", "pac-q2", None, 32) in systems
     assert ("conv4", "conv4", "naive", 1) in systems

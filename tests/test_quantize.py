@@ -130,5 +130,6 @@ def test_naive_is_refused_for_unbounded_codes():
     with pytest.raises(InputError, match="not bounded"):
         api._make_quantizer(vae, "naive")
     assert api._make_quantizer(vae, None).name == "scale"
+    assert api.quantizers_for(vae) == ("scale", "none", "kmeans")
     conv = build_model("tiny-conv")
     assert conv.code_range == (0.0, 1.0) and api._make_quantizer(conv, None).name == "naive"

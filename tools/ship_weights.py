@@ -64,9 +64,9 @@ def main() -> int:
         return 0
     for model_id in ids:
         family = zoo.spec_of(model_id).family
-        # the VAE's codes are unbounded: naive is refused for it, scale is its 8-bit quantizer
-        quantizers = args.quantizer or (["entropy"] if family == "pac" else
-                                        ["none", "scale" if family == "vae" else "naive"])
+        # none, and the model's default (entropy for pac; naive, or scale for the VAE)
+        default = api.quantizers_for(zoo.spec_of(model_id).build(None))[0]
+        quantizers = args.quantizer or ([default] if family == "pac" else ["none", default])
         gops = args.gop or ([1, 32] if family == "pac" else [1])
         measured = []
         for q in quantizers:
