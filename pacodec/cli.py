@@ -317,6 +317,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --output.")] = False,
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (.safetensors; tensors matched by name and shape).")] = None,
     block: Annotated[Optional[int], typer.Option("--block", help="Block models (vanilla-fc-*, multilayer-fc-*): train only block K (0-15); the 16 shards are joined when all are in --output.")] = None,
+    pca: Annotated[bool, typer.Option("--pca", help="Start from the closed-form principal-components solution on --data (workshop-size FC models, the VAE's linear layers); --epochs 0 keeps it as is.")] = False,
     device: DeviceOpt = "cpu",
     settings: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: override one field of the model's config (JSON value, e.g. --set beta=0.001); stored in the weights (repeatable).")] = None,
 ) -> None:
@@ -326,8 +327,9 @@ def train(
     from .train import TrainConfig
     from .train import train as run_training
 
-    if epochs < 1 or batch_size < 1 or lr <= 0 or every < 1:
-        raise InputError("--epochs, --batch-size and --every must be at least 1, --lr positive")
+    if epochs < (0 if pca else 1) or batch_size < 1 or lr <= 0 or every < 1:
+        raise InputError("--epochs (0 allowed with --pca), --batch-size and --every must be at least 1, "
+                         "--lr positive")
     from .errors import WeightsError
     from .models import build_model
 
@@ -337,6 +339,8 @@ def train(
     except WeightsError as exc:  # unknown keys: the user's --set, not a weights file
         raise InputError(f"--set: {exc}") from None
     pairs = getattr(built, "pairs", False)
+    if pca and not hasattr(built, "pca_init"):
+        raise InputError(f"--pca: {model} has no closed-form start (workshop-size FC models and vae have)")
     if block is not None and (built.family != "fc" or built.config.shared or not 0 <= block < 16):
         raise InputError(f"--block takes 0-15 and only per-block models (vanilla-fc-*, multilayer-fc-*), "
                          f"not {model}")
@@ -349,7 +353,7 @@ def train(
     command = "pacodec " + shlex.join(argv) if argv[:1] == ["train"] else ""  # quoted: it can be rerun
     cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
                       seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop, init=init, block=block,
-                      model_config=model_config,
+                      pca=pca, model_config=model_config,
                       data_description=[str(p) for p in data], command=command)
     bar = None
     epoch = [0]
@@ -371,6 +375,8 @@ def train(
     summary = run_training(cfg, frames, val_frames, progress=progress)
     if bar is not None:
         bar.close()
+    if summary.get("pca"):
+        typer.echo(f"{model}: started from the {summary['pca']}")
     if summary.get("sha256"):
         typer.echo(f"{model}: {summary['epochs']} epochs, weights {summary['weights']} "
                    f"sha256 {summary['sha256']}")

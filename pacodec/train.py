@@ -50,6 +50,7 @@ class TrainConfig:
     crop: int | None = None  # train on random crop×crop windows (fully convolutional models)
     init: Path | None = None  # start from these weights (tensors matched by name and shape)
     block: int | None = None  # block models: train only this block's sub-model (models/fc.py)
+    pca: bool = False  # start from the model's closed-form PCA solution on the training frames
     data_description: list[str] = field(default_factory=list)
     command: str = ""
 
@@ -227,8 +228,13 @@ def train(
     if hasattr(model, "materialize"):
         model.materialize()  # big models are built on the meta device (models/fc.py)
     model = model.to(device)
-    if cfg.init is not None and not (cfg.resume and state_path_exists(out_dir, run)):
+    fresh = not (cfg.resume and state_path_exists(out_dir, run))
+    if cfg.init is not None and fresh:
         init_from(model, Path(cfg.init))
+    pca_summary = None
+    if cfg.pca and fresh:
+        # Every rank computes it from all the frames; DDP then broadcasts rank 0's anyway.
+        pca_summary = model.pca_init(train_frames)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch = 0
     _, state_path, log_path = checkpoint_paths(out_dir, run)
@@ -297,7 +303,7 @@ def train(
         for buffer in model.buffers():
             dist.broadcast(buffer.data, 0)
 
-    summary: dict[str, Any] = {"model": cfg.model_id, "epochs": completed,
+    summary: dict[str, Any] = {"model": cfg.model_id, "epochs": completed, "pca": pca_summary,
                                "weights_digest": weights_digest(model), "rank": dist_info.rank}
     model = model.cpu()  # tables and weights are made and saved on the CPU, whatever trained them
     if hasattr(model, "freeze_tables"):
@@ -313,6 +319,8 @@ def train(
                          "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
                          "frames": int(len(train_frames)), "command": cfg.command},
         }
+        if cfg.pca:
+            entry["training"]["init"] = "pca"  # epochs counts the Adam epochs after it
         if cfg.block is None:
             zoo.write_manifest_entry(out_dir, entry)
         else:  # a shard: its facts beside it; the 16 shards become <id>.safetensors

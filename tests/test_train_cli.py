@@ -70,6 +70,21 @@ def test_set_overrides_the_config_and_the_weights_carry_it(tmp_path, clip):
         assert not (tmp_path / "x").exists()
 
 
+def test_pca_start_trains_a_block_with_zero_epochs_and_says_so(tmp_path, clip):
+    out = tmp_path / "run"
+    r = run_cli("-q", "train", "vanilla-fc-500", "--block", "3", "--pca", "--epochs", "0",
+                "--set", "code=4", "--data", str(clip), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "started from the principal components of 20 frames" in r.stdout, r.stdout
+    facts = json.loads((out / "vanilla-fc-500.block03.json").read_text())
+    assert facts["training"]["init"] == "pca" and facts["training"]["epochs"] == 0
+    assert "--pca" in facts["training"]["command"]
+    for args in (["tiny-conv", "--pca"], ["vanilla-fc-500", "--epochs", "0"]):
+        r = run_cli("-q", "train", *args, "--data", str(clip), "-o", str(tmp_path / "x"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert not (tmp_path / "x").exists()
+
+
 def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "pacodec.cli", "--version"], capture_output=True,
                        text=True, cwd=ROOT, timeout=120)

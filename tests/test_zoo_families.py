@@ -169,3 +169,90 @@ def test_training_one_block_at_a_time_assembles_a_whole_model(tmp_path, atari_fr
 def test_shared_models_refuse_block_training():
     with pytest.raises(InputError, match="shared"):
         build_model("vanilla-fc-compact", {"blocks": [0]})
+
+
+def _block_pca(frames: np.ndarray, block: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, top-k principal directions) of block ``block`` of ``frames``, by plain SVD."""
+    x = fc.tile(torch.from_numpy(frames).permute(0, 3, 1, 2).double() / 255)[:, block]
+    mean = x.mean(0)
+    _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    return mean, vh[:k]
+
+
+@pytest.mark.parametrize("hidden", [(), (12, 9)], ids=["vanilla", "multilayer"])
+def test_pca_start_is_the_principal_components_projection(atari_frames, hidden):
+    """--pca writes the best linear autoencoder into the layers: on its training frames
+    the model outputs exactly the projection onto the top `code` components, through
+    the clamp (vanilla) or the ReLU layers too (multilayer), and its codes sit in the
+    middle half of [0, 1] so naive rounding costs next to nothing."""
+    frames = atari_frames[:12]
+    model = build_model("multilayer-fc-500" if hidden else "vanilla-fc-500",
+                        {"code": 5, "hidden": list(hidden), "blocks": [6]})
+    model.materialize()
+    assert model.config.linear
+    summary = model.pca_init(frames)
+    assert "5–5 kept" in summary
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        blocks, codes = model(images)
+    mean, comps = _block_pca(frames, 6, 5)
+    target = fc.tile(images.double())[:, 6]
+    projection = ((target - mean) @ comps.T) @ comps + mean
+    assert torch.allclose(blocks[:, 0].double(), projection, atol=2e-5)
+    assert codes.min() >= 0.25 - 1e-5 and codes.max() <= 0.75 + 1e-5
+    assert (codes.amax(0) - codes.amin(0)).min() > 0.2  # each kept component uses its range
+    with torch.no_grad():
+        rounded = model.decode_blocks(torch.round(codes * 255) / 255)
+    error = torch.mean((rounded - blocks) ** 2)
+    assert error < 0.01 * torch.mean((projection - target) ** 2) + 1e-7
+
+
+def test_pca_start_keeps_multilayer_extra_units_trainable(atari_frames):
+    """Extra hidden units (beyond the carried components) start with zero outgoing
+    weights, so the function is PCA's, yet they get gradients."""
+    frames = atari_frames[:8]
+    model = build_model("multilayer-fc-500", {"code": 3, "hidden": [10, 6], "blocks": [0]})
+    model.materialize()
+    model.pca_init(frames)
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    loss, _ = model.criterion(images, model(images))
+    loss.backward()
+    dec = [m for m in model.blocks["b00"].decoder if isinstance(m, torch.nn.Linear)]
+    assert dec[1].weight.grad[:, 3:6].abs().sum() > 0  # layer 1's extra units: outgoing
+    assert dec[-1].weight.grad[:, 3:].abs().sum() > 0
+
+
+def test_pca_start_refuses_models_it_does_not_fit(atari_frames):
+    with pytest.raises(InputError, match="per-block linear"):
+        build_model("vanilla-fc-compact").pca_init(atari_frames[:4])
+    model = build_model("vanilla-fc-500", {"code": 3, "blocks": [0]})
+    model.materialize()
+    with pytest.raises(InputError, match="at least 2"):
+        model.pca_init(atari_frames[:1])
+
+
+@pytest.mark.parametrize("reduce", [None, 4], ids=["vae", "vae-compact"])
+def test_vae_pca_start_whitens_mu_and_fits_the_decoder_by_least_squares(atari_frames, reduce):
+    """μ starts as the top principal components of the encoder's features with unit
+    variance, log σ² at log 0.01, and the decoder's Linear as the least-squares map
+    from μ to what follows it (its residual is orthogonal to every μ component)."""
+    frames = atari_frames[:10]
+    torch.manual_seed(0)
+    model = build_model("vae-compact" if reduce else "vae",
+                        {"channels": [4, 8], "z": 6, "reduce": reduce})
+    if hasattr(model, "materialize"):
+        model.materialize()
+    assert "6 of z = 6" in model.pca_init(frames)
+    model.eval()
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        feats = model.down(images)
+        mu, logvar = model._moments(images)
+        target = torch.logit(feats.clamp(1e-4, 1 - 1e-4))
+        if reduce:
+            target = model.reduce(feats)
+        residual = target.flatten(1) - model.fc_dec(mu)
+    assert torch.allclose(mu.mean(0), torch.zeros(6), atol=1e-4)
+    assert torch.allclose(mu.T @ mu / len(frames), torch.eye(6), atol=1e-3)
+    assert torch.allclose(logvar, torch.full_like(logvar, float(np.log(0.01))))
+    assert (residual.T @ mu).abs().max() < 1e-2 * residual.abs().sum() / residual.numel() * len(frames) + 1e-3
