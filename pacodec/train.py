@@ -332,4 +332,12 @@ def train(
         summary["sha256"] = sha
         summary["weights"] = str(out_dir / weights_file)
     (out_dir / f"{run}.rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
+    if dist_info.world > 1:
+        # Leave together and close the process group: a rank that exits while gloo's
+        # threads still serve the others dies with SIGABRT ("terminate called without
+        # an active exception"), failing the whole torchrun job after the work is done.
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return summary
