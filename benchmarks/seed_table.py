@@ -56,18 +56,21 @@ ROWS: list[tuple[str, list[str]]] = [
 DATA = ("--data ../shared/data/pacman/clip0.mp4 --data ../shared/data/pacman/clip4.mp4 "
         "--data ../shared/data/pacman/clip5.mp4 --data ../shared/data/pacman/clip6.mp4 "
         "--data ../shared/data/pacman/clip7.mp4 --val ../shared/data/pacman/clip8.mp4")
+ATARI = ("for s in 101 102 103; do pacodec dataset atari --frames 400 --seed $s -o atari-$s.mkv; done; ")
+DATA_ATARI = DATA.replace(" --val", " --data atari-101.mkv --data atari-102.mkv --data atari-103.mkv --val")
 TRAIN_COMMANDS = {
-    "vanilla-fc-1000": f"for k in $(seq 0 15); do pacodec train vanilla-fc-1000 --block $k {DATA} --epochs 60 -o runs/vanilla-fc-1000; done",
-    "vanilla-fc-500": f"for k in $(seq 0 15); do pacodec train vanilla-fc-500 --block $k {DATA} --epochs 60 -o runs/vanilla-fc-500; done",
-    "multilayer-fc-1000": f"for k in $(seq 0 15); do pacodec train multilayer-fc-1000 --block $k {DATA} --epochs 30 -o runs/multilayer-fc-1000; done",
-    "multilayer-fc-500": f"for k in $(seq 0 15); do pacodec train multilayer-fc-500 --block $k {DATA} --epochs 30 -o runs/multilayer-fc-500; done",
+    # Workshop-size FC models start from (and here stay at) their closed-form PCA solution:
+    # gradient descent from random weights reached 29.8 / 28.4 dB after 10-54 epochs a
+    # block, the SVD 35.2 / 33.8 (pacodec/models/fc.py, "Code activation").
+    **{m: f"{ATARI}pacodec train {m} --pca --epochs 0 {DATA_ATARI} -o runs/{m}"
+       for m in ("vanilla-fc-1000", "vanilla-fc-500", "multilayer-fc-1000", "multilayer-fc-500")},
     "conv4": f"pacodec train conv4 {DATA} --epochs 20 --lr 2e-3 -o runs/conv4",
     "conv5": ("python tools/deepen_conv.py weights/conv4.safetensors conv4-for-conv5.safetensors; "
               f"pacodec train conv5 {DATA} --init conv4-for-conv5.safetensors --epochs 24 --lr 1e-3 -o runs/conv5"),
-    "vae": f"pacodec train vae {DATA} --init weights/conv4.safetensors --epochs 20 -o runs/vae",
+    "vae": f"{ATARI}pacodec train vae {DATA_ATARI} --init weights/conv4.safetensors --pca --epochs 3 --lr 1e-4 -o runs/vae",
     "vanilla-fc-compact": f"pacodec train vanilla-fc-compact {DATA} --epochs 140 --lr 2e-3 -o runs/vanilla-fc-compact",
     "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --init weights/vanilla-fc-compact.safetensors --epochs 40 --lr 1e-3 -o runs/multilayer-fc-compact",
-    "vae-compact": f"pacodec train vae-compact {DATA} --init weights/conv4.safetensors --epochs 40 --lr 1e-3 -o runs/vae-compact",
+    "vae-compact": f"{ATARI}pacodec train vae-compact {DATA_ATARI} --init weights/conv4.safetensors --pca --epochs 3 --lr 1e-4 -o runs/vae-compact",
 }
 
 # The workshop's table (workshop-report.md, "Training and Inference Schemes"), on its
@@ -91,7 +94,30 @@ ENTRIES = {"1000 per block": 16000, "500 per block": 8000, "16640": 16640, "8960
 
 CSV_COLUMNS = ["type", "quantization", "epochs_trained", "model_bytes", "code_bytes_per_frame",
                "codes_ratio", "ratio", "psnr", "ssim", "ssim_every", "encode_fps", "decode_fps",
-               "frames", "status", "weights"]
+               "frames", "status", "weights", "command"]
+NUMERIC = {"model_bytes", "code_bytes_per_frame", "codes_ratio", "ratio", "psnr", "ssim", "ssim_every",
+           "encode_fps", "decode_fps", "frames"}
+
+
+def previous_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier run's seed_table.csv (numbers as numbers), or []."""
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (float(v) if k in NUMERIC and v not in ("", None) else (v or ""))
+                         for k, v in row.items()})
+    return rows
+
+
+def merge(fresh: list[dict[str, Any]], old: list[dict[str, Any]], only: set[str]) -> list[dict[str, Any]]:
+    """The table in ROWS order: ``only``'s models from ``fresh``, the others from ``old``."""
+    merged = []
+    for model_id, _ in ROWS:
+        source = fresh if model_id in only else old
+        merged += [r for r in source if r["type"] == model_id]
+    return merged
 
 
 def find_weights(model_id: str, dirs: list[Path]):
@@ -121,7 +147,11 @@ def measure(clip: Path, dirs: list[Path], max_frames: int | None, ssim_every: in
                          "weights": TRAIN_COMMANDS.get(model_id, "")})
             print(f"{model_id}: no weights (not trained here)", file=sys.stderr)
             continue
-        epochs = (found.entry.get("training") or {}).get("epochs", "")
+        training = found.entry.get("training") or {}
+        epochs = training.get("epochs", "")
+        if training.get("init") == "pca":
+            epochs = f"PCA + {epochs}"  # closed-form start, then this many Adam epochs
+        command = training.get("command", "")
         for quantizer in quantizers:
             print(f"{model_id} + {quantizer} ...", file=sys.stderr, flush=True)
             try:
@@ -139,6 +169,7 @@ def measure(clip: Path, dirs: list[Path], max_frames: int | None, ssim_every: in
                 "codes_ratio": r["codes_ratio"], "ratio": r["ratio"], "psnr": r["psnr"],
                 "ssim": r["ssim"], "ssim_every": ssim_every, "encode_fps": r["encode_fps"],
                 "decode_fps": r["decode_fps"], "frames": frames, "status": "measured",
+                "command": command,
                 "weights": str(found.path.relative_to(REPO_ROOT) if found.path.is_relative_to(REPO_ROOT)
                                else found.path),
             })
@@ -179,6 +210,16 @@ def render(rows: list[dict[str, Any]], clip: Path, ssim_every: int) -> str:
             f"| {r['type']} | {r['quantization']} | {r['epochs_trained']} | {_size(r['model_bytes'])} "
             f"| {r['code_bytes_per_frame']:.0f} | 1/{r['codes_ratio']:.2f} | 1/{r['ratio']:.2f} "
             f"| {r['psnr']:.2f} | {r['ssim']:.4f} | {r['encode_fps']:.1f} | {r['decode_fps']:.1f} |")
+    elsewhere: dict[str, str] = {}
+    for r in rows:
+        if r["status"] == "measured" and not str(r["weights"]).startswith("weights/"):
+            elsewhere.setdefault(r["type"], r.get("command", ""))
+    if elsewhere:
+        out += ["", "Rows measured from weights that do not ship (too big for git), each trained by its",
+                "manifest's command, run from the repo root after recording the Atari clips with",
+                "`for s in 101 102 103; do pacodec dataset atari --frames 400 --seed $s -o atari-$s.mkv; done`",
+                "(pass each output folder to this script with `--weights`):", ""]
+        out += [f"- `{k}`: `{v}`" for k, v in elsewhere.items()]
     missing = [r for r in rows if r["status"] == "not trained here"]
     if missing:
         out += ["", "Commands that would train the rows not trained here (from the repo root; add Atari",
@@ -213,9 +254,10 @@ def render(rows: list[dict[str, Any]], clip: Path, ssim_every: int) -> str:
         "  (36.01 against 34.25 dB). Rounding the codes is implausible as a 1.8 dB gain; that row was",
         "  probably measured differently (another frame set or metric), so read it with suspicion.",
         "",
-        "Workshop-size FC models are trained one block at a time (`--block K`, see pacodec/models/fc.py);",
-        "rows \"not trained here\" show the command. Their weights (384 MB to 3.3 GB) never ship: pass the",
-        "training run's folder with `--weights DIR` to measure them.",
+        "Workshop-size FC models start from their closed-form solution, the principal components of",
+        "each block (`pacodec train … --pca`, see pacodec/models/fc.py, \"Code activation\"); \"PCA + N\"",
+        "in the epochs column counts the Adam epochs after it. Their weights (384 MB to 3.3 GB) never",
+        "ship: pass the training run's folder with `--weights DIR` to measure them.",
     ]
     return "\n".join(out) + "\n"
 
@@ -227,14 +269,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="a folder of weights with its manifest.json (repeatable), searched before weights/")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--ssim-every", type=int, default=1)
-    parser.add_argument("--only", nargs="*", help="only these model ids")
+    parser.add_argument("--only", nargs="*",
+                        help="remeasure only these model ids; the other rows stay as the last run wrote them")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if not args.clip.is_file():
         print(f"seed_table: {args.clip} is absent; nothing measured (the demo clips live in "
               "../shared/data/pacman/)")
         return 0
-    rows = measure(args.clip, args.weights, args.max_frames, args.ssim_every, set(args.only or []) or None)
+    only = set(args.only or [])
+    rows = measure(args.clip, args.weights, args.max_frames, args.ssim_every, only or None)
+    if only:  # remeasure these models, keep the other rows of the last run
+        rows = merge(rows, previous_rows(args.out / "seed_table.csv"), only)
     table = render(rows, args.clip, args.ssim_every)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "seed_table.md").write_text(table)

@@ -160,3 +160,32 @@ def test_bd_table_lists_only_curves():
     rows = rd.bd_table(results, ["pac-q", "conv4"])
     assert {row["test"] for row in rows} == {"pac-q"}
     assert rows[0]["anchor"] == "x264-intra-444" and rows[0]["bd_rate_percent"] < 0
+
+
+def test_seed_table_only_remeasures_the_named_models_and_keeps_the_rest(tmp_path):
+    """`seed_table.py --only X` replaces X's rows and keeps the others from the last CSV,
+    in the table's order, with numbers read back as numbers."""
+    import csv
+
+    import seed_table
+
+    def row(model, quant, psnr):
+        return {"type": model, "quantization": quant, "epochs_trained": "PCA + 0", "model_bytes": 10.0,
+                "code_bytes_per_frame": 16000.0, "codes_ratio": 6.0, "ratio": 5.99, "psnr": psnr,
+                "ssim": 0.9, "ssim_every": 1.0, "encode_fps": 1.0, "decode_fps": 2.0, "frames": 3.0,
+                "status": "measured", "weights": "/elsewhere/x.safetensors", "command": f"pacodec train {model}"}
+
+    path = tmp_path / "seed_table.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=seed_table.CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows([row("conv4", "none", 30.0), row("vanilla-fc-1000", "none", 29.0)])
+    old = seed_table.previous_rows(path)
+    assert old[0]["psnr"] == 30.0 and old[0]["epochs_trained"] == "PCA + 0"
+    merged = seed_table.merge([row("vanilla-fc-1000", "naive", 35.0)], old, {"vanilla-fc-1000"})
+    assert [(r["type"], r["quantization"], r["psnr"]) for r in merged] == [
+        ("vanilla-fc-1000", "naive", 35.0), ("conv4", "none", 30.0)]
+    text = seed_table.render(merged, Path("clip9.mp4"), 1)
+    assert "| vanilla-fc-1000 | naive | PCA + 0 |" in text
+    assert "- `vanilla-fc-1000`: `pacodec train vanilla-fc-1000`" in text  # how the unshipped row was made
+    assert seed_table.previous_rows(tmp_path / "absent.csv") == []

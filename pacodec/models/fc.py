@@ -39,15 +39,20 @@ Code activation
     whose best weights are known in closed form: the principal components of the
     training blocks. :meth:`FCAutoencoder.pca_init` (``pacodec train … --pca``) sets
     them, each component scaled so its training range fills the middle half of [0, 1]
-    (room for frames twice as far out; naive still has 128 levels across it) and, for the multilayer models, carried through
-    the hidden ReLU layers with an offset that keeps it positive (extra hidden units
+    (room for frames twice as far out; naive still has 128 levels across it) and, for
+    the multilayer models, carried through the hidden ReLU layers with an offset that
+    keeps it positive (extra hidden units
     start with zero outgoing weights, so the function is exactly the PCA one and
-    Adam can still use them). On clip9 per-block PCA reconstructs at 36.1 dB with
-    1000 components and 33.8 dB with 500 (both trained on clips 0, 4–7 and three
-    Atari recordings), the workshop's own 34–36 dB; the same models trained from
-    random weights with Adam, sigmoid codes and outputs, reached 29.8 and 28.4 dB
-    here after 10–54 epochs a block: gradient descent from random weights on 12 M
-    parameters a block and 3,000 frames had not found what one SVD finds.
+    Adam can still use them). Trained so on clips 0, 4–7 and three Atari recordings
+    (``benchmarks/results/seed_table.md``), vanilla-fc-1000 reconstructs clip9 at
+    35.2 dB and vanilla-fc-500 at 33.8 (naive: −0.07 and −0.04 dB), the workshop's
+    own 34–36 dB; the same models trained from random weights with Adam, sigmoid
+    codes and outputs, had reached 29.8 and 28.4 dB after 10–54 epochs a block:
+    gradient descent from random weights on 12 M parameters a block and 3,000 frames
+    had not found what one SVD finds. From the PCA start, Adam does not help either:
+    three epochs at lr 1e-5 on one block cut its training loss 4× and left its
+    validation loss (clip8) where it was. A multilayer model so started computes
+    exactly its vanilla twin's function (the seed table shows equal PSNR).
     tests/test_zoo_families.py checks the code range and that a PCA-initialised model
     reconstructs like the projection it encodes.
 
