@@ -255,6 +255,11 @@ def train(
 
     if dist_info.main and not (cfg.resume and log_path.is_file()):
         log_path.write_text("epoch,train_loss,val_loss,seconds,frames\n")
+        if pca_summary is not None and val_frames is not None and len(val_frames):
+            # Epoch 0: where the closed-form start stands, so Adam's epochs compare to it.
+            start_val = evaluate_loss(model, val_frames, cfg.batch_size, device)
+            with open(log_path, "a", newline="") as f:
+                csv.writer(f).writerow([0, "", f"{start_val:.6g}", "0.0", len(shard) * dist_info.world])
     started = time.monotonic()
     epoch_seconds = 0.0
     epoch = start_epoch

@@ -73,8 +73,10 @@ def test_set_overrides_the_config_and_the_weights_carry_it(tmp_path, clip):
 def test_pca_start_trains_a_block_with_zero_epochs_and_says_so(tmp_path, clip):
     out = tmp_path / "run"
     r = run_cli("-q", "train", "vanilla-fc-500", "--block", "3", "--pca", "--epochs", "0",
-                "--set", "code=4", "--data", str(clip), "-o", str(out))
+                "--set", "code=4", "--data", str(clip), "--val", str(clip), "-o", str(out))
     assert r.returncode == 0, r.stderr
+    rows = _log(out, "vanilla-fc-500.block03")
+    assert [row["epoch"] for row in rows] == ["0"] and float(rows[0]["val_loss"]) > 0  # the start
     assert "started from the principal components of 20 frames" in r.stdout, r.stdout
     facts = json.loads((out / "vanilla-fc-500.block03.json").read_text())
     assert facts["training"]["init"] == "pca" and facts["training"]["epochs"] == 0
