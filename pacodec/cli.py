@@ -339,7 +339,7 @@ def train(
     except WeightsError as exc:  # unknown keys: the user's --set, not a weights file
         raise InputError(f"--set: {exc}") from None
     pairs = getattr(built, "pairs", False)
-    if pca and not hasattr(built, "pca_init"):
+    if pca and not getattr(built, "has_pca_start", False):
         raise InputError(f"--pca: {model} has no closed-form start (workshop-size FC models and vae have)")
     if block is not None and (built.family != "fc" or built.config.shared or not 0 <= block < 16):
         raise InputError(f"--block takes 0-15 and only per-block models (vanilla-fc-*, multilayer-fc-*), "

@@ -81,7 +81,7 @@ def test_pca_start_trains_a_block_with_zero_epochs_and_says_so(tmp_path, clip):
     facts = json.loads((out / "vanilla-fc-500.block03.json").read_text())
     assert facts["training"]["init"] == "pca" and facts["training"]["epochs"] == 0
     assert "--pca" in facts["training"]["command"]
-    for args in (["tiny-conv", "--pca"], ["vanilla-fc-500", "--epochs", "0"]):
+    for args in (["tiny-conv", "--pca"], ["vanilla-fc-compact", "--pca"], ["vanilla-fc-500", "--epochs", "0"]):
         r = run_cli("-q", "train", *args, "--data", str(clip), "-o", str(tmp_path / "x"))
         assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
         assert not (tmp_path / "x").exists()

@@ -41,9 +41,8 @@ Code activation
     them, each component scaled so its training range fills the middle half of [0, 1]
     (room for frames twice as far out; naive still has 128 levels across it) and, for
     the multilayer models, carried through the hidden ReLU layers with an offset that
-    keeps it positive (extra hidden units
-    start with zero outgoing weights, so the function is exactly the PCA one and
-    Adam can still use them). Trained so on clips 0, 4–7 and three Atari recordings
+    keeps it positive (extra hidden units start with zero outgoing weights, so the
+    function is exactly the PCA one and Adam can still use them). Trained so on clips 0, 4–7 and three Atari recordings
     (``benchmarks/results/seed_table.md``), vanilla-fc-1000 reconstructs clip9 at
     35.2 dB and vanilla-fc-500 at 33.8 (naive: −0.07 and −0.04 dB), the workshop's
     own 34–36 dB; the same models trained from random weights with Adam, sigmoid
@@ -256,19 +255,23 @@ class FCAutoencoder(LazyMixin, CodecModel):
         return (len(self.held), self.config.code)
 
     # -- closed-form start --------------------------------------------------------
+    @property
+    def has_pca_start(self) -> bool:
+        """Whether :meth:`pca_init` fits: per-block linear models (the workshop sizes)."""
+        return self.config.linear and not self.config.shared
+
     @torch.no_grad()
     def pca_init(self, frames: np.ndarray, batch: int = 256) -> str:
         """Set every held block model to the principal components of that block in
         ``frames`` (N×200×160×3 uint8): the best linear autoencoder of its size, written
         as this model's layers (see "Code activation" above). Returns a one-line summary."""
-        if self.config.shared or not self.config.linear:
+        if not self.has_pca_start:
             raise InputError(f"{self.model_id}: --pca sets per-block linear models "
                              "(the workshop sizes), not this one")
         if len(frames) < 2:
             raise InputError("--pca needs at least 2 training frames")
         from .base import frames_to_tensor
 
-        device = next(self.parameters()).device
         columns = [[] for _ in self.held]
         for start in range(0, len(frames), batch):
             blocks = tile(frames_to_tensor(frames[start:start + batch]))
@@ -290,7 +293,6 @@ class FCAutoencoder(LazyMixin, CodecModel):
             scale = torch.where(reach > 0, 1.0 / reach.clamp_min(1e-12), torch.ones_like(reach))
             _set_pca(self.blocks[f"b{k:02d}"], comps, mean, scale, widths)
             kept.append(min(use, self.config.code))
-        self.to(device)
         return (f"principal components of {len(frames)} frames: "
                 f"{min(kept)}–{max(kept)} kept a block (code {self.config.code})")
 

@@ -159,6 +159,8 @@ class VAE(LazyMixin, CodecModel):
             z = mu
         return self.synthesis(z), mu, logvar
 
+    has_pca_start = True  # pca_init fits every VAE (--init the conv paths first)
+
     @torch.no_grad()
     def pca_init(self, frames: Any, batch: int = 64) -> str:
         """Set the linear layers around the code to the closed-form start on ``frames``
