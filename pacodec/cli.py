@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import shlex
 import sys
@@ -382,6 +383,13 @@ def train(
                    f"sha256 {summary['sha256']}")
         if summary.get("assembled"):
             typer.echo(f"{model}: all 16 blocks joined into {output / (model + '.safetensors')}")
+    if summary.get("world", 1) > 1:
+        # A torchrun rank: everything is written and the process group is closed; leave
+        # without interpreter teardown, where gloo's leftover threads can abort the
+        # process (train.py explains).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _config_overrides(settings: list[str]) -> dict | None:

@@ -309,7 +309,8 @@ def train(
             dist.broadcast(buffer.data, 0)
 
     summary: dict[str, Any] = {"model": cfg.model_id, "epochs": completed, "pca": pca_summary,
-                               "weights_digest": weights_digest(model), "rank": dist_info.rank}
+                               "weights_digest": weights_digest(model), "rank": dist_info.rank,
+                               "world": dist_info.world}
     model = model.cpu()  # tables and weights are made and saved on the CPU, whatever trained them
     if hasattr(model, "freeze_tables"):
         model.freeze_tables()  # integer entropy tables from the learned densities
@@ -338,9 +339,12 @@ def train(
         summary["weights"] = str(out_dir / weights_file)
     (out_dir / f"{run}.rank{dist_info.rank}.digest").write_text(summary["weights_digest"] + "\n")
     if dist_info.world > 1:
-        # Leave together and close the process group: a rank that exits while gloo's
-        # threads still serve the others dies with SIGABRT ("terminate called without
-        # an active exception"), failing the whole torchrun job after the work is done.
+        # Leave together and close the process group. This is not enough on its own:
+        # after DDP has run, gloo's worker threads outlive destroy_process_group (the
+        # C++ reducer keeps the group), and about one process exit in ten then dies in
+        # interpreter teardown with SIGABRT ("terminate called without an active
+        # exception"; see pytorch/pytorch#179291), failing the torchrun job after the
+        # work is done. The CLI therefore ends a multi-process run with os._exit.
         import torch.distributed as dist
 
         dist.barrier()
