@@ -354,6 +354,10 @@ svtav1_420 = video_anchor("svtav1-420")
 # 1 dB of PSNR with pacodec's predictive curve and the BD-rate the issues ask for is n/a.
 CRFS = [10, 14, 18, 22, 26, 30, 34, 38, 42, 46]
 SVT_CRFS = [20, 28, 36, 44, 52, 60]
+# Intra-only x264 also below CRF 10: it stops at 40.5 dB there, and pacodec's refined
+# levels reach 42 dB, so the anchor must too for the BD-rate to cover them.
+INTRA_CRFS = [2, 6, *CRFS]
+INTRA_FAMILY = "x264-intra-444"
 QUALITIES = [30, 40, 50, 60, 70, 80, 90, 95]
 
 QUICK_CRFS = [14, 22, 30, 38]
@@ -368,7 +372,8 @@ def sweeps(quick: bool = False) -> list[tuple[str, Callable[..., AnchorResult], 
     qualities = QUICK_QUALITIES if quick else QUALITIES
     plan: list[tuple[str, Callable[..., AnchorResult], list]] = []
     for family in VIDEO_CODECS:
-        settings = svt if family.startswith("svtav1") else crfs
+        settings = svt if family.startswith("svtav1") else (
+            INTRA_CRFS if family == INTRA_FAMILY and not quick else crfs)
         plan.append((family, video_anchor(family), settings))
     plan += [("jpeg", jpeg, qualities), ("jpeg-444", jpeg_444, qualities), ("webp", webp, qualities),
              ("png", png, [9]), ("ffv1", ffv1, ["lossless"])]

@@ -143,15 +143,17 @@ def pacodec_systems() -> list[System]:
     "pac-q") and with predicted frames at GOP 32 (curve "pac-p").
     """
     from pacodec import api
+    from pacodec.models.pac import REFINED_IDS
 
     systems = []
     for entry in api.list_models():
-        if not entry["weights"] or entry["id"] in ("pac", "pac-res"):
+        if not entry["weights"] or entry["id"] in ("pac", "pac-res", "pac-hi"):
             continue
         model = entry["id"]
         if entry["family"] == "pac":
             systems.append(System("pac-q", model, None, gop=1))
-            systems.append(System("pac-p", model, None, gop=PREDICTIVE_GOP))
+            if model not in REFINED_IDS:  # refined levels code all-intra
+                systems.append(System("pac-p", model, None, gop=PREDICTIVE_GOP))
         else:
             for quantizer in ("naive", "scale", "kmeans"):
                 if quantizer in entry["code_bytes"]:  # the quantizers this model takes

@@ -42,9 +42,20 @@ Progress = Callable[[int], None]  # called with the number of frames just proces
 # ----------------------------------------------------------------------------
 @dataclass
 class Codec:
+    """A model bound to its quantizer, and for refined pac ids (pac-q6…) the
+    refinement coder of the pixel residual (refine.py).
+
+    A refined frame's payload is two layers: ``u32 LE n`` (the base payload's length),
+    the base payload (the quantizer's, n bytes), then the refinement payload.
+    """
+
     model: Any  # CodecModel
     sha256: str
     quantizer: quantizers.Quantizer
+
+    def __post_init__(self) -> None:
+        make = getattr(self.model, "refine_coder", None)
+        self.refiner = make() if make is not None else None
 
     @property
     def entries(self) -> int:
@@ -52,21 +63,69 @@ class Codec:
 
     def payloads(self, frames: np.ndarray) -> list[bytes]:
         codes = self.model.encode(frames)
-        return [self.quantizer.quantize(c) for c in codes]
+        base = [self.quantizer.quantize(c) for c in codes]
+        if self.refiner is None:
+            return base
+        # The residual is taken against the base frame the decoder will make.
+        recon = self.frames_of([self.quantizer.dequantize(p, self.entries).reshape(self.model.code_shape)
+                                for p in base])
+        return [_pack_layers(b, self.refiner.encode(frame, r)[0]) for b, frame, r in zip(base, frames, recon)]
+
+    def _base(self, payload: bytes) -> tuple[bytes, bytes]:
+        if self.refiner is None:
+            return payload, b""
+        return _unpack_layers(payload)
 
     def codes_of(self, payload: bytes) -> np.ndarray:
-        codes = self.quantizer.dequantize(payload, self.entries)
+        """The model codes of a payload (a refined payload's base layer)."""
+        codes = self.quantizer.dequantize(self._base(payload)[0], self.entries)
         return codes.reshape(self.model.code_shape)
 
     def frames_of(self, codes: list[np.ndarray]) -> np.ndarray:
         return self.model.decode(np.stack(codes))
 
+    def decode_payloads(self, payloads: list[bytes]) -> np.ndarray:
+        """Payloads -> N×H×W×3 uint8 frames (base, then refinement where there is one)."""
+        frames = self.frames_of([self.codes_of(p) for p in payloads])
+        if self.refiner is None:
+            return frames
+        return np.stack([self.refiner.decode(self._base(p)[1], f) for p, f in zip(payloads, frames)])
+
     def symbols_of(self, payload: bytes) -> np.ndarray:
         """The integer (or float) symbols a payload carries, exactly as decoded."""
+        base, refinement = self._base(payload)
         if isinstance(self.quantizer, quantizers.EntropyQuantizer):
-            return self.quantizer.decode_symbols(payload).astype(np.int32)
+            symbols = self.quantizer.decode_symbols(base).astype(np.int32).ravel()
+            if self.refiner is not None:
+                symbols = np.concatenate([symbols, self.refiner.decode_symbols(refinement).ravel()])
+            return symbols
         q = self.quantizer
         return np.frombuffer(payload, dtype=quantizers._NUMPY[q.code_dtype], offset=q.frame_param_bytes)
+
+
+def _pack_layers(base: bytes, refinement: bytes) -> bytes:
+    return len(base).to_bytes(4, "little") + base + refinement
+
+
+def _unpack_layers(payload: bytes) -> tuple[bytes, bytes]:
+    if len(payload) < 4:
+        raise FormatError(f"a refined frame of {len(payload)} bytes has no layer length")
+    n = int.from_bytes(payload[:4], "little")
+    if n > len(payload) - 4:
+        raise FormatError(f"a refined frame's base layer claims {n} bytes of {len(payload) - 4}")
+    return payload[4:4 + n], payload[4 + n:]
+
+
+def tables_digest(model: Any) -> bytes:
+    """The header's table digest: the base level's tables, and for a refined id the
+    sha256 of that digest followed by its refinement tables (int32 LE)."""
+    from .entropy import table_digest
+
+    digest = table_digest(model.entropy_tables())
+    if hasattr(model, "refine_table_array"):
+        digest = hashlib.sha256(digest + np.ascontiguousarray(
+            model.refine_table_array(), dtype="<i4").tobytes()).digest()
+    return digest
 
 
 def _load_model(model_id: str, weights_dir: Path | None, device: str, expect: str | None = None):
@@ -105,9 +164,7 @@ def _quantizer_for_file(model: Any, header: StreamHeader, params: bytes | None) 
         if getattr(model, "family", "") != "pac":
             raise FormatError(f"{model.model_id} has no entropy model, yet the file is entropy-coded")
         q = quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
-        from .entropy import table_digest
-
-        if table_digest(model.entropy_tables()) != header.table_digest:
+        if tables_digest(model) != header.table_digest:
             raise WeightsError("the model's entropy tables differ from those the file was coded with")
         return q
     return quantizers.from_header(header.quantizer, header.code_dtype, params)
@@ -288,9 +345,7 @@ class Writer:
         digest = bytes(32)
         coder = EntropyCoder.NONE
         if isinstance(q, quantizers.EntropyQuantizer):
-            from .entropy import table_digest
-
-            digest, coder = table_digest(model.entropy_tables()), EntropyCoder.CONSTRICTION_RANGE
+            digest, coder = tables_digest(model), EntropyCoder.CONSTRICTION_RANGE
         models = [ModelRef(model.model_id, bytes.fromhex(self.codec.sha256))]
         if self.predictor is not None:
             models.append(ModelRef(self.predictor.model.model_id, bytes.fromhex(self.predictor.sha256)))
@@ -348,8 +403,8 @@ class Writer:
         assert self._pcz is not None
         for frame in frames:
             if self.frames % self.gop == 0 or self._reference is None:
-                payload = self.codec.quantizer.quantize(self.codec.model.encode(frame[None])[0])
-                self._reference = self.codec.frames_of([self.codec.codes_of(payload)])[0]
+                payload = self.codec.payloads(frame[None])[0]
+                self._reference = self.codec.decode_payloads([payload])[0]
                 predicted = False
             else:
                 payload, self._reference = self.predictor.coder.encode(frame, self._reference)
@@ -459,7 +514,7 @@ class Reader:
             if record.damaged or record.payload is None:
                 holes.append(len(batch) + len(holes))
             else:
-                batch.append(self.codec.codes_of(record.payload))
+                batch.append(record.payload)
             if len(batch) + len(holes) >= BATCH:
                 yield from self._emit(batch, holes, last)
                 last = self._last
@@ -467,9 +522,9 @@ class Reader:
         if batch or holes:
             yield from self._emit(batch, holes, last)
 
-    def _emit(self, codes: list[np.ndarray], holes: list[int], last: np.ndarray | None):
-        frames = iter(self.codec.frames_of(codes)) if codes else iter(())
-        for i in range(len(codes) + len(holes)):
+    def _emit(self, payloads: list[bytes], holes: list[int], last: np.ndarray | None):
+        frames = iter(self.codec.decode_payloads(payloads)) if payloads else iter(())
+        for i in range(len(payloads) + len(holes)):
             if i in holes:
                 frame = last if last is not None else np.zeros((self.height, self.width, 3), np.uint8)
             else:
@@ -482,7 +537,7 @@ class Reader:
         from .pcz import RecordType
 
         if record.type == RecordType.INTRA:
-            return self.codec.frames_of([self.codec.codes_of(record.payload)])[0]
+            return self.codec.decode_payloads([record.payload])[0]
         if reference is None or self.predictor is None:
             raise FormatError(f"{self.path}: frame {record.index} is predicted but has no reference")
         return self.predictor.coder.decode(record.payload, reference)
@@ -522,7 +577,7 @@ class Reader:
         record = self.pcz.record(i)
         if record.payload is None:
             raise FormatError(f"{self.path}: frame {i} is damaged")
-        return self.codec.frames_of([self.codec.codes_of(record.payload)])[0]
+        return self.codec.decode_payloads([record.payload])[0]
 
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
@@ -643,14 +698,28 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    from .models.pac import REFINED_IDS
+
+    layers = None
     with f:
         reader = PczReader(f, name=str(path))
         h, acc = reader.header, reader.accounting()
+        refined = h.models[0].model_id in REFINED_IDS
+        if refined:  # split the codes into the two layers (reads each record's length field)
+            layers = {"base": 0, "refinement": 0, "layer_lengths": 0}
+            for record in reader:
+                if record.payload is not None and len(record.payload) >= 4:
+                    n = int.from_bytes(record.payload[:4], "little")
+                    layers["layer_lengths"] += 4
+                    layers["base"] += min(n, len(record.payload) - 4)
+                    layers["refinement"] += max(0, len(record.payload) - 4 - n)
     raw = acc.frames * h.width * h.height * 3
     parts = {"header": acc.header, "params": acc.params, "codes": acc.codes,
              "framing": acc.framing, "index": acc.index}
     fixed_width = acc.frames * int(np.prod(h.code_shape)) * _dtype_size(h.code_dtype) \
         + acc.frames * h.frame_param_bytes
+    if refined:  # plus one int8 residual symbol a subpixel
+        fixed_width += acc.frames * 3 * h.width * h.height
     return {
         "file": str(path), "file_bytes": acc.file_bytes, "frames": acc.frames,
         "intra_frames": acc.intra_frames, "predicted_frames": acc.predicted_frames,
@@ -670,6 +739,9 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "parts": parts,
         "bytes_by_type": {"intra": acc.intra_bytes, "predicted": acc.predicted_bytes},
         "codes_fixed_width": fixed_width,
+        # refined pac ids (pac-q6…) only: the codes' base layer, refinement layer and
+        # the 4-byte length before each frame's base layer
+        **({"layers": layers} if layers is not None else {}),
         "raw_bytes": raw,
         "bytes_per_frame": acc.file_bytes / acc.frames if acc.frames else None,
         "ratio": raw / acc.file_bytes if acc.file_bytes else None,

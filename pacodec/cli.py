@@ -220,6 +220,10 @@ def render_info(facts: dict[str, Any]) -> str:
     if facts["entropy_coder"] != "none":
         lines.append(f"codes       {facts['parts']['codes']:,} bytes entropy-coded; "
                      f"{facts['codes_fixed_width']:,} at fixed width")
+        if facts.get("layers"):
+            layers = facts["layers"]
+            lines.append(f"  layers    base {layers['base']:,} + refinement {layers['refinement']:,} "
+                         f"+ lengths {layers['layer_lengths']:,} bytes")
     ratio = f"1/{facts['ratio']:.2f}" if facts["ratio"] else "-"
     codes_ratio = f"1/{facts['codes_ratio']:.2f}" if facts["codes_ratio"] else "-"
     lines.append(f"raw         {facts['raw_bytes']:,} bytes ({facts['frames']} x {facts['width']}x{facts['height']}x3)")
@@ -328,9 +332,9 @@ def train(
     from .train import TrainConfig
     from .train import train as run_training
 
-    if epochs < (0 if pca else 1) or batch_size < 1 or lr <= 0 or every < 1:
-        raise InputError("--epochs (0 allowed with --pca), --batch-size and --every must be at least 1, "
-                         "--lr positive")
+    if epochs < (0 if pca or init else 1) or batch_size < 1 or lr <= 0 or every < 1:
+        raise InputError("--epochs (0 allowed with --pca or --init), --batch-size and --every must be "
+                         "at least 1, --lr positive")
     from .errors import WeightsError
     from .models import build_model
 
@@ -378,6 +382,8 @@ def train(
         bar.close()
     if summary.get("pca"):
         typer.echo(f"{model}: started from the {summary['pca']}")
+    if summary.get("refinement"):
+        typer.echo(f"{model}: {summary['refinement']}")
     if summary.get("sha256"):
         typer.echo(f"{model}: {summary['epochs']} epochs, weights {summary['weights']} "
                    f"sha256 {summary['sha256']}")

@@ -314,6 +314,9 @@ def train(
     model = model.cpu()  # tables and weights are made and saved on the CPU, whatever trained them
     if hasattr(model, "freeze_tables"):
         model.freeze_tables()  # integer entropy tables from the learned densities
+    if hasattr(model, "fit_refinement"):
+        # refined pac levels: their residual tables are counted, not learned by Adam
+        summary["refinement"] = model.fit_refinement(train_frames)
     if dist_info.main:
         spec = zoo.spec_of(cfg.model_id)
         weights_file = f"{run}.safetensors"

@@ -42,7 +42,8 @@ def clip(tmp_path_factory, atari_frames) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory, atari_frames) -> Path:
-    """A folder with tiny-conv, tiny-pac and tiny-pac-res weights trained briefly on the fixture frames."""
+    """A folder with tiny-conv, tiny-pac and tiny-pac-res weights trained briefly on the fixture
+    frames, and tiny-pac-hi: tiny-pac's network with refinement tables counted on them."""
     from pacodec.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("weights")
@@ -50,6 +51,8 @@ def tiny_weights(tmp_path_factory, atari_frames) -> Path:
         train(TrainConfig(model_id=model_id, out_dir=out, epochs=2, batch_size=4, lr=3e-3), atari_frames)
     pairs = np.concatenate([atari_frames[:-1], atari_frames[1:]], axis=3)
     train(TrainConfig(model_id="tiny-pac-res", out_dir=out, epochs=2, batch_size=4, lr=3e-3), pairs)
+    train(TrainConfig(model_id="tiny-pac-hi", out_dir=out, epochs=0, init=out / "tiny-pac.safetensors"),
+          atari_frames)
     return out
 
 

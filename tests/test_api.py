@@ -155,13 +155,14 @@ with pacodec.open(sys.argv[2], weights_dir=sys.argv[3]) as r:
 """
 
 
-def test_symbols_identical_across_thread_counts(tmp_path, clip, tiny_weights):
+@pytest.mark.parametrize("model", ["tiny-pac", "tiny-pac-hi"])
+def test_symbols_identical_across_thread_counts(tmp_path, clip, tiny_weights, model):
     digests = set()
     for threads in (1, 2):
         out = tmp_path / f"pac{threads}.pcz"
         enc = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); from pacodec import api; "
-               "api.encode(sys.argv[2], sys.argv[3], model='tiny-pac', weights_dir=sys.argv[4])")
-        subprocess.run([sys.executable, "-c", enc, str(threads), str(clip), str(out), str(tiny_weights)],
+               "api.encode(sys.argv[2], sys.argv[3], model=sys.argv[5], weights_dir=sys.argv[4])")
+        subprocess.run([sys.executable, "-c", enc, str(threads), str(clip), str(out), str(tiny_weights), model],
                        check=True)
         for dec_threads in (1, 2):
             got = subprocess.run([sys.executable, "-c", SYMBOLS, str(dec_threads), str(out), str(tiny_weights)],

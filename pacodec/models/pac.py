@@ -297,3 +297,113 @@ register(ModelSpec("pac-res", "pac", lambda o: ResidualPacModel("pac-res", confi
 register(ModelSpec("tiny-pac-res", "pac",
                    lambda o: ResidualPacModel("tiny-pac-res", config_from(PacConfig, {**TINY, **(o or {})})),
                    "a tiny residual model for tests (no shipped weights)"))
+
+
+# ----------------------------------------------------------------------------
+# pac-q6 … pac-q10: a pac base level plus a context-coded pixel residual (refine.py)
+# ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RefinedConfig(PacConfig):
+    #: (base level, step Δ) of each refined quality level, in rising quality.
+    refinements: tuple[tuple[int, int], ...] = ((1, 64), (1, 40), (1, 28), (2, 16), (2, 10))
+    refine_level: int = 0  # 0-based refined level this id codes with
+    max_residual: int = 32  # R of the residual symbols: |s| ≤ 32 covers 255 at Δ ≥ 8
+
+
+class RefinedPacModel(PacModel):
+    """The pac network (its base levels, unchanged) plus the refinement layer's tables.
+
+    Every refined level has its own base level and step Δ (``refinements``) and its
+    own integer tables, counted from the training frames' residuals by
+    ``fit_refinement`` (the only training this layer has: the base network is pac's,
+    copied with ``--init``). Refined ids code all-intra: their frames are too good
+    for pac-res's residuals to help.
+    """
+
+    def __init__(self, model_id: str, config: RefinedConfig) -> None:
+        super().__init__(model_id, config)
+        from ..refine import CONTEXTS, PASSES
+
+        width = 2 * config.max_residual + 1
+        self.register_buffer("refine_tables", torch.ones(len(config.refinements), PASSES, CONTEXTS, width,
+                                                         dtype=torch.int32))
+
+    @property
+    def refinement(self) -> tuple[int, int]:
+        base, step = self.config.refinements[self.config.refine_level]
+        return int(base), int(step)
+
+    @property
+    def level(self) -> int:
+        return self.refinement[0]
+
+    def refine_coder(self):
+        from ..refine import RefineCoder
+
+        tables = self.refine_tables[self.config.refine_level].cpu().numpy()
+        return RefineCoder(self.refinement[1], tables, self.height, self.width)
+
+    def refine_table_array(self) -> np.ndarray:
+        return self.refine_tables[self.config.refine_level].cpu().numpy()
+
+    @torch.no_grad()
+    def fit_refinement(self, frames: np.ndarray, batch: int = 16) -> str:
+        """Count every refined level's residual symbols over ``frames`` (N×H×W×3 uint8,
+        the native geometry) and freeze them as integer tables. Returns a summary."""
+        import dataclasses
+
+        from ..refine import count_symbols, quantize_residual
+
+        self.freeze_tables()  # the base levels' tables, as the decoder will use them
+        r = self.config.max_residual
+        counts = [None] * len(self.config.refinements)
+        bases = sorted({int(b) for b, _ in self.config.refinements})
+        saved = self.config
+        try:
+            for base_level in bases:
+                # code with the first refined level on this base: its analysis is the base's
+                first = next(k for k, (b, _) in enumerate(saved.refinements) if int(b) == base_level)
+                self.config = dataclasses.replace(saved, refine_level=first)
+                for start in range(0, len(frames), batch):
+                    chunk = frames[start:start + batch]
+                    symbols = np.clip(np.rint(self.encode(chunk)), -saved.max_symbol, saved.max_symbol)
+                    recon = self.decode(symbols)
+                    for k, (b, step) in enumerate(saved.refinements):
+                        if int(b) != base_level:
+                            continue
+                        for frame, base in zip(chunk, recon):
+                            counts[k] = count_symbols(quantize_residual(frame, base, int(step), r), r, counts[k])
+        finally:
+            self.config = saved
+        for k, c in enumerate(counts):
+            table = integer_table((c + 0.5).reshape(-1, c.shape[-1]).astype(np.float64))
+            self.refine_tables[k] = torch.from_numpy(table.reshape(c.shape))
+        return f"residual tables of {len(self.config.refinements)} refined levels counted on {len(frames)} frames"
+
+
+
+REFINED_LEVELS = len(RefinedConfig.refinements)
+#: Ids whose frames carry a refinement layer (two-layer payloads, see api.Codec).
+REFINED_IDS = frozenset({"pac-hi", "tiny-pac-hi", *(f"pac-q{LEVELS + k + 1}" for k in range(REFINED_LEVELS))})
+
+
+def _refined_builder(model_id: str, refine_level: int, defaults: dict[str, Any] | None = None):
+    def build(overrides: dict[str, Any] | None) -> CodecModel:
+        values = {**(defaults or {}), **(overrides or {}), "refine_level": refine_level}
+        return RefinedPacModel(model_id, config_from(RefinedConfig, values))
+
+    return build
+
+
+register(ModelSpec("pac-hi", "pac", _refined_builder("pac-hi", 0),
+                   f"ours: pac's network plus the refinement tables behind pac-q{LEVELS + 1}…"
+                   f"q{LEVELS + REFINED_LEVELS} (train this id)"))
+for _k in range(REFINED_LEVELS):
+    _id = f"pac-q{LEVELS + _k + 1}"
+    _base, _step = RefinedConfig.refinements[_k]
+    register(ModelSpec(_id, "pac", _refined_builder(_id, _k),
+                       f"ours: pac-q{_base + 1} plus its pixel residual at step {_step}, "
+                       f"quality {LEVELS + _k + 1} of {LEVELS + REFINED_LEVELS}", weights_of="pac-hi"))
+TINY_REFINED = {**TINY, "refinements": ((0, 32), (1, 16))}
+register(ModelSpec("tiny-pac-hi", "pac", _refined_builder("tiny-pac-hi", 1, TINY_REFINED),
+                   "a tiny refined model for tests (no shipped weights)"))

@@ -1,0 +1,161 @@
+"""The refinement layer of pac-q6…q10 (refine.py) and refined files end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pacodec
+from pacodec import api, video
+from pacodec.cli import render_info
+from pacodec.pcz import PczReader
+from pacodec.errors import FormatError, InputError
+from pacodec.models.pac import integer_table
+from pacodec.refine import (CONTEXTS, PASSES, Checkerboard, RefineCoder, count_symbols, pass_contexts,
+                            quantize_residual)
+
+R = 32
+
+
+def _coder(frames: np.ndarray, bases: np.ndarray, step: int) -> RefineCoder:
+    counts = None
+    for f, b in zip(frames, bases):
+        counts = count_symbols(quantize_residual(f, b, step, R), R, counts)
+    tables = integer_table((counts + 0.5).reshape(-1, 2 * R + 1)).reshape(counts.shape)
+    return RefineCoder(step, tables, *frames.shape[1:3])
+
+
+def _blurred(frames: np.ndarray) -> np.ndarray:
+    """A stand-in base layer: the frames smoothed, so residuals sit at edges."""
+    import cv2
+
+    return np.stack([cv2.blur(f, (5, 5)) for f in frames])
+
+
+@pytest.mark.parametrize("step", [8, 16, 40])
+def test_round_trip_is_exact_and_within_the_dead_zone(atari_frames, step):
+    bases = _blurred(atari_frames)
+    coder = _coder(atari_frames[:10], bases[:10], step)
+    for frame, base in zip(atari_frames[10:], bases[10:]):
+        payload, refined = coder.encode(frame, base)
+        assert np.array_equal(coder.decode(payload, base), refined)
+        # rounding up from 3/8 of a step: no subpixel ends farther than 5/8 of one away
+        assert np.abs(refined.astype(int) - frame).max() <= (5 * step) // 8
+        assert np.abs(refined.astype(int) - frame).mean() < np.abs(base.astype(int) - frame).mean()
+
+
+def test_finer_steps_cost_more_and_reach_closer(atari_frames):
+    bases = _blurred(atari_frames)
+    sizes, errors = [], []
+    for step in (40, 16, 8):
+        coder = _coder(atari_frames, bases, step)
+        payload, refined = coder.encode(atari_frames[0], bases[0])
+        sizes.append(len(payload))
+        errors.append(np.mean((refined.astype(float) - atari_frames[0]) ** 2))
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_contexts_read_only_earlier_passes():
+    rng = np.random.default_rng(0)
+    board = Checkerboard(12, 10)
+    symbols = rng.integers(-2, 3, size=(3, 12, 10)).astype(np.int32)
+    for index in range(PASSES):
+        ctx = pass_contexts(symbols, index, board)
+        assert ctx.min() >= 0 and ctx.max() < CONTEXTS
+        # Scramble what the decoder has not decoded yet: this pass and later ones.
+        from pacodec.refine import CHANNEL_ORDER
+
+        scrambled = symbols.copy()
+        channel = CHANNEL_ORDER[index // 2]
+        scrambled[channel].reshape(-1)[board.positions[index % 2]] = 9
+        for later in CHANNEL_ORDER[index // 2 + 1:]:
+            scrambled[later] = -7
+        if index % 2 == 0:
+            scrambled[channel].reshape(-1)[board.positions[1]] = 5
+        assert np.array_equal(pass_contexts(scrambled, index, board), ctx)
+
+
+def test_a_payload_that_does_not_fit_is_a_format_error(atari_frames):
+    bases = _blurred(atari_frames)
+    coder = _coder(atari_frames, bases, 16)
+    payload, _ = coder.encode(atari_frames[0], bases[0])
+    with pytest.raises(FormatError):
+        coder.decode(payload + bytes(4), bases[0])  # words left over
+    with pytest.raises(FormatError):
+        coder.decode(payload[:-3], bases[0])  # not whole words
+
+
+def test_tiny_refined_file_end_to_end(tmp_path, clip, tiny_weights):
+    base_file, refined_file = tmp_path / "base.pcz", tmp_path / "hi.pcz"
+    api.encode(clip, base_file, model="tiny-pac", weights_dir=tiny_weights, gop=1)
+    facts = api.encode(clip, refined_file, model="tiny-pac-hi", weights_dir=tiny_weights)
+    assert facts["gop"] == 1  # refined ids code all-intra by default
+    layers = facts["layers"]
+    assert layers["base"] + layers["refinement"] + layers["layer_lengths"] == facts["parts"]["codes"]
+    assert layers["layer_lengths"] == 4 * facts["frames"]
+    assert facts["codes_fixed_width"] == facts["frames"] * (8 * 13 * 10 + 3 * 200 * 160)
+    assert sum(facts["parts"].values()) == facts["file_bytes"]
+    src = [video.fit(f, 160, 200) for f in video.iter_frames(clip)]
+    with pacodec.open(base_file, weights_dir=tiny_weights) as r:
+        base = list(r)
+    with pacodec.open(refined_file, weights_dir=tiny_weights) as r:
+        refined = list(r)
+        assert np.array_equal(r[5], refined[5])  # seeking decodes the same frame
+    # tiny-pac-hi = tiny-pac's network at level 1 plus a residual at step 16: far closer
+    # than tiny-pac at its own (default) level, and within 5/8 of a step everywhere.
+    err = lambda frames: np.mean([np.mean((a.astype(float) - b) ** 2) for a, b in zip(frames, src)])
+    assert err(refined) < err(base) / 4
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(refined, src)) <= 10
+    text = render_info(api.probe(refined_file))
+    assert f"base {layers['base']:,} + refinement {layers['refinement']:,}" in text
+
+
+def test_refined_ids_cannot_predict(tmp_path, clip, tiny_weights):
+    with pytest.raises(InputError, match="cannot predict"):
+        api.encode(clip, tmp_path / "x.pcz", model="tiny-pac-hi", weights_dir=tiny_weights, gop=4)
+    assert not (tmp_path / "x.pcz").exists()
+
+
+def test_other_refinement_tables_are_refused(tmp_path, clip, tiny_weights):
+    """The header's table digest covers the refinement tables: a file coded with one set
+    is refused by weights whose refinement tables differ, even when forced past sha256."""
+    from pacodec import zoo
+    from pacodec.errors import WeightsError
+
+    out = tmp_path / "hi.pcz"
+    api.encode(clip, out, model="tiny-pac-hi", weights_dir=tiny_weights, max_frames=3)
+    model, _ = zoo.load("tiny-pac-hi", tiny_weights)
+    assert api.probe(out)["table_digest"] == api.tables_digest(model).hex()
+    entry = next(e for e in zoo.read_manifest(tiny_weights) if e["id"] == "tiny-pac-hi")
+    model.refine_tables[1, 0, 0, 0] += 1
+    other = tmp_path / "other"
+    other.mkdir()
+    zoo.write_manifest_entry(other, {**entry, "sha256": zoo.save(model, other / entry["file"])})
+    with pytest.raises(WeightsError, match="tables"):
+        pacodec.open(out, weights_dir=other, force_weights=True)
+    with pacodec.open(out, weights_dir=tiny_weights) as r:  # the right tables decode it
+        assert len(list(r)) == 3
+
+
+def test_shipped_refined_levels_layer_on_their_base(tmp_path, atari_frames):
+    """pac-q7's base layer is pac-q2's payload byte for byte, and the refinement gets closer."""
+    from pacodec.models.pac import RefinedConfig
+
+    frames = atari_frames[:3]
+    paths = {}
+    for model in ("pac-q2", "pac-q7"):
+        paths[model] = tmp_path / f"{model}.pcz"
+        with api.Writer(paths[model], model=model, gop=1) as w:
+            for f in frames:
+                w.write(f)
+    assert RefinedConfig.refinements[1][0] == 1  # pac-q7 = level 1 (pac-q2) + a residual
+    with open(paths["pac-q2"], "rb") as fa, open(paths["pac-q7"], "rb") as fb:
+        pairs = list(zip(PczReader(fa), PczReader(fb)))
+    assert len(pairs) == 3
+    for a, b in pairs:
+        n = int.from_bytes(b.payload[:4], "little")
+        assert b.payload[4:4 + n] == a.payload
+    with pacodec.open(paths["pac-q2"]) as r2, pacodec.open(paths["pac-q7"]) as r7:
+        for f, x2, x7 in zip(frames, r2, r7):
+            assert np.mean((x7.astype(float) - f) ** 2) < np.mean((x2.astype(float) - f) ** 2)
