@@ -91,6 +91,8 @@ class AnchorResult:
             "encode_fps": round(self.encode_fps, 1),
             "decode_fps": round(self.decode_fps, 1),
             "threads": self.threads,
+            "width": self.width,
+            "height": self.height,
         }
 
     def as_dict(self) -> dict[str, object]:

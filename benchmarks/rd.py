@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import anchors  # noqa: E402
 from anchors import THREADS, AnchorResult  # noqa: E402
-from bdrate import bd_psnr, bd_rate  # noqa: E402
+from bdrate import bd_psnr, bd_rate, monotone  # noqa: E402
 
 DEFAULT_CLIP = REPO_ROOT / ".." / "shared" / "data" / "pacman" / "clip9.mp4"
 DEFAULT_OUT = BENCH_DIR / "results"
@@ -51,7 +51,7 @@ LOSSLESS = {"png", "ffv1"}
 INFO_FAMILIES = {"x264-444-crf0"}
 
 CSV_COLUMNS = ["codec", "setting", "frames", "bytes_per_frame", "bpp", "psnr", "ssim",
-               "encode_fps", "decode_fps", "threads", "clip"]
+               "encode_fps", "decode_fps", "threads", "clip", "width", "height"]
 
 
 # --- frames -------------------------------------------------------------------------------
@@ -143,7 +143,6 @@ def pacodec_systems() -> list[System]:
     "pac-q") and with predicted frames at GOP 32 (curve "pac-p").
     """
     from pacodec import api
-    from pacodec.models.pac import REFINED_IDS
 
     systems = []
     for entry in api.list_models():
@@ -152,8 +151,7 @@ def pacodec_systems() -> list[System]:
         model = entry["id"]
         if entry["family"] == "pac":
             systems.append(System("pac-q", model, None, gop=1))
-            if model not in REFINED_IDS:  # refined levels code all-intra
-                systems.append(System("pac-p", model, None, gop=PREDICTIVE_GOP))
+            systems.append(System("pac-p", model, None, gop=PREDICTIVE_GOP))
         else:
             for quantizer in ("naive", "scale", "kmeans"):
                 if quantizer in entry["code_bytes"]:  # the quantizers this model takes
@@ -313,6 +311,28 @@ def bd_markdown(rows: list[dict], clip_rows: dict[str, list[dict]], notes: list[
     return "\n".join(lines)
 
 
+@dataclass
+class CsvPoint:
+    """A row of rd.csv, as much of an AnchorResult as ``plot`` reads."""
+
+    codec: str
+    bytes_per_frame: float
+    psnr: float
+    frames: int
+    width: int
+    height: int
+
+
+def read_results(path: Path) -> dict[str, list[CsvPoint]]:
+    """rd.csv -> {clip: points}."""
+    out: dict[str, list[CsvPoint]] = defaultdict(list)
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            out[row["clip"]].append(CsvPoint(row["codec"], float(row["bytes_per_frame"]), float(row["psnr"]),
+                                             int(row["frames"]), int(row["width"]), int(row["height"])))
+    return dict(out)
+
+
 def plot(clip_results: dict[str, list[AnchorResult]], path: Path) -> None:
     import matplotlib
 
@@ -331,7 +351,16 @@ def plot(clip_results: dict[str, list[AnchorResult]], path: Path) -> None:
             if family in LOSSLESS:
                 ax.scatter(rates, psnrs, marker="*", s=90, label=f"{family} (lossless)")
             elif family.startswith("pac"):
-                ax.plot(rates, psnrs, "o-", linewidth=2.5, label=family)
+                # The line joins the family's best points (the rate–PSNR front the BD-rates
+                # use); levels it dominates (pac-q4/q5: more bytes than pac-q6 for less
+                # PSNR) are hollow markers off the line.
+                front = monotone(points)
+                line, = ax.plot([r for r, _ in front], [p for _, p in front], "o-", linewidth=2.5,
+                                label=family)
+                off = [pt for pt in points if pt not in front]
+                if off:
+                    ax.scatter([r for r, _ in off], [p for _, p in off], s=40, facecolors="none",
+                               edgecolors=line.get_color(), linewidths=1.5)
             else:
                 ax.plot(rates, psnrs, ".--" if "420" in family or family in ("jpeg",) else ".-",
                         linewidth=1.2, label=family)
@@ -360,7 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"fewer settings and the first {QUICK_FRAMES} frames (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--no-pacodec", action="store_true", help="anchors only")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw rd.png from the rd.csv in --out, measuring nothing")
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(read_results(args.out / "rd.csv"), args.out / "rd.png")
+        print(f"wrote {args.out / 'rd.png'} from {args.out / 'rd.csv'}")
+        return 0
 
     max_frames = args.frames if args.frames is not None else (QUICK_FRAMES if args.quick else None)
     args.out.mkdir(parents=True, exist_ok=True)

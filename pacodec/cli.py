@@ -102,7 +102,7 @@ def main_options(
     _state["quiet"], _state["debug"] = quiet, debug
 
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id (see `pacodec models`; default pac-q3).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id (see `pacodec models`; default pac-q8).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Folder of weights not shipped (a training run's output).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing output.")]
@@ -116,7 +116,7 @@ LambdaOpt = Annotated[float, typer.Option("--lambda", help="Scale of λ in the p
 def encode(
     input: Annotated[str, typer.Argument(help="Video file or folder of frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .pcz file to write.")],
-    model: ModelOpt = "pac-q3",
+    model: ModelOpt = "pac-q8",
     quantizer: Annotated[Optional[str], typer.Option("--quantizer", help="none, naive, scale, kmeans (fixed-width models) or entropy (pac models).")] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after N frames.")] = None,
     gop: GopOpt = None,

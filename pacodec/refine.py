@@ -188,3 +188,47 @@ class RefineCoder:
 
     def decode(self, payload: bytes, base: np.ndarray) -> np.ndarray:
         return apply_residual(base, self.decode_symbols(payload), self.step)
+
+
+# ----------------------------------------------------------------------------
+# Two-layer payloads (formats/pcz.md §14) and predicted frames of refined ids
+# ----------------------------------------------------------------------------
+def pack_layers(base: bytes, refinement: bytes) -> bytes:
+    """``u32 LE len(base)`` + base + refinement."""
+    return len(base).to_bytes(4, "little") + base + refinement
+
+
+def unpack_layers(payload: bytes) -> tuple[bytes, bytes]:
+    if len(payload) < 4:
+        raise FormatError(f"a refined frame of {len(payload)} bytes has no layer length")
+    n = int.from_bytes(payload[:4], "little")
+    if n > len(payload) - 4:
+        raise FormatError(f"a refined frame's base layer claims {n} bytes of {len(payload) - 4}")
+    return payload[4:4 + n], payload[4 + n:]
+
+
+class LayeredPredictor:
+    """Predicted frames of a refined id: the base level's P-frame (predict.py: skip,
+    move or a pac-res residual per block), then the pixel residual of that frame coded
+    with the predicted-frame tables. Every frame, intra or predicted, so ends within
+    5/8 of a step of its source, and the next frame predicts from that."""
+
+    def __init__(self, coder, refiner: RefineCoder) -> None:
+        self.coder = coder  # predict.PredictiveCoder at the base level
+        self.refiner = refiner
+
+    def encode(self, frame: np.ndarray, ref: np.ndarray) -> tuple[bytes, np.ndarray]:
+        base_payload, base = self.coder.encode(frame, ref)
+        refinement, out = self.refiner.encode(frame, base)
+        return pack_layers(base_payload, refinement), out
+
+    def decode(self, payload: bytes, ref: np.ndarray) -> np.ndarray:
+        base_payload, refinement = unpack_layers(payload)
+        return self.refiner.decode(refinement, self.coder.decode(base_payload, ref))
+
+    def unpack(self, payload: bytes):
+        """The base layer's modes, vectors and residual symbols (predict.PFrame)."""
+        return self.coder.unpack(unpack_layers(payload)[0])
+
+    def refinement_symbols(self, payload: bytes) -> np.ndarray:
+        return self.refiner.decode_symbols(unpack_layers(payload)[1])

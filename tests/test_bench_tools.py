@@ -89,7 +89,8 @@ def test_x264_444_anchor(frames):
     assert result.bpp == pytest.approx(8 * result.total_bytes / (5 * 160 * 200))
     row = result.row()
     assert set(row) == {"codec", "setting", "frames", "bytes_per_frame", "bpp", "psnr", "ssim",
-                        "encode_fps", "decode_fps", "threads"}
+                        "encode_fps", "decode_fps", "threads", "width", "height"}
+    assert (row["width"], row["height"]) == (160, 200)
 
 
 def test_jpeg_anchor(frames):
@@ -189,3 +190,23 @@ def test_seed_table_only_remeasures_the_named_models_and_keeps_the_rest(tmp_path
     assert "| vanilla-fc-1000 | naive | PCA + 0 |" in text
     assert "- `vanilla-fc-1000`: `pacodec train vanilla-fc-1000`" in text  # how the unshipped row was made
     assert seed_table.previous_rows(tmp_path / "absent.csv") == []
+
+
+def test_replot_redraws_the_plot_from_the_csv(tmp_path):
+    """``rd.py --replot`` reads rd.csv back (with dominated pac points) and draws rd.png."""
+    import rd
+    from anchors import AnchorResult
+
+    def point(codec, rate, psnr):
+        return AnchorResult(codec=codec, setting=f"{rate}", frames=10, total_bytes=int(rate * 10), width=160,
+                            height=200, psnr=psnr, ssim=0.9, ssim_every=1, encode_s=1.0, decode_s=1.0,
+                            threads=2)
+
+    results = [point("x264-intra-444", r, p) for r, p in ((900, 28), (1500, 30), (2500, 32))]
+    results += [point("pac-q", r, p) for r, p in ((800, 28.5), (1300, 30.2), (2100, 29.0), (3500, 33))]
+    rd.write_csv([r.row() | {"clip": "c.mp4"} for r in results], tmp_path / "rd.csv", rd.CSV_COLUMNS)
+    back = rd.read_results(tmp_path / "rd.csv")
+    assert [(p.codec, p.bytes_per_frame, p.psnr, p.width, p.height) for p in back["c.mp4"]] == [
+        (r.codec, r.bytes_per_frame, r.psnr, 160, 200) for r in results]
+    assert rd.main(["--replot", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "rd.png").stat().st_size > 10_000

@@ -9,7 +9,7 @@ import pacodec
 from pacodec import api, video
 from pacodec.cli import render_info
 from pacodec.pcz import PczReader
-from pacodec.errors import FormatError, InputError
+from pacodec.errors import FormatError
 from pacodec.models.pac import integer_table
 from pacodec.refine import (CONTEXTS, PASSES, Checkerboard, RefineCoder, count_symbols, pass_contexts,
                             quantize_residual)
@@ -89,8 +89,8 @@ def test_a_payload_that_does_not_fit_is_a_format_error(atari_frames):
 def test_tiny_refined_file_end_to_end(tmp_path, clip, tiny_weights):
     base_file, refined_file = tmp_path / "base.pcz", tmp_path / "hi.pcz"
     api.encode(clip, base_file, model="tiny-pac", weights_dir=tiny_weights, gop=1)
-    facts = api.encode(clip, refined_file, model="tiny-pac-hi", weights_dir=tiny_weights)
-    assert facts["gop"] == 1  # refined ids code all-intra by default
+    facts = api.encode(clip, refined_file, model="tiny-pac-hi", weights_dir=tiny_weights, gop=1)
+    assert facts["gop"] == 1 and facts["predicted_frames"] == 0
     layers = facts["layers"]
     assert layers["base"] + layers["refinement"] + layers["layer_lengths"] == facts["parts"]["codes"]
     assert layers["layer_lengths"] == 4 * facts["frames"]
@@ -111,10 +111,27 @@ def test_tiny_refined_file_end_to_end(tmp_path, clip, tiny_weights):
     assert f"base {layers['base']:,} + refinement {layers['refinement']:,}" in text
 
 
-def test_refined_ids_cannot_predict(tmp_path, clip, tiny_weights):
-    with pytest.raises(InputError, match="cannot predict"):
-        api.encode(clip, tmp_path / "x.pcz", model="tiny-pac-hi", weights_dir=tiny_weights, gop=4)
-    assert not (tmp_path / "x.pcz").exists()
+def test_refined_predicted_frames_stay_within_the_step(tmp_path, clip, tiny_weights):
+    """GOP 4 (the default for refined ids is 32): P-frames = the base level's prediction
+    plus the residual layer, so every frame, predicted or not, ends within 5/8 of a
+    step of its source; seeking gives the frames decoding from the start gives."""
+    out = tmp_path / "p.pcz"
+    facts = api.encode(clip, out, model="tiny-pac-hi", weights_dir=tiny_weights, gop=4)
+    assert facts["gop"] == 4 and facts["predicted_frames"] == 15 and facts["intra_frames"] == 5
+    assert [m["id"] for m in facts["models"]] == ["tiny-pac-hi", "tiny-pac-res"]
+    by_type = facts["bytes_by_type"]
+    assert by_type["predicted"] / 15 < by_type["intra"] / 5
+    layers = facts["layers"]
+    assert layers["base"] + layers["refinement"] + layers["layer_lengths"] == facts["parts"]["codes"]
+    src = [video.fit(f, 160, 200) for f in video.iter_frames(clip)]
+    with pacodec.open(out, weights_dir=tiny_weights) as r:
+        frames = list(r)
+        assert all(np.array_equal(r[i], frames[i]) for i in (1, 6, 19))
+        symbols = list(r.iter_symbols())
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(frames, src)) <= 10
+    # a P-frame's symbols: 13×10 modes, 13×10×2 vectors, its residual latents, then
+    # one refinement symbol a subpixel
+    assert all(len(s) >= 13 * 10 * 3 + 3 * 200 * 160 for s in symbols)
 
 
 def test_other_refinement_tables_are_refused(tmp_path, clip, tiny_weights):
@@ -159,3 +176,14 @@ def test_shipped_refined_levels_layer_on_their_base(tmp_path, atari_frames):
     with pacodec.open(paths["pac-q2"]) as r2, pacodec.open(paths["pac-q7"]) as r7:
         for f, x2, x7 in zip(frames, r2, r7):
             assert np.mean((x7.astype(float) - f) ** 2) < np.mean((x2.astype(float) - f) ** 2)
+
+
+def test_models_lists_the_refined_levels_with_their_figures():
+    rows = {r["id"]: r for r in api.list_models()}
+    for k in range(6, 11):
+        row = rows[f"pac-q{k}"]
+        assert row["weights"] and row["code_bytes"]["fixed_width_int8"] == 16640 + 3 * 200 * 160
+        assert row["measured"]["psnr"] > rows["pac-q5"]["measured"]["psnr"]
+    psnrs = [rows[f"pac-q{k}"]["measured"]["psnr"] for k in range(6, 11)]
+    assert psnrs == sorted(psnrs) and psnrs[-1] > 40
+    assert rows["pac-q3"]["code_bytes"]["fixed_width_int8"] == 16640

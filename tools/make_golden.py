@@ -37,6 +37,7 @@ GOLDEN = {
     "pac-q3-intra": ("pac-q3", None, 1),
     "pac-q3-gop4": ("pac-q3", None, 4),
     "pac-q8-intra": ("pac-q8", None, 1),
+    "pac-q8-gop4": ("pac-q8", None, 4),
 }
 
 

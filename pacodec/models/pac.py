@@ -201,7 +201,7 @@ class PacModel(CodecModel):
 
 LEVELS = 5
 #: The residual model that predicted frames of an intra network's streams use.
-RESIDUAL_FOR = {"pac": "pac-res", "tiny-pac": "tiny-pac-res"}
+RESIDUAL_FOR = {"pac": "pac-res", "tiny-pac": "tiny-pac-res", "pac-hi": "pac-res", "tiny-pac-hi": "tiny-pac-res"}
 
 
 def _pac_builder(model_id: str, level: int):
@@ -313,20 +313,25 @@ class RefinedConfig(PacConfig):
 class RefinedPacModel(PacModel):
     """The pac network (its base levels, unchanged) plus the refinement layer's tables.
 
-    Every refined level has its own base level and step Δ (``refinements``) and its
-    own integer tables, counted from the training frames' residuals by
-    ``fit_refinement`` (the only training this layer has: the base network is pac's,
-    copied with ``--init``). Refined ids code all-intra: their frames are too good
-    for pac-res's residuals to help.
+    Every refined level has its own base level and step Δ (``refinements``) and two
+    sets of integer tables, counted by ``fit_refinement`` from the training frames:
+    one for intra frames (the residual of the base frame) and one for predicted
+    frames (the residual of the base level's P-frame, predict.py, in a closed loop
+    at GOP 32). That counting is the only training this layer has: the network is
+    pac's, copied with ``--init``.
     """
+
+    #: The GOP of the closed loop whose P-frames the predicted-frame tables count.
+    FIT_GOP = 32
 
     def __init__(self, model_id: str, config: RefinedConfig) -> None:
         super().__init__(model_id, config)
         from ..refine import CONTEXTS, PASSES
 
         width = 2 * config.max_residual + 1
-        self.register_buffer("refine_tables", torch.ones(len(config.refinements), PASSES, CONTEXTS, width,
-                                                         dtype=torch.int32))
+        shape = (len(config.refinements), PASSES, CONTEXTS, width)
+        self.register_buffer("refine_tables", torch.ones(shape, dtype=torch.int32))
+        self.register_buffer("refine_tables_p", torch.ones(shape, dtype=torch.int32))
 
     @property
     def refinement(self) -> tuple[int, int]:
@@ -337,49 +342,67 @@ class RefinedPacModel(PacModel):
     def level(self) -> int:
         return self.refinement[0]
 
-    def refine_coder(self):
+    def refine_coder(self, predicted: bool = False):
         from ..refine import RefineCoder
 
-        tables = self.refine_tables[self.config.refine_level].cpu().numpy()
-        return RefineCoder(self.refinement[1], tables, self.height, self.width)
+        return RefineCoder(self.refinement[1], self.refine_table_array(predicted), self.height, self.width)
 
-    def refine_table_array(self) -> np.ndarray:
-        return self.refine_tables[self.config.refine_level].cpu().numpy()
+    def refine_table_array(self, predicted: bool = False) -> np.ndarray:
+        tables = self.refine_tables_p if predicted else self.refine_tables
+        return tables[self.config.refine_level].cpu().numpy()
 
     @torch.no_grad()
-    def fit_refinement(self, frames: np.ndarray, batch: int = 16) -> str:
-        """Count every refined level's residual symbols over ``frames`` (N×H×W×3 uint8,
-        the native geometry) and freeze them as integer tables. Returns a summary."""
+    def fit_refinement(self, frames: np.ndarray, residual: "ResidualPacModel | None" = None,
+                       batch: int = 16) -> str:
+        """Count every refined level's residual symbols over ``frames`` (N×H×W×3 uint8
+        at the native geometry, consecutive within each clip) and freeze them as integer
+        tables: intra frames always; predicted frames when ``residual`` (pac-res) is
+        given, from a closed loop at GOP ``FIT_GOP`` exactly as the encoder runs it.
+        Returns a summary."""
         import dataclasses
 
         from ..refine import count_symbols, quantize_residual
 
         self.freeze_tables()  # the base levels' tables, as the decoder will use them
         r = self.config.max_residual
-        counts = [None] * len(self.config.refinements)
-        bases = sorted({int(b) for b, _ in self.config.refinements})
         saved = self.config
+        levels = range(len(saved.refinements))
+        counts: list[np.ndarray | None] = [None] * len(levels)
+        counts_p: list[np.ndarray | None] = [None] * len(levels)
         try:
-            for base_level in bases:
-                # code with the first refined level on this base: its analysis is the base's
-                first = next(k for k, (b, _) in enumerate(saved.refinements) if int(b) == base_level)
-                self.config = dataclasses.replace(saved, refine_level=first)
+            for k in levels:
+                self.config = dataclasses.replace(saved, refine_level=k)
+                step = self.refinement[1]
+                coder = None
+                if residual is not None:
+                    from ..predict import PredictiveCoder, lambda_for
+
+                    residual.config = dataclasses.replace(residual.config, level=self.level)
+                    coder = PredictiveCoder(residual, lambda_for(saved.lambdas[self.level]),
+                                            self.width, self.height)
+                reference = None
                 for start in range(0, len(frames), batch):
                     chunk = frames[start:start + batch]
                     symbols = np.clip(np.rint(self.encode(chunk)), -saved.max_symbol, saved.max_symbol)
-                    recon = self.decode(symbols)
-                    for k, (b, step) in enumerate(saved.refinements):
-                        if int(b) != base_level:
-                            continue
-                        for frame, base in zip(chunk, recon):
-                            counts[k] = count_symbols(quantize_residual(frame, base, int(step), r), r, counts[k])
+                    intra_bases = self.decode(symbols)
+                    for i, frame in enumerate(chunk):
+                        if coder is None or (start + i) % self.FIT_GOP == 0:
+                            base, which = intra_bases[i], counts
+                        else:
+                            base, which = coder.encode(frame, reference)[1], counts_p
+                        s = quantize_residual(frame, base, step, r)
+                        which[k] = count_symbols(s, r, which[k])
+                        reference = np.clip(base.astype(np.int32) + step * s, 0, 255).astype(np.uint8)
         finally:
             self.config = saved
-        for k, c in enumerate(counts):
-            table = integer_table((c + 0.5).reshape(-1, c.shape[-1]).astype(np.float64))
-            self.refine_tables[k] = torch.from_numpy(table.reshape(c.shape))
-        return f"residual tables of {len(self.config.refinements)} refined levels counted on {len(frames)} frames"
-
+        for tables, table_counts in ((self.refine_tables, counts), (self.refine_tables_p, counts_p)):
+            for k, c in enumerate(table_counts):
+                if c is not None:
+                    table = integer_table((c + 0.5).reshape(-1, c.shape[-1]).astype(np.float64))
+                    tables[k] = torch.from_numpy(table.reshape(c.shape))
+        what = "intra and predicted-frame" if residual is not None else "intra (no residual model: " \
+            "predicted-frame tables left uniform)"
+        return f"{what} residual tables of {len(levels)} refined levels counted on {len(frames)} frames"
 
 
 REFINED_LEVELS = len(RefinedConfig.refinements)
