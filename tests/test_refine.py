@@ -187,3 +187,42 @@ def test_models_lists_the_refined_levels_with_their_figures():
     psnrs = [rows[f"pac-q{k}"]["measured"]["psnr"] for k in range(6, 11)]
     assert psnrs == sorted(psnrs) and psnrs[-1] > 40
     assert rows["pac-q3"]["code_bytes"]["fixed_width_int8"] == 16640
+
+
+@pytest.mark.parametrize("damage", ["claims_too_much", "no_length", "random_refinement", "random_base"])
+def test_crafted_refined_payloads_are_clean_errors(tmp_path, clip, tiny_weights, damage):
+    """Payloads that pass their CRC (a crafted file) but do not fit the two-layer layout
+    or do not decode: a one-line error and exit 2, never a traceback."""
+    from conftest import run_cli
+    from pacodec.pcz import PczWriter
+
+    good = tmp_path / "good.pcz"
+    api.encode(clip, good, model="tiny-pac-hi", weights_dir=tiny_weights, gop=4, max_frames=6)
+    with open(good, "rb") as f:
+        reader = PczReader(f)
+        header = reader.header
+        records = [(r.payload, r.type.name == "PREDICTED") for r in reader]
+    rng = np.random.default_rng(1)
+    payload, predicted = records[1]
+    n = int.from_bytes(payload[:4], "little")
+    crafted = {
+        "claims_too_much": (len(payload)).to_bytes(4, "little") + payload[4:],
+        "no_length": payload[:3],
+        "random_refinement": payload[:4 + n] + rng.integers(0, 2**32, 50, dtype=np.uint32).tobytes(),
+        "random_base": (40).to_bytes(4, "little") + rng.integers(0, 2**32, 10, dtype=np.uint32).tobytes()
+        + payload[4 + n:],
+    }[damage]
+    bad = tmp_path / "bad.pcz"
+    with open(bad, "wb") as f:
+        w = PczWriter(f, header)
+        for i, (p, pred) in enumerate(records):
+            w.write_frame(crafted if i == 1 else p, predicted=pred)
+        w.close()
+    with pytest.raises(pacodec.PacodecError):
+        with pacodec.open(bad, weights_dir=tiny_weights) as r:
+            list(r)
+    out = tmp_path / "out.mkv"
+    result = run_cli("decode", str(bad), "-o", str(out), "--weights", str(tiny_weights))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.glob("out.mkv*"))
