@@ -226,3 +226,28 @@ def test_crafted_refined_payloads_are_clean_errors(tmp_path, clip, tiny_weights,
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not out.exists() and not list(tmp_path.glob("out.mkv*"))
+
+
+def test_block_flags_skip_unchanged_blocks(atari_frames):
+    """Predicted-frame coding: a frame whose residual is zero but in one block costs the
+    flags and that block; flags and symbols round-trip exactly."""
+    from pacodec.refine import block_flags
+
+    bases = _blurred(atari_frames)
+    counts, flags = None, np.zeros(2, np.int64)
+    for f, b in zip(atari_frames, bases):
+        counts = count_symbols(quantize_residual(f, b, 16, R), R, counts, flags)
+    assert flags.sum() == len(atari_frames) * 13 * 10
+    tables = integer_table((counts + 0.5).reshape(-1, 2 * R + 1)).reshape(counts.shape)
+    flag_table = integer_table(flags[None] + 0.5)[0]
+    coder = RefineCoder(16, tables, 200, 160, flag_table=flag_table)
+    plain = RefineCoder(16, tables, 200, 160)
+    frame = bases[0].copy()
+    frame[20:30, 40:50] = 255 - frame[20:30, 40:50]  # one changed patch, inside block (1, 2)…(1, 3)
+    payload, refined = coder.encode(frame, bases[0])
+    assert np.array_equal(coder.decode(payload, bases[0]), refined)
+    assert block_flags(coder.symbols(frame, bases[0])).sum() == 2
+    assert len(payload) < len(plain.encode(frame, bases[0])[0])
+    for f, b in zip(atari_frames[:4], bases[:4]):
+        payload, refined = coder.encode(f, b)
+        assert np.array_equal(coder.decode(payload, b), refined)

@@ -332,6 +332,8 @@ class RefinedPacModel(PacModel):
         shape = (len(config.refinements), PASSES, CONTEXTS, width)
         self.register_buffer("refine_tables", torch.ones(shape, dtype=torch.int32))
         self.register_buffer("refine_tables_p", torch.ones(shape, dtype=torch.int32))
+        # predicted frames' block flags (refine.py): frequencies of 0 and 1 per level
+        self.register_buffer("refine_flag_tables_p", torch.ones(len(config.refinements), 2, dtype=torch.int32))
 
     @property
     def refinement(self) -> tuple[int, int]:
@@ -345,7 +347,11 @@ class RefinedPacModel(PacModel):
     def refine_coder(self, predicted: bool = False):
         from ..refine import RefineCoder
 
-        return RefineCoder(self.refinement[1], self.refine_table_array(predicted), self.height, self.width)
+        return RefineCoder(self.refinement[1], self.refine_table_array(predicted), self.height, self.width,
+                           flag_table=self.refine_flag_table() if predicted else None)
+
+    def refine_flag_table(self) -> np.ndarray:
+        return self.refine_flag_tables_p[self.config.refine_level].cpu().numpy()
 
     def refine_table_array(self, predicted: bool = False) -> np.ndarray:
         tables = self.refine_tables_p if predicted else self.refine_tables
@@ -361,7 +367,7 @@ class RefinedPacModel(PacModel):
         Returns a summary."""
         import dataclasses
 
-        from ..refine import count_symbols, quantize_residual
+        from ..refine import apply_residual, count_symbols, quantize_residual
 
         self.freeze_tables()  # the base levels' tables, as the decoder will use them
         r = self.config.max_residual
@@ -369,6 +375,7 @@ class RefinedPacModel(PacModel):
         levels = range(len(saved.refinements))
         counts: list[np.ndarray | None] = [None] * len(levels)
         counts_p: list[np.ndarray | None] = [None] * len(levels)
+        flag_counts = np.zeros((len(levels), 2), np.int64)
         try:
             for k in levels:
                 self.config = dataclasses.replace(saved, refine_level=k)
@@ -386,13 +393,14 @@ class RefinedPacModel(PacModel):
                     symbols = np.clip(np.rint(self.encode(chunk)), -saved.max_symbol, saved.max_symbol)
                     intra_bases = self.decode(symbols)
                     for i, frame in enumerate(chunk):
+                        s_flags = None
                         if coder is None or (start + i) % self.FIT_GOP == 0:
                             base, which = intra_bases[i], counts
                         else:
-                            base, which = coder.encode(frame, reference)[1], counts_p
+                            base, which, s_flags = coder.encode(frame, reference)[1], counts_p, flag_counts[k]
                         s = quantize_residual(frame, base, step, r)
-                        which[k] = count_symbols(s, r, which[k])
-                        reference = np.clip(base.astype(np.int32) + step * s, 0, 255).astype(np.uint8)
+                        which[k] = count_symbols(s, r, which[k], s_flags)
+                        reference = apply_residual(base, s, step)
         finally:
             self.config = saved
         for tables, table_counts in ((self.refine_tables, counts), (self.refine_tables_p, counts_p)):
@@ -400,6 +408,9 @@ class RefinedPacModel(PacModel):
                 if c is not None:
                     table = integer_table((c + 0.5).reshape(-1, c.shape[-1]).astype(np.float64))
                     tables[k] = torch.from_numpy(table.reshape(c.shape))
+        if residual is not None:
+            flag_tables = integer_table(flag_counts.astype(np.float64) + 0.5)
+            self.refine_flag_tables_p.copy_(torch.from_numpy(flag_tables))
         what = "intra and predicted-frame" if residual is not None else "intra (no residual model: " \
             "predicted-frame tables left uniform)"
         return f"{what} residual tables of {len(levels)} refined levels counted on {len(frames)} frames"
