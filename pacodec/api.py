@@ -69,8 +69,7 @@ class Codec:
         if self.refiner is None:
             return base
         # The residual is taken against the base frame the decoder will make.
-        recon = self.frames_of([self.quantizer.dequantize(p, self.entries).reshape(self.model.code_shape)
-                                for p in base])
+        recon = self.frames_of([self._codes(p) for p in base])
         from .refine import pack_layers
 
         return [pack_layers(b, self.refiner.encode(frame, r)[0]) for b, frame, r in zip(base, frames, recon)]
@@ -82,20 +81,23 @@ class Codec:
 
         return unpack_layers(payload)
 
+    def _codes(self, base: bytes) -> np.ndarray:
+        return self.quantizer.dequantize(base, self.entries).reshape(self.model.code_shape)
+
     def codes_of(self, payload: bytes) -> np.ndarray:
         """The model codes of a payload (a refined payload's base layer)."""
-        codes = self.quantizer.dequantize(self._base(payload)[0], self.entries)
-        return codes.reshape(self.model.code_shape)
+        return self._codes(self._base(payload)[0])
 
     def frames_of(self, codes: list[np.ndarray]) -> np.ndarray:
         return self.model.decode(np.stack(codes))
 
     def decode_payloads(self, payloads: list[bytes]) -> np.ndarray:
         """Payloads -> N×H×W×3 uint8 frames (base, then refinement where there is one)."""
-        frames = self.frames_of([self.codes_of(p) for p in payloads])
+        layers = [self._base(p) for p in payloads]
+        frames = self.frames_of([self._codes(base) for base, _ in layers])
         if self.refiner is None:
             return frames
-        return np.stack([self.refiner.decode(self._base(p)[1], f) for p, f in zip(payloads, frames)])
+        return np.stack([self.refiner.decode(refinement, f) for (_, refinement), f in zip(layers, frames)])
 
     def symbols_of(self, payload: bytes) -> np.ndarray:
         """The integer (or float) symbols a payload carries, exactly as decoded."""

@@ -251,3 +251,11 @@ def test_block_flags_skip_unchanged_blocks(atari_frames):
     for f, b in zip(atari_frames[:4], bases[:4]):
         payload, refined = coder.encode(f, b)
         assert np.array_equal(coder.decode(payload, b), refined)
+
+
+def test_the_cli_and_the_api_share_the_default_model():
+    import inspect
+
+    from pacodec import cli
+
+    assert inspect.signature(cli.encode).parameters["model"].default == api.DEFAULT_MODEL == "pac-q8"
