@@ -25,9 +25,12 @@ how bits are parsed):
         pixels (the neighbours are even pixels, decoded in the pass before), else 0
     context = (4·p + q)·4 + n           (64 contexts a pass)
 
-Predicted frames first code one flag per 16×16 block (does it hold a non-zero
-symbol?) and then only the flagged blocks' pixels: their changes sit in a few blocks
-(the sprites), and coding the static rest as zeros cost about an eighth of the layer.
+Predicted frames first re-predict 4×4 blocks from the reference where that pays (a
+flag per block and a vector for each taken: sprites move inside blocks of static maze,
+which the base P-frame's 16×16 vectors cannot follow), then code one flag per 16×16
+block (does it hold a non-zero symbol?) and only the flagged blocks' pixels: the
+changes sit in a few blocks, and coding the static rest as zeros cost about an eighth
+of the layer.
 
 Each (pass, context) has an int32 table over −R…R summing to 2^16, counted from
 training frames (``count_symbols``) and frozen into the weights. Within a pass the
@@ -46,6 +49,8 @@ CHANNEL_ORDER = (1, 0, 2)  # G first: it predicts R and B best
 PASSES = 2 * len(CHANNEL_ORDER)
 CONTEXTS = 64
 FLAG_BLOCK = 16  # predicted frames flag which 16×16 blocks hold a non-zero symbol
+MOTION_BLOCK = 4  # predicted frames may re-predict 4×4 blocks from the reference (sprites)
+MOTION_LAMBDA = 800.0  # squared error a re-predicted block must save (encoder's choice only)
 _Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3], dtype=np.int32)  # 3×3 counts 0…9
 
 
@@ -106,6 +111,60 @@ def pass_contexts(known: np.ndarray, index: int, board: Checkerboard) -> np.ndar
         n = np.minimum(_cross4(known[CHANNEL_ORDER[i]] != 0), 3).ravel()
         ctx = ctx + n[pos]
     return ctx
+
+
+def _motion_grid(h: int, w: int) -> tuple[int, int]:
+    return -(-h // MOTION_BLOCK), -(-w // MOTION_BLOCK)
+
+
+def _block_sse(diff2: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    h, w = diff2.shape[:2]
+    padded = np.zeros((rows * MOTION_BLOCK, cols * MOTION_BLOCK), np.int64)
+    padded[:h, :w] = diff2.sum(axis=-1)
+    return padded.reshape(rows, MOTION_BLOCK, cols, MOTION_BLOCK).sum(axis=(1, 3))
+
+
+def choose_motion(frame: np.ndarray, base: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: which 4×4 blocks to take from the reference displaced by a vector in
+    [−4, 4]² instead of the base P-frame, where that saves more than MOTION_LAMBDA of
+    squared error. Returns (moved (rows, cols) bool, vectors (rows, cols, 2) [dy, dx])."""
+    from .predict import SEARCH
+
+    h, w = frame.shape[:2]
+    rows, cols = _motion_grid(h, w)
+    cur = frame.astype(np.int32)
+    best = _block_sse((cur - base.astype(np.int32)) ** 2, rows, cols).astype(np.float64)
+    moved = np.zeros((rows, cols), bool)
+    vectors = np.zeros((rows, cols, 2), np.int64)
+    if not (best > MOTION_LAMBDA).any():
+        return moved, vectors
+    padded = np.pad(ref.astype(np.int32), ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
+    for dy in range(-SEARCH, SEARCH + 1):
+        for dx in range(-SEARCH, SEARCH + 1):
+            shifted = padded[SEARCH + dy:SEARCH + dy + h, SEARCH + dx:SEARCH + dx + w]
+            cost = _block_sse((cur - shifted) ** 2, rows, cols) + MOTION_LAMBDA
+            better = cost < best
+            best[better], moved[better] = cost[better], True
+            vectors[better] = (dy, dx)
+    return moved, vectors
+
+
+def apply_motion(base: np.ndarray, ref: np.ndarray, moved: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """The base P-frame with the moved 4×4 blocks copied from the displaced reference
+    (read beyond the frame as the nearest edge pixel)."""
+    from .predict import SEARCH
+
+    if not moved.any():
+        return base
+    h, w = base.shape[:2]
+    padded = np.pad(ref, ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
+    out = base.copy()
+    for r, c in zip(*np.nonzero(moved)):
+        dy, dx = vectors[r, c]
+        y, x = r * MOTION_BLOCK, c * MOTION_BLOCK
+        bh, bw = min(MOTION_BLOCK, h - y), min(MOTION_BLOCK, w - x)
+        out[y:y + bh, x:x + bw] = padded[SEARCH + y + dy:SEARCH + y + dy + bh, SEARCH + x + dx:SEARCH + x + dx + bw]
+    return out
 
 
 def block_flags(symbols: np.ndarray) -> np.ndarray:
@@ -169,39 +228,55 @@ def count_symbols(symbols: np.ndarray, max_symbol: int, counts: np.ndarray | Non
 class RefineCoder:
     """Codes the residual layer of one refined quality level (step Δ, tables).
 
-    With ``flag_table`` (predicted frames, where almost every block is unchanged) the
-    payload starts with one flag per 16×16 block, coded with that two-entry table: 1
-    where the block holds a non-zero symbol; the passes then code only the pixels of
-    flagged blocks (the others are zero).
+    Predicted frames (``flag_table`` and ``motion_table`` given; almost every block is
+    unchanged and the changes are sprites) code, before the symbols: one flag per 4×4
+    block (``motion_table``), 1 where the block is taken from the reference displaced
+    by a vector instead of the base P-frame, and the vectors of those blocks (dx then dy,
+    each with predict.VECTOR_TABLE); then one flag per 16×16 block (``flag_table``), 1
+    where it holds a non-zero symbol; the passes then code only the flagged blocks'
+    pixels (the others are zero).
     """
 
     def __init__(self, step: int, tables: np.ndarray, height: int, width: int,
-                 flag_table: np.ndarray | None = None) -> None:
+                 flag_table: np.ndarray | None = None, motion_table: np.ndarray | None = None) -> None:
         tables = np.asarray(tables)
         if tables.ndim != 3 or tables.shape[:2] != (PASSES, CONTEXTS) or tables.shape[2] % 2 == 0 \
                 or np.any(tables <= 0):
             raise FormatError(f"refinement tables of shape {tables.shape} are not {PASSES}×{CONTEXTS}×(2R+1)")
+        if (flag_table is None) != (motion_table is None):
+            raise FormatError("predicted-frame refinement needs both its flag and motion tables")
         self.step = int(step)
         self.max_symbol = tables.shape[2] // 2
         self.board = Checkerboard(height, width)
         probabilities = tables.astype(np.float64) / float(tables[0, 0].sum())
         self._models = [[Categorical(p, perfect=False) for p in row] for row in probabilities]
-        self._flag_model = None
-        if flag_table is not None:
-            flag_table = np.asarray(flag_table)
-            if flag_table.shape != (2,) or np.any(flag_table <= 0):
-                raise FormatError(f"block flag table of shape {flag_table.shape} is not 2 positive entries")
-            self._flag_model = Categorical(flag_table.astype(np.float64) / float(flag_table.sum()), perfect=False)
+        self.predicted = flag_table is not None
+        if self.predicted:
+            from .predict import _VECTOR_MODEL
+
+            self._flag_model, self._motion_model = (_two_entry_model(t) for t in (flag_table, motion_table))
+            self._vector_model = _VECTOR_MODEL
 
     def symbols(self, frame: np.ndarray, base: np.ndarray) -> np.ndarray:
         return quantize_residual(frame, base, self.step, self.max_symbol)
 
-    def encode(self, frame: np.ndarray, base: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """Frame and the decoder's base frame -> (payload bytes, refined frame)."""
-        symbols = self.symbols(frame, base)
+    def encode(self, frame: np.ndarray, base: np.ndarray, ref: np.ndarray | None = None) -> tuple[bytes, np.ndarray]:
+        """Frame and the decoder's base frame (and for predicted frames the reference)
+        -> (payload bytes, refined frame)."""
         encoder = RangeEncoder()
         coded = None
-        if self._flag_model is not None:
+        if self.predicted:
+            from .predict import SEARCH
+
+            if ref is None:
+                raise ValueError("a predicted frame's refinement needs the reference")
+            moved, vectors = choose_motion(frame, base, ref)
+            encoder.encode(moved.ravel().astype(np.int32), self._motion_model)
+            if moved.any():
+                encoder.encode((vectors[moved][:, ::-1] + SEARCH).astype(np.int32).ravel(), self._vector_model)
+            base = apply_motion(base, ref, moved, vectors)
+        symbols = self.symbols(frame, base)
+        if self.predicted:
             flags = block_flags(symbols)
             encoder.encode(flags.ravel().astype(np.int32), self._flag_model)
             coded = _flagged_pixels(flags, *self.board.shape)
@@ -217,16 +292,28 @@ class RefineCoder:
         payload = encoder.get_compressed().astype("<u4").tobytes()
         return payload, apply_residual(base, symbols, self.step)
 
-    def decode_symbols(self, payload: bytes) -> np.ndarray:
-        """Payload -> H×W×3 int32 symbols. Raises FormatError on a payload that does not fit."""
+    def decode_layer(self, payload: bytes) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """Payload -> (moved 4×4 blocks, their vectors (k, 2) [dy, dx], H×W×3 int32
+        symbols); the first two are None for intra frames. Raises FormatError on a
+        payload that does not fit."""
         if len(payload) % 4:
             raise FormatError(f"refinement payload of {len(payload)} bytes is not whole 32-bit words")
         h, w = self.board.shape
         known = np.zeros((3, h, w), np.int32)
+        moved = vectors = None
         try:
             decoder = RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
             coded = None
-            if self._flag_model is not None:
+            if self.predicted:
+                from .predict import SEARCH
+
+                rows, cols = _motion_grid(h, w)
+                moved = np.asarray(decoder.decode(self._motion_model, rows * cols)).reshape(rows, cols) != 0
+                count = int(moved.sum())
+                vectors = np.zeros((0, 2), np.int64)
+                if count:
+                    comps = np.asarray(decoder.decode(self._vector_model, 2 * count), np.int64) - SEARCH
+                    vectors = comps.reshape(-1, 2)[:, ::-1]
                 rows, cols = -(-h // FLAG_BLOCK), -(-w // FLAG_BLOCK)
                 flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
                 coded = _flagged_pixels(flags, h, w)
@@ -248,10 +335,31 @@ class RefineCoder:
                 raise FormatError("refinement payload has bytes left over after its symbols")
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise FormatError(f"refinement payload does not decode ({exc})") from None
-        return np.ascontiguousarray(known.transpose(1, 2, 0))
+        return moved, vectors, np.ascontiguousarray(known.transpose(1, 2, 0))
 
-    def decode(self, payload: bytes, base: np.ndarray) -> np.ndarray:
-        return apply_residual(base, self.decode_symbols(payload), self.step)
+    def decode_symbols(self, payload: bytes) -> np.ndarray:
+        """Payload -> everything it codes as one int32 vector: the moved-block flags and
+        vectors of a predicted frame, then the H×W×3 symbols."""
+        moved, vectors, symbols = self.decode_layer(payload)
+        parts = [] if moved is None else [moved.ravel().astype(np.int32), vectors.ravel().astype(np.int32)]
+        return np.concatenate([*parts, symbols.ravel()])
+
+    def decode(self, payload: bytes, base: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+        moved, vectors, symbols = self.decode_layer(payload)
+        if moved is not None:
+            if ref is None:
+                raise ValueError("a predicted frame's refinement needs the reference")
+            full = np.zeros((*moved.shape, 2), np.int64)
+            full[moved] = vectors
+            base = apply_motion(base, ref, moved, full)
+        return apply_residual(base, symbols, self.step)
+
+
+def _two_entry_model(table: np.ndarray):
+    table = np.asarray(table)
+    if table.shape != (2,) or np.any(table <= 0):
+        raise FormatError(f"a flag table of shape {table.shape} is not 2 positive entries")
+    return Categorical(table.astype(np.float64) / float(table.sum()), perfect=False)
 
 
 # ----------------------------------------------------------------------------
@@ -273,8 +381,9 @@ def unpack_layers(payload: bytes) -> tuple[bytes, bytes]:
 
 class LayeredPredictor:
     """Predicted frames of a refined id: the base level's P-frame (predict.py: skip,
-    move or a pac-res residual per block), then the pixel residual of that frame coded
-    with the predicted-frame tables. Every frame, intra or predicted, so ends within
+    move or a pac-res residual per 16×16 block), 4×4 blocks re-predicted from the
+    reference where that pays, then the pixel residual coded with the predicted-frame
+    tables. Every frame, intra or predicted, so ends within
     5/8 of a step of its source, and the next frame predicts from that."""
 
     def __init__(self, coder, refiner: RefineCoder) -> None:
@@ -283,12 +392,12 @@ class LayeredPredictor:
 
     def encode(self, frame: np.ndarray, ref: np.ndarray) -> tuple[bytes, np.ndarray]:
         base_payload, base = self.coder.encode(frame, ref)
-        refinement, out = self.refiner.encode(frame, base)
+        refinement, out = self.refiner.encode(frame, base, ref)
         return pack_layers(base_payload, refinement), out
 
     def decode(self, payload: bytes, ref: np.ndarray) -> np.ndarray:
         base_payload, refinement = unpack_layers(payload)
-        return self.refiner.decode(refinement, self.coder.decode(base_payload, ref))
+        return self.refiner.decode(refinement, self.coder.decode(base_payload, ref), ref)
 
     def unpack(self, payload: bytes):
         """The base layer's modes, vectors and residual symbols (predict.PFrame)."""

@@ -240,17 +240,34 @@ def test_block_flags_skip_unchanged_blocks(atari_frames):
     assert flags.sum() == len(atari_frames) * 13 * 10
     tables = integer_table((counts + 0.5).reshape(-1, 2 * R + 1)).reshape(counts.shape)
     flag_table = integer_table(flags[None] + 0.5)[0]
-    coder = RefineCoder(16, tables, 200, 160, flag_table=flag_table)
+    coder = RefineCoder(16, tables, 200, 160, flag_table=flag_table, motion_table=np.array([65000, 536]))
     plain = RefineCoder(16, tables, 200, 160)
     frame = bases[0].copy()
     frame[20:30, 40:50] = 255 - frame[20:30, 40:50]  # one changed patch, inside block (1, 2)…(1, 3)
-    payload, refined = coder.encode(frame, bases[0])
-    assert np.array_equal(coder.decode(payload, bases[0]), refined)
+    payload, refined = coder.encode(frame, bases[0], bases[0])
+    assert np.array_equal(coder.decode(payload, bases[0], bases[0]), refined)
     assert block_flags(coder.symbols(frame, bases[0])).sum() == 2
     assert len(payload) < len(plain.encode(frame, bases[0])[0])
-    for f, b in zip(atari_frames[:4], bases[:4]):
-        payload, refined = coder.encode(f, b)
-        assert np.array_equal(coder.decode(payload, b), refined)
+    for f, b, ref in zip(atari_frames[1:5], bases[1:5], atari_frames[:4]):
+        payload, refined = coder.encode(f, b, ref)
+        assert np.array_equal(coder.decode(payload, b, ref), refined)
+        assert np.abs(refined.astype(int) - f).max() <= 10
+
+
+def test_sprites_that_move_are_taken_from_the_reference():
+    """A patch that moved by (1, 3) between reference and frame, on a base that missed it:
+    4×4 blocks are re-predicted from the displaced reference, so the residual is empty
+    there and the layer is far smaller than without motion."""
+    from pacodec.refine import apply_motion, choose_motion
+
+    rng = np.random.default_rng(2)
+    ref = np.full((40, 48, 3), 30, np.uint8)
+    ref[8:20, 8:20] = rng.integers(0, 255, (12, 12, 3))
+    frame = np.full_like(ref, 30)
+    frame[9:21, 11:23] = ref[8:20, 8:20]
+    moved, vectors = choose_motion(frame, ref, ref)  # the base: the unmoved reference
+    assert moved.any() and {tuple(v) for v in vectors[moved]} == {(-1, -3)}
+    assert np.array_equal(apply_motion(ref, ref, moved, vectors)[12:20, 12:20], frame[12:20, 12:20])
 
 
 def test_the_cli_and_the_api_share_the_default_model():

@@ -334,6 +334,8 @@ class RefinedPacModel(PacModel):
         self.register_buffer("refine_tables_p", torch.ones(shape, dtype=torch.int32))
         # predicted frames' block flags (refine.py): frequencies of 0 and 1 per level
         self.register_buffer("refine_flag_tables_p", torch.ones(len(config.refinements), 2, dtype=torch.int32))
+        # predicted frames' 4×4 re-prediction flags (refine.py): frequencies of 0 and 1
+        self.register_buffer("refine_motion_tables_p", torch.ones(len(config.refinements), 2, dtype=torch.int32))
 
     @property
     def refinement(self) -> tuple[int, int]:
@@ -348,10 +350,14 @@ class RefinedPacModel(PacModel):
         from ..refine import RefineCoder
 
         return RefineCoder(self.refinement[1], self.refine_table_array(predicted), self.height, self.width,
-                           flag_table=self.refine_flag_table() if predicted else None)
+                           flag_table=self.refine_flag_table() if predicted else None,
+                           motion_table=self.refine_motion_table() if predicted else None)
 
     def refine_flag_table(self) -> np.ndarray:
         return self.refine_flag_tables_p[self.config.refine_level].cpu().numpy()
+
+    def refine_motion_table(self) -> np.ndarray:
+        return self.refine_motion_tables_p[self.config.refine_level].cpu().numpy()
 
     def refine_table_array(self, predicted: bool = False) -> np.ndarray:
         tables = self.refine_tables_p if predicted else self.refine_tables
@@ -367,7 +373,7 @@ class RefinedPacModel(PacModel):
         Returns a summary."""
         import dataclasses
 
-        from ..refine import apply_residual, count_symbols, quantize_residual
+        from ..refine import apply_motion, apply_residual, choose_motion, count_symbols, quantize_residual
 
         self.freeze_tables()  # the base levels' tables, as the decoder will use them
         r = self.config.max_residual
@@ -376,6 +382,7 @@ class RefinedPacModel(PacModel):
         counts: list[np.ndarray | None] = [None] * len(levels)
         counts_p: list[np.ndarray | None] = [None] * len(levels)
         flag_counts = np.zeros((len(levels), 2), np.int64)
+        motion_counts = np.zeros((len(levels), 2), np.int64)
         try:
             for k in levels:
                 self.config = dataclasses.replace(saved, refine_level=k)
@@ -396,8 +403,11 @@ class RefinedPacModel(PacModel):
                         s_flags = None
                         if coder is None or (start + i) % self.FIT_GOP == 0:
                             base, which = intra_bases[i], counts
-                        else:
+                        else:  # as RefineCoder.encode codes a predicted frame
                             base, which, s_flags = coder.encode(frame, reference)[1], counts_p, flag_counts[k]
+                            moved, vectors = choose_motion(frame, base, reference)
+                            motion_counts[k] += np.bincount(moved.ravel().astype(np.int64), minlength=2)
+                            base = apply_motion(base, reference, moved, vectors)
                         s = quantize_residual(frame, base, step, r)
                         which[k] = count_symbols(s, r, which[k], s_flags)
                         reference = apply_residual(base, s, step)
@@ -409,8 +419,8 @@ class RefinedPacModel(PacModel):
                     table = integer_table((c + 0.5).reshape(-1, c.shape[-1]).astype(np.float64))
                     tables[k] = torch.from_numpy(table.reshape(c.shape))
         if residual is not None:
-            flag_tables = integer_table(flag_counts.astype(np.float64) + 0.5)
-            self.refine_flag_tables_p.copy_(torch.from_numpy(flag_tables))
+            for buffer, c in ((self.refine_flag_tables_p, flag_counts), (self.refine_motion_tables_p, motion_counts)):
+                buffer.copy_(torch.from_numpy(integer_table(c.astype(np.float64) + 0.5)))
         what = "intra and predicted-frame" if residual is not None else "intra (no residual model: " \
             "predicted-frame tables left uniform)"
         return f"{what} residual tables of {len(levels)} refined levels counted on {len(frames)} frames"
