@@ -113,8 +113,9 @@ def pass_contexts(known: np.ndarray, index: int, board: Checkerboard) -> np.ndar
     return ctx
 
 
-def _motion_grid(h: int, w: int) -> tuple[int, int]:
-    return -(-h // MOTION_BLOCK), -(-w // MOTION_BLOCK)
+def _grid(h: int, w: int, block: int) -> tuple[int, int]:
+    """Rows and columns of block×block blocks covering an H×W frame from the top left."""
+    return -(-h // block), -(-w // block)
 
 
 def _block_sse(diff2: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -131,7 +132,7 @@ def choose_motion(frame: np.ndarray, base: np.ndarray, ref: np.ndarray) -> tuple
     from .predict import SEARCH
 
     h, w = frame.shape[:2]
-    rows, cols = _motion_grid(h, w)
+    rows, cols = _grid(h, w, MOTION_BLOCK)
     cur = frame.astype(np.int32)
     best = _block_sse((cur - base.astype(np.int32)) ** 2, rows, cols).astype(np.float64)
     moved = np.zeros((rows, cols), bool)
@@ -147,6 +148,12 @@ def choose_motion(frame: np.ndarray, base: np.ndarray, ref: np.ndarray) -> tuple
             best[better], moved[better] = cost[better], True
             vectors[better] = (dy, dx)
     return moved, vectors
+
+
+def repredict(frame: np.ndarray, base: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encoder: ``choose_motion`` and the base it makes, (moved, vectors, new base)."""
+    moved, vectors = choose_motion(frame, base, ref)
+    return moved, vectors, apply_motion(base, ref, moved, vectors)
 
 
 def apply_motion(base: np.ndarray, ref: np.ndarray, moved: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -171,7 +178,7 @@ def block_flags(symbols: np.ndarray) -> np.ndarray:
     """(rows, cols) bool: which 16×16 blocks (raster grid from the top left, the last row
     and column cut by the frame) hold a non-zero symbol in any channel."""
     h, w = symbols.shape[:2]
-    rows, cols = -(-h // FLAG_BLOCK), -(-w // FLAG_BLOCK)
+    rows, cols = _grid(h, w, FLAG_BLOCK)
     nz = np.zeros((rows * FLAG_BLOCK, cols * FLAG_BLOCK), bool)
     nz[:h, :w] = (symbols != 0).any(axis=-1)
     return nz.reshape(rows, FLAG_BLOCK, cols, FLAG_BLOCK).any(axis=(1, 3))
@@ -182,23 +189,36 @@ def _flagged_pixels(flags: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.kron(flags, np.ones((FLAG_BLOCK, FLAG_BLOCK), bool))[:h, :w].ravel()
 
 
-def _pass_positions(board: Checkerboard, index: int, coded: np.ndarray | None) -> np.ndarray:
+def _pass_layout(known: np.ndarray, index: int, board: Checkerboard,
+                 coded: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+    """(channel, flat positions, contexts) of pass ``index``: its parity's pixels, only
+    those where the flat mask ``coded`` is true when given."""
+    ctx = pass_contexts(known, index, board)
     pos = board.positions[index % 2]
-    return pos if coded is None else pos[coded[pos]]
+    if coded is not None:
+        keep = coded[pos]
+        pos, ctx = pos[keep], ctx[keep]
+    return CHANNEL_ORDER[index // 2], pos, ctx
+
+
+def _groups(ctx: np.ndarray):
+    """(context, indices into ``ctx``) per context present, contexts ascending, indices
+    in order: the order symbols are coded in."""
+    order = np.argsort(ctx, kind="stable")
+    counts = np.bincount(ctx, minlength=CONTEXTS)
+    start = 0
+    for c in np.flatnonzero(counts):
+        yield c, order[start:start + counts[c]]
+        start += counts[c]
 
 
 def _passes(symbols: np.ndarray, board: Checkerboard, coded: np.ndarray | None = None):
-    """(index, this pass's symbols, contexts) of each pass of H×W×3 ``symbols`` (only
-    pixels where the flat mask ``coded`` is true, when given), filling a ``known`` copy
-    the way a decoder does, so the encoder's contexts are the decoder's."""
+    """(index, this pass's symbols, contexts) of each pass of H×W×3 ``symbols``, filling
+    a ``known`` copy the way a decoder does, so the encoder's contexts are the decoder's."""
     planes = np.ascontiguousarray(symbols.transpose(2, 0, 1))
     known = np.zeros_like(planes)
     for index in range(PASSES):
-        ctx = pass_contexts(known, index, board)
-        channel = CHANNEL_ORDER[index // 2]
-        if coded is not None:
-            ctx = ctx[coded[board.positions[index % 2]]]
-        pos = _pass_positions(board, index, coded)
+        channel, pos, ctx = _pass_layout(known, index, board, coded)
         values = planes[channel].reshape(-1)[pos]
         yield index, values, ctx
         known[channel].reshape(-1)[pos] = values
@@ -270,25 +290,19 @@ class RefineCoder:
 
             if ref is None:
                 raise ValueError("a predicted frame's refinement needs the reference")
-            moved, vectors = choose_motion(frame, base, ref)
+            moved, vectors, base = repredict(frame, base, ref)
             encoder.encode(moved.ravel().astype(np.int32), self._motion_model)
             if moved.any():
                 encoder.encode((vectors[moved][:, ::-1] + SEARCH).astype(np.int32).ravel(), self._vector_model)
-            base = apply_motion(base, ref, moved, vectors)
         symbols = self.symbols(frame, base)
         if self.predicted:
             flags = block_flags(symbols)
             encoder.encode(flags.ravel().astype(np.int32), self._flag_model)
             coded = _flagged_pixels(flags, *self.board.shape)
         for index, values, ctx in _passes(symbols, self.board, coded):
-            values = values + self.max_symbol
-            order = np.argsort(ctx, kind="stable")
-            counts = np.bincount(ctx, minlength=CONTEXTS)
-            start = 0
-            for c in np.flatnonzero(counts):
-                group = values[order[start:start + counts[c]]]
-                encoder.encode(group.astype(np.int32), self._models[index][c])
-                start += counts[c]
+            values = (values + self.max_symbol).astype(np.int32)
+            for c, members in _groups(ctx):
+                encoder.encode(values[members], self._models[index][c])
         payload = encoder.get_compressed().astype("<u4").tobytes()
         return payload, apply_residual(base, symbols, self.step)
 
@@ -307,29 +321,21 @@ class RefineCoder:
             if self.predicted:
                 from .predict import SEARCH
 
-                rows, cols = _motion_grid(h, w)
+                rows, cols = _grid(h, w, MOTION_BLOCK)
                 moved = np.asarray(decoder.decode(self._motion_model, rows * cols)).reshape(rows, cols) != 0
                 count = int(moved.sum())
                 vectors = np.zeros((0, 2), np.int64)
                 if count:
                     comps = np.asarray(decoder.decode(self._vector_model, 2 * count), np.int64) - SEARCH
                     vectors = comps.reshape(-1, 2)[:, ::-1]
-                rows, cols = -(-h // FLAG_BLOCK), -(-w // FLAG_BLOCK)
+                rows, cols = _grid(h, w, FLAG_BLOCK)
                 flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
                 coded = _flagged_pixels(flags, h, w)
             for index in range(PASSES):
-                ctx = pass_contexts(known, index, self.board)
-                channel = CHANNEL_ORDER[index // 2]
-                if coded is not None:
-                    ctx = ctx[coded[self.board.positions[index % 2]]]
-                pos = _pass_positions(self.board, index, coded)
-                order = np.argsort(ctx, kind="stable")
-                counts = np.bincount(ctx, minlength=CONTEXTS)
+                channel, pos, ctx = _pass_layout(known, index, self.board, coded)
                 values = np.empty(len(pos), np.int32)
-                start = 0
-                for c in np.flatnonzero(counts):
-                    values[order[start:start + counts[c]]] = decoder.decode(self._models[index][c], int(counts[c]))
-                    start += counts[c]
+                for c, members in _groups(ctx):
+                    values[members] = decoder.decode(self._models[index][c], len(members))
                 known[channel].reshape(-1)[pos] = values - self.max_symbol
             if not decoder.maybe_exhausted():
                 raise FormatError("refinement payload has bytes left over after its symbols")

@@ -373,7 +373,7 @@ class RefinedPacModel(PacModel):
         Returns a summary."""
         import dataclasses
 
-        from ..refine import apply_motion, apply_residual, choose_motion, count_symbols, quantize_residual
+        from ..refine import apply_residual, count_symbols, quantize_residual, repredict
 
         self.freeze_tables()  # the base levels' tables, as the decoder will use them
         r = self.config.max_residual
@@ -405,9 +405,8 @@ class RefinedPacModel(PacModel):
                             base, which = intra_bases[i], counts
                         else:  # as RefineCoder.encode codes a predicted frame
                             base, which, s_flags = coder.encode(frame, reference)[1], counts_p, flag_counts[k]
-                            moved, vectors = choose_motion(frame, base, reference)
+                            moved, _, base = repredict(frame, base, reference)
                             motion_counts[k] += np.bincount(moved.ravel().astype(np.int64), minlength=2)
-                            base = apply_motion(base, reference, moved, vectors)
                         s = quantize_residual(frame, base, step, r)
                         which[k] = count_symbols(s, r, which[k], s_flags)
                         reference = apply_residual(base, s, step)
