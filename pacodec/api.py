@@ -114,7 +114,7 @@ class Codec:
 def tables_digest(model: Any) -> bytes:
     """The header's table digest: the base level's tables, and for a refined id the
     sha256 of that digest followed by its intra and predicted-frame refinement tables,
-    its block-flag and its motion-flag tables (int32 LE)."""
+    its block-flag and its motion (reference choice) tables (int32 LE)."""
     from .entropy import table_digest
 
     digest = table_digest(model.entropy_tables())
@@ -218,8 +218,21 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
     if hasattr(model, "refine_coder"):  # refined ids: + the residual layer of every P-frame
         from .refine import LayeredPredictor
 
-        coder = LayeredPredictor(coder, model.refine_coder(predicted=True))
+        refiner = model.refine_coder(predicted=True)
+        refiner.rd_scale *= lam  # --lambda: the residual's rate–distortion trade
+        coder = LayeredPredictor(coder, refiner)
     return Predictor(residual, sha, coder)
+
+
+def _references(coder: Any, history: list[np.ndarray]) -> Any:
+    """What a P-frame coder predicts from: a refined id's (refine.LayeredPredictor) the
+    GOP's last decoded frames, the most recent first; predict.PredictiveCoder the last."""
+    return history if getattr(coder, "references", 1) > 1 else history[0]
+
+
+def _remember(coder: Any, frame: np.ndarray, history: list[np.ndarray]) -> list[np.ndarray]:
+    """The history after ``frame``: at most as many frames as the coder predicts from."""
+    return [frame] + history[:getattr(coder, "references", 1) - 1]
 
 
 # ----------------------------------------------------------------------------
@@ -258,7 +271,7 @@ class Writer:
         self.gop = _choose_gop(loaded, gop)
         if self.gop > 1:
             self.predictor = _predictor(loaded, wdir, device, lam=lam)
-        self._reference: np.ndarray | None = None
+        self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self.fps = Fraction(fps).limit_denominator(1 << 16)
         if self.fps <= 0:
             raise InputError(f"frame rate must be positive, got {fps}")
@@ -405,12 +418,14 @@ class Writer:
             self._emit([])
         assert self._pcz is not None
         for frame in frames:
-            if self.frames % self.gop == 0 or self._reference is None:
+            if self.frames % self.gop == 0 or not self._history:
                 payload = self.codec.payloads(frame[None])[0]
-                self._reference = self.codec.decode_payloads([payload])[0]
+                self._history = [self.codec.decode_payloads([payload])[0]]
                 predicted = False
             else:
-                payload, self._reference = self.predictor.coder.encode(frame, self._reference)
+                coder = self.predictor.coder
+                payload, out = coder.encode(frame, _references(coder, self._history))
+                self._history = _remember(coder, out, self._history)
                 predicted = True
             try:
                 self._pcz.write_frame(payload, predicted=predicted)
@@ -536,19 +551,22 @@ class Reader:
             yield frame
         self._last = last
 
-    def _decode_record(self, record: Any, reference: np.ndarray | None) -> np.ndarray:
+    def _decode_record(self, record: Any, history: list[np.ndarray]) -> list[np.ndarray]:
+        """Decode one record against the GOP's decoded frames so far (the most recent
+        first); returns the new history, its first entry the record's frame."""
         from .pcz import RecordType
 
         if record.type == RecordType.INTRA:
-            return self.codec.decode_payloads([record.payload])[0]
-        if reference is None or self.predictor is None:
+            return [self.codec.decode_payloads([record.payload])[0]]
+        if not history or self.predictor is None:
             raise FormatError(f"{self.path}: frame {record.index} is predicted but has no reference")
-        return self.predictor.coder.decode(record.payload, reference)
+        coder = self.predictor.coder
+        return _remember(coder, coder.decode(record.payload, _references(coder, history)), history)
 
     def _iter_predictive(self) -> Iterator[np.ndarray]:
         from .pcz import RecordType
 
-        reference: np.ndarray | None = None
+        history: list[np.ndarray] = []
         broken = False  # a damaged frame breaks the chain until the next intra frame
         for record in self.pcz:
             if record.type == RecordType.INTRA and not record.damaged:
@@ -557,10 +575,10 @@ class Reader:
                 broken = True
                 if record.index not in self._chain_damaged:
                     self._chain_damaged.append(record.index)
-                yield reference if reference is not None else np.zeros((self.height, self.width, 3), np.uint8)
+                yield history[0] if history else np.zeros((self.height, self.width, 3), np.uint8)
                 continue
-            reference = self._decode_record(record, reference)
-            yield reference
+            history = self._decode_record(record, history)
+            yield history[0]
 
     def __getitem__(self, i: int) -> np.ndarray:
         n = len(self)
@@ -569,14 +587,13 @@ class Reader:
         if not 0 <= i < n:
             raise IndexError(f"frame {i} of {n}")
         if self.predictor is not None:
-            reference = None
+            history: list[np.ndarray] = []
             for k in range(self.pcz.start_of(i), i + 1):
                 record = self.pcz.record(k)
                 if record.payload is None:
                     raise FormatError(f"{self.path}: frame {k} is damaged")
-                reference = self._decode_record(record, reference)
-            assert reference is not None
-            return reference
+                history = self._decode_record(record, history)
+            return history[0]
         record = self.pcz.record(i)
         if record.payload is None:
             raise FormatError(f"{self.path}: frame {i} is damaged")

@@ -25,12 +25,16 @@ how bits are parsed):
         pixels (the neighbours are even pixels, decoded in the pass before), else 0
     context = (4·p + q)·4 + n           (64 contexts a pass)
 
-Predicted frames first re-predict 4×4 blocks from the reference where that pays (a
-flag per block and a vector for each taken: sprites move inside blocks of static maze,
-which the base P-frame's 16×16 vectors cannot follow), then code one flag per 16×16
-block (does it hold a non-zero symbol?) and only the flagged blocks' pixels: the
-changes sit in a few blocks, and coding the static rest as zeros cost about an eighth
-of the layer.
+Predicted frames first re-predict 4×4 blocks where that pays, each from any of the
+GOP's last REFERENCES decoded frames (a symbol per block naming the reference, 0 for
+none, and a vector for each taken: sprites move inside blocks of static maze, which
+the base P-frame's 16×16 vectors cannot follow, and animate in short cycles, so their
+look is often in a frame before the last), then code one flag per 16×16 block (does
+it hold a non-zero symbol?) and only the flagged blocks' pixels: the changes sit in a
+few blocks, and coding the static rest as zeros cost about an eighth of the layer.
+Their symbols are chosen rate–distortion optimised (``rd_optimize``), not within 5/8
+of a step as intra frames' are: a sprite's edge pixel that costs more bits than the
+squared error it removes is worth stays at the prediction.
 
 Each (pass, context) has an int32 table over −R…R summing to 2^16, counted from
 training frames (``count_symbols``) and frozen into the weights. Within a pass the
@@ -49,8 +53,11 @@ CHANNEL_ORDER = (1, 0, 2)  # G first: it predicts R and B best
 PASSES = 2 * len(CHANNEL_ORDER)
 CONTEXTS = 64
 FLAG_BLOCK = 16  # predicted frames flag which 16×16 blocks hold a non-zero symbol
-MOTION_BLOCK = 4  # predicted frames may re-predict 4×4 blocks from the reference (sprites)
+MOTION_BLOCK = 4  # predicted frames may re-predict 4×4 blocks from a reference (sprites)
+REFERENCES = 4  # ... from any of the GOP's last 4 decoded frames (8 measured no better)
 MOTION_LAMBDA = 800.0  # squared error a re-predicted block must save (encoder's choice only)
+RD_MAX_ERROR = 4.0  # ... which never leave a subpixel further than 4Δ from its source
+RD_SCALE = 2.0  # λ of a predicted frame's rate–distortion choices, in units of Δ² (rd_optimize)
 _Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3], dtype=np.int32)  # 3×3 counts 0…9
 
 
@@ -125,52 +132,74 @@ def _block_sse(diff2: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return padded.reshape(rows, MOTION_BLOCK, cols, MOTION_BLOCK).sum(axis=(1, 3))
 
 
-def choose_motion(frame: np.ndarray, base: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder: which 4×4 blocks to take from the reference displaced by a vector in
-    [−4, 4]² instead of the base P-frame, where that saves more than MOTION_LAMBDA of
-    squared error. Returns (moved (rows, cols) bool, vectors (rows, cols, 2) [dy, dx])."""
+def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTION_LAMBDA
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: which 4×4 blocks to take from a reference (``refs``, the most recent
+    first) displaced by a vector in [−4, 4]² instead of the base P-frame, where that
+    saves more than ``price`` of squared error. Only blocks whose base error exceeds
+    the price are searched. Returns (choice (rows, cols) int: 0 keeps the base, j
+    takes reference j − 1; vectors (rows, cols, 2) [dy, dx])."""
     from .predict import SEARCH
 
     h, w = frame.shape[:2]
     rows, cols = _grid(h, w, MOTION_BLOCK)
     cur = frame.astype(np.int32)
     best = _block_sse((cur - base.astype(np.int32)) ** 2, rows, cols).astype(np.float64)
-    moved = np.zeros((rows, cols), bool)
+    choice = np.zeros((rows, cols), np.int64)
     vectors = np.zeros((rows, cols, 2), np.int64)
-    if not (best > MOTION_LAMBDA).any():
-        return moved, vectors
-    padded = np.pad(ref.astype(np.int32), ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
-    for dy in range(-SEARCH, SEARCH + 1):
-        for dx in range(-SEARCH, SEARCH + 1):
-            shifted = padded[SEARCH + dy:SEARCH + dy + h, SEARCH + dx:SEARCH + dx + w]
-            cost = _block_sse((cur - shifted) ** 2, rows, cols) + MOTION_LAMBDA
-            better = cost < best
-            best[better], moved[better] = cost[better], True
-            vectors[better] = (dy, dx)
-    return moved, vectors
+    candidates = np.flatnonzero(best.ravel() > price)
+    if not candidates.size:
+        return choice, vectors
+    r, c = np.divmod(candidates, cols)
+    span = np.arange(MOTION_BLOCK)
+    ys, xs = r[:, None] * MOTION_BLOCK + span, c[:, None] * MOTION_BLOCK + span  # (n, 4) each
+    inside = ((ys < h)[:, :, None] & (xs < w)[:, None, :])[..., None]  # pixels in the frame
+    ys, xs = np.minimum(ys, h - 1), np.minimum(xs, w - 1)
+    target = cur[ys[:, :, None], xs[:, None, :]]  # (n, 4, 4, 3)
+    cost = best.ravel()[candidates]
+    pick = np.zeros(len(candidates), np.int64)
+    pick_v = np.zeros((len(candidates), 2), np.int64)
+    for j, ref in enumerate(refs, start=1):
+        padded = np.pad(ref.astype(np.int32), ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
+        for dy in range(-SEARCH, SEARCH + 1):
+            for dx in range(-SEARCH, SEARCH + 1):
+                patch = padded[ys[:, :, None] + SEARCH + dy, xs[:, None, :] + SEARCH + dx]
+                sse = (((target - patch) ** 2) * inside).sum(axis=(1, 2, 3)) + price
+                better = sse < cost
+                cost[better], pick[better] = sse[better], j
+                pick_v[better] = (dy, dx)
+    choice.ravel()[candidates] = pick
+    vectors.reshape(-1, 2)[candidates] = pick_v
+    vectors[choice == 0] = 0
+    return choice, vectors
 
 
-def repredict(frame: np.ndarray, base: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encoder: ``choose_motion`` and the base it makes, (moved, vectors, new base)."""
-    moved, vectors = choose_motion(frame, base, ref)
-    return moved, vectors, apply_motion(base, ref, moved, vectors)
+def repredict(frame: np.ndarray, base: np.ndarray, refs,
+              price: float = MOTION_LAMBDA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encoder: ``choose_motion`` and the base it makes, (choice, vectors, new base)."""
+    choice, vectors = choose_motion(frame, base, refs, price)
+    return choice, vectors, apply_motion(base, refs, choice, vectors)
 
 
-def apply_motion(base: np.ndarray, ref: np.ndarray, moved: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """The base P-frame with the moved 4×4 blocks copied from the displaced reference
-    (read beyond the frame as the nearest edge pixel)."""
+def apply_motion(base: np.ndarray, refs, choice: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """The base P-frame with the chosen 4×4 blocks copied from their displaced
+    reference (read beyond the frame as the nearest edge pixel). Raises FormatError
+    for a block that names a reference the decoder does not hold."""
     from .predict import SEARCH
 
-    if not moved.any():
+    if not choice.any():
         return base
+    if choice.max() > len(refs):
+        raise FormatError(f"a 4×4 block is predicted from reference {int(choice.max())} of {len(refs)}")
     h, w = base.shape[:2]
-    padded = np.pad(ref, ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
+    padded = [np.pad(ref, ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge") for ref in refs]
     out = base.copy()
-    for r, c in zip(*np.nonzero(moved)):
+    for r, c in zip(*np.nonzero(choice)):
         dy, dx = vectors[r, c]
         y, x = r * MOTION_BLOCK, c * MOTION_BLOCK
         bh, bw = min(MOTION_BLOCK, h - y), min(MOTION_BLOCK, w - x)
-        out[y:y + bh, x:x + bw] = padded[SEARCH + y + dy:SEARCH + y + dy + bh, SEARCH + x + dx:SEARCH + x + dx + bw]
+        source = padded[choice[r, c] - 1]
+        out[y:y + bh, x:x + bw] = source[SEARCH + y + dy:SEARCH + y + dy + bh, SEARCH + x + dx:SEARCH + x + dx + bw]
     return out
 
 
@@ -224,6 +253,90 @@ def _passes(symbols: np.ndarray, board: Checkerboard, coded: np.ndarray | None =
         known[channel].reshape(-1)[pos] = values
 
 
+def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarray, np.ndarray]:
+    """(pass, context) of every subpixel of H×W×3 ``symbols`` as the passes would code
+    them without block flags: two H×W×3 int arrays."""
+    h, w = board.shape
+    planes = np.ascontiguousarray(symbols.transpose(2, 0, 1))
+    known = np.zeros_like(planes)
+    passes = np.zeros((3, h * w), np.int64)
+    contexts = np.zeros((3, h * w), np.int64)
+    for index in range(PASSES):
+        channel, pos, ctx = _pass_layout(known, index, board, None)
+        passes[channel, pos], contexts[channel, pos] = index, ctx
+        known[channel].reshape(-1)[pos] = planes[channel].reshape(-1)[pos]
+    return (passes.reshape(3, h, w).transpose(1, 2, 0), contexts.reshape(3, h, w).transpose(1, 2, 0))
+
+
+def _block_sum(values: np.ndarray, block: int) -> np.ndarray:
+    """Sum of an H×W(×C) array over block×block blocks (zero-padded at the edges)."""
+    h, w = values.shape[:2]
+    rows, cols = _grid(h, w, block)
+    flat = values.reshape(h, w, -1).sum(axis=-1)
+    padded = np.zeros((rows * block, cols * block), flat.dtype)
+    padded[:h, :w] = flat
+    return padded.reshape(rows, block, cols, block).sum(axis=(1, 3))
+
+
+def _expand(blocks: np.ndarray, block: int, h: int, w: int) -> np.ndarray:
+    return np.kron(blocks, np.ones((block, block), blocks.dtype))[:h, :w]
+
+
+def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: int, bits: np.ndarray,
+                lam: float, flag_bits: np.ndarray, board: Checkerboard, max_error: float = np.inf,
+                rounds: int = 2) -> np.ndarray:
+    """Encoder: lower the residual symbols of a predicted frame where the squared error
+    they remove is worth less than ``lam`` per bit they cost (rate–distortion
+    optimised quantization; the decoder is unchanged).
+
+    ``bits`` (PASSES, CONTEXTS, 2R+1) are the tables' code lengths, ``flag_bits`` the
+    16×16 block flag's (2,). Three decisions, each priced with the contexts of the
+    current symbols: move single symbols one step toward zero, zero whole 4×4 blocks,
+    and zero whole 16×16 blocks (which then need no symbols at all, only a 0 flag).
+    No choice leaves a subpixel further than ``max_error`` from its source (or than
+    where the plain quantizer left it): a dropped error stays on screen for the rest
+    of the GOP wherever nothing moves, which a per-frame price does not see.
+    """
+    h, w = frame.shape[:2]
+    r = bits.shape[2] // 2
+    src = frame.astype(np.int64)
+    b = base.astype(np.int64)
+    err0 = (src - b) ** 2
+    s = symbols.astype(np.int64).copy()
+
+    def distortion(values):
+        return (src - np.clip(b + step * values, 0, 255)) ** 2
+
+    bound = max_error ** 2
+    too_far = err0 > bound  # subpixels that zeroing would leave beyond the bound
+
+    for _ in range(rounds):
+        passes, ctx = _symbol_contexts(s, board)
+        cost = bits[passes, ctx, s + r]
+        lower = s - np.sign(s)
+        gain = distortion(lower) - distortion(s)  # error added by lowering
+        saved = cost - bits[passes, ctx, lower + r]
+        take = (s != 0) & (gain < lam * saved) & (distortion(lower) <= bound)
+        if not take.any():
+            break
+        s[take] = lower[take]
+    passes, ctx = _symbol_contexts(s, board)
+    cost = bits[passes, ctx, s + r] - bits[passes, ctx, r]  # over coding a zero in its place
+    d = distortion(s)
+    worth = (_block_sum(err0 - d, MOTION_BLOCK) >= lam * _block_sum(cost, MOTION_BLOCK)) \
+        | (_block_sum(too_far, MOTION_BLOCK) > 0)
+    s[~_expand(worth, MOTION_BLOCK, h, w)] = 0
+    flags = block_flags(s.astype(np.int32))
+    if flags.any():
+        passes, ctx = _symbol_contexts(s, board)
+        d = distortion(s)
+        whole = bits[passes, ctx, s + r]  # every symbol of a flagged block is coded
+        price = _block_sum(whole, FLAG_BLOCK) + flag_bits[1] - flag_bits[0]
+        keep = (_block_sum(err0 - d, FLAG_BLOCK) >= lam * price) | (_block_sum(too_far, FLAG_BLOCK) > 0)
+        s[~_expand(keep | ~flags, FLAG_BLOCK, h, w)] = 0
+    return s.astype(np.int32)
+
+
 def count_symbols(symbols: np.ndarray, max_symbol: int, counts: np.ndarray | None = None,
                   flag_counts: np.ndarray | None = None) -> np.ndarray:
     """Add one frame's (H×W×3) symbol statistics to ``counts`` (PASSES, CONTEXTS, 2R+1).
@@ -249,12 +362,13 @@ class RefineCoder:
     """Codes the residual layer of one refined quality level (step Δ, tables).
 
     Predicted frames (``flag_table`` and ``motion_table`` given; almost every block is
-    unchanged and the changes are sprites) code, before the symbols: one flag per 4×4
-    block (``motion_table``), 1 where the block is taken from the reference displaced
-    by a vector instead of the base P-frame, and the vectors of those blocks (dx then dy,
-    each with predict.VECTOR_TABLE); then one flag per 16×16 block (``flag_table``), 1
-    where it holds a non-zero symbol; the passes then code only the flagged blocks'
-    pixels (the others are zero).
+    unchanged and the changes are sprites) code, before the symbols: one symbol per
+    4×4 block (``motion_table``, 1 + REFERENCES entries), 0 where the block keeps the
+    base P-frame, j where it is taken from reference j − 1 (0: the previous frame)
+    displaced by a vector, and the vectors of those blocks (dx then dy, each with
+    predict.VECTOR_TABLE); then one flag per 16×16 block (``flag_table``), 1 where it
+    holds a non-zero symbol; the passes then code only the flagged blocks' pixels (the
+    others are zero).
     """
 
     def __init__(self, step: int, tables: np.ndarray, height: int, width: int,
@@ -271,34 +385,57 @@ class RefineCoder:
         probabilities = tables.astype(np.float64) / float(tables[0, 0].sum())
         self._models = [[Categorical(p, perfect=False) for p in row] for row in probabilities]
         self.predicted = flag_table is not None
+        self._bits = -np.log2(probabilities)
+        self.rd_scale = RD_SCALE  # λ of rd_optimize = rd_scale · Δ² (predicted frames)
         if self.predicted:
             from .predict import _VECTOR_MODEL
 
-            self._flag_model, self._motion_model = (_two_entry_model(t) for t in (flag_table, motion_table))
+            self._flag_model = _table_model(flag_table, 2, "block flag")
+            self._motion_model = _table_model(motion_table, 1 + REFERENCES, "motion")
+            self._flag_bits = -np.log2(np.asarray(flag_table, np.float64) / float(np.sum(flag_table)))
             self._vector_model = _VECTOR_MODEL
 
     def symbols(self, frame: np.ndarray, base: np.ndarray) -> np.ndarray:
         return quantize_residual(frame, base, self.step, self.max_symbol)
 
-    def encode(self, frame: np.ndarray, base: np.ndarray, ref: np.ndarray | None = None) -> tuple[bytes, np.ndarray]:
-        """Frame and the decoder's base frame (and for predicted frames the reference)
-        -> (payload bytes, refined frame)."""
+    def motion_price(self) -> float:
+        """Squared error a 4×4 block taken from a reference must save (encoder's
+        choice): MOTION_LAMBDA, or 3·Δ² at the coarse steps where bits are dearer."""
+        return max(MOTION_LAMBDA, 3.0 * self.step ** 2)
+
+    def predicted_symbols(self, frame: np.ndarray, base: np.ndarray, refs):
+        """Encoder, predicted frames: the 4×4 blocks re-predicted from the references
+        (most recent first) and the residual symbols, rate–distortion optimised with
+        λ = rd_scale · Δ² (``rd_optimize``): (choice, vectors, re-predicted base,
+        H×W×3 symbols). The table fit (``RefinedPacModel.fit_refinement``) counts
+        exactly these."""
+        choice, vectors, base = repredict(frame, base, refs[:REFERENCES], self.motion_price())
+        symbols = self.symbols(frame, base)
+        if self.rd_scale > 0:
+            symbols = rd_optimize(frame, base, symbols, self.step, self._bits, self.rd_scale * self.step ** 2,
+                                  self._flag_bits, self.board, RD_MAX_ERROR * self.step)
+        return choice, vectors, base, symbols
+
+    def encode(self, frame: np.ndarray, base: np.ndarray, refs=None) -> tuple[bytes, np.ndarray]:
+        """Frame and the decoder's base frame (and for predicted frames the references,
+        most recent first) -> (payload bytes, refined frame)."""
         encoder = RangeEncoder()
         coded = None
         if self.predicted:
             from .predict import SEARCH
 
-            if ref is None:
-                raise ValueError("a predicted frame's refinement needs the reference")
-            moved, vectors, base = repredict(frame, base, ref)
-            encoder.encode(moved.ravel().astype(np.int32), self._motion_model)
+            if not refs:
+                raise ValueError("a predicted frame's refinement needs its references")
+            choice, vectors, base, symbols = self.predicted_symbols(frame, base, refs)
+            encoder.encode(choice.ravel().astype(np.int32), self._motion_model)
+            moved = choice != 0
             if moved.any():
                 encoder.encode((vectors[moved][:, ::-1] + SEARCH).astype(np.int32).ravel(), self._vector_model)
-        symbols = self.symbols(frame, base)
-        if self.predicted:
             flags = block_flags(symbols)
             encoder.encode(flags.ravel().astype(np.int32), self._flag_model)
             coded = _flagged_pixels(flags, *self.board.shape)
+        else:
+            symbols = self.symbols(frame, base)
         for index, values, ctx in _passes(symbols, self.board, coded):
             values = (values + self.max_symbol).astype(np.int32)
             for c, members in _groups(ctx):
@@ -307,14 +444,14 @@ class RefineCoder:
         return payload, apply_residual(base, symbols, self.step)
 
     def decode_layer(self, payload: bytes) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
-        """Payload -> (moved 4×4 blocks, their vectors (k, 2) [dy, dx], H×W×3 int32
-        symbols); the first two are None for intra frames. Raises FormatError on a
-        payload that does not fit."""
+        """Payload -> (the 4×4 blocks' reference choice (rows, cols), the full vector
+        grid (rows, cols, 2) [dy, dx], H×W×3 int32 symbols); the first two are None for
+        intra frames. Raises FormatError on a payload that does not fit."""
         if len(payload) % 4:
             raise FormatError(f"refinement payload of {len(payload)} bytes is not whole 32-bit words")
         h, w = self.board.shape
         known = np.zeros((3, h, w), np.int32)
-        moved = vectors = None
+        choice = vectors = None
         try:
             decoder = RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
             coded = None
@@ -322,12 +459,13 @@ class RefineCoder:
                 from .predict import SEARCH
 
                 rows, cols = _grid(h, w, MOTION_BLOCK)
-                moved = np.asarray(decoder.decode(self._motion_model, rows * cols)).reshape(rows, cols) != 0
+                choice = np.asarray(decoder.decode(self._motion_model, rows * cols), np.int64).reshape(rows, cols)
+                moved = choice != 0
+                vectors = np.zeros((rows, cols, 2), np.int64)
                 count = int(moved.sum())
-                vectors = np.zeros((0, 2), np.int64)
                 if count:
                     comps = np.asarray(decoder.decode(self._vector_model, 2 * count), np.int64) - SEARCH
-                    vectors = comps.reshape(-1, 2)[:, ::-1]
+                    vectors[moved] = comps.reshape(-1, 2)[:, ::-1]
                 rows, cols = _grid(h, w, FLAG_BLOCK)
                 flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
                 coded = _flagged_pixels(flags, h, w)
@@ -341,30 +479,29 @@ class RefineCoder:
                 raise FormatError("refinement payload has bytes left over after its symbols")
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise FormatError(f"refinement payload does not decode ({exc})") from None
-        return moved, vectors, np.ascontiguousarray(known.transpose(1, 2, 0))
+        return choice, vectors, np.ascontiguousarray(known.transpose(1, 2, 0))
 
     def decode_symbols(self, payload: bytes) -> np.ndarray:
-        """Payload -> everything it codes as one int32 vector: the moved-block flags and
-        vectors of a predicted frame, then the H×W×3 symbols."""
-        moved, vectors, symbols = self.decode_layer(payload)
-        parts = [] if moved is None else [moved.ravel().astype(np.int32), vectors.ravel().astype(np.int32)]
+        """Payload -> everything it codes as one int32 vector: the 4×4 blocks' reference
+        choice and the vectors of the moved ones (predicted frames), then the symbols."""
+        choice, vectors, symbols = self.decode_layer(payload)
+        parts = [] if choice is None else [choice.ravel().astype(np.int32),
+                                           vectors[choice != 0].ravel().astype(np.int32)]
         return np.concatenate([*parts, symbols.ravel()])
 
-    def decode(self, payload: bytes, base: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
-        moved, vectors, symbols = self.decode_layer(payload)
-        if moved is not None:
-            if ref is None:
-                raise ValueError("a predicted frame's refinement needs the reference")
-            full = np.zeros((*moved.shape, 2), np.int64)
-            full[moved] = vectors
-            base = apply_motion(base, ref, moved, full)
+    def decode(self, payload: bytes, base: np.ndarray, refs=None) -> np.ndarray:
+        choice, vectors, symbols = self.decode_layer(payload)
+        if choice is not None:
+            if not refs:
+                raise ValueError("a predicted frame's refinement needs its references")
+            base = apply_motion(base, refs[:REFERENCES], choice, vectors)
         return apply_residual(base, symbols, self.step)
 
 
-def _two_entry_model(table: np.ndarray):
+def _table_model(table: np.ndarray, size: int, what: str):
     table = np.asarray(table)
-    if table.shape != (2,) or np.any(table <= 0):
-        raise FormatError(f"a flag table of shape {table.shape} is not 2 positive entries")
+    if table.shape != (size,) or np.any(table <= 0):
+        raise FormatError(f"a {what} table of shape {table.shape} is not {size} positive entries")
     return Categorical(table.astype(np.float64) / float(table.sum()), perfect=False)
 
 
@@ -385,25 +522,42 @@ def unpack_layers(payload: bytes) -> tuple[bytes, bytes]:
     return payload[4:4 + n], payload[4 + n:]
 
 
+def skip_frame(rows: int, cols: int):
+    """The base layer refined predicted frames are encoded with: every 16×16 block SKIP.
+
+    The format allows the base level's full P-frame (predict.py) under the refinement,
+    and the decoder follows whatever it reads; the encoder no longer uses it: measured
+    on clip9 (GOP 32, pac-q7 … q10, with the 4×4 re-prediction and the rate–distortion
+    optimised residual following), coding the base as pac-res residual and 16×16 moves
+    cost 8–10 % more bytes than all-SKIP at the same PSNR, and took most of the time."""
+    from .predict import SKIP, PFrame
+
+    return PFrame(np.full((rows, cols), SKIP, np.uint8), np.zeros((rows, cols, 2), np.int64),
+                  np.zeros((0, 0), np.int32))
+
+
 class LayeredPredictor:
-    """Predicted frames of a refined id: the base level's P-frame (predict.py: skip,
-    move or a pac-res residual per 16×16 block), 4×4 blocks re-predicted from the
-    reference where that pays, then the pixel residual coded with the predicted-frame
-    tables. Every frame, intra or predicted, so ends within
-    5/8 of a step of its source, and the next frame predicts from that."""
+    """Predicted frames of a refined id: a base layer (the base level's P-frame format,
+    predict.py; the encoder codes it all SKIP, see ``skip_frame``), 4×4 blocks
+    re-predicted from the last REFERENCES decoded frames of the GOP where that pays,
+    then the rate–distortion optimised pixel residual, coded with the predicted-frame
+    tables. Methods take ``refs``: the decoded frames since the GOP's intra frame, the
+    most recent first (at least one)."""
+
+    references = REFERENCES
 
     def __init__(self, coder, refiner: RefineCoder) -> None:
         self.coder = coder  # predict.PredictiveCoder at the base level
         self.refiner = refiner
 
-    def encode(self, frame: np.ndarray, ref: np.ndarray) -> tuple[bytes, np.ndarray]:
-        base_payload, base = self.coder.encode(frame, ref)
-        refinement, out = self.refiner.encode(frame, base, ref)
+    def encode(self, frame: np.ndarray, refs) -> tuple[bytes, np.ndarray]:
+        base_payload = self.coder.pack(skip_frame(self.coder.rows, self.coder.cols))
+        refinement, out = self.refiner.encode(frame, refs[0], refs)
         return pack_layers(base_payload, refinement), out
 
-    def decode(self, payload: bytes, ref: np.ndarray) -> np.ndarray:
+    def decode(self, payload: bytes, refs) -> np.ndarray:
         base_payload, refinement = unpack_layers(payload)
-        return self.refiner.decode(refinement, self.coder.decode(base_payload, ref), ref)
+        return self.refiner.decode(refinement, self.coder.decode(base_payload, refs[0]), refs)
 
     def unpack(self, payload: bytes):
         """The base layer's modes, vectors and residual symbols (predict.PFrame)."""

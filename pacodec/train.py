@@ -177,27 +177,6 @@ def init_from(model: CodecModel, path: Path) -> int:
     return copied
 
 
-def _residual_model(cfg: TrainConfig):
-    """The pac-res model a refined id predicts with, for counting its P-frame tables:
-    from the run's folder, the ``--init`` file's folder, or the shipped weights; None
-    when there is none."""
-    from .errors import WeightsError
-    from .models.pac import RESIDUAL_FOR
-
-    residual_id = RESIDUAL_FOR.get(cfg.model_id)
-    if residual_id is None:
-        return None
-    folders = [Path(cfg.out_dir)] + ([Path(cfg.init).parent] if cfg.init else []) + [None]
-    for folder in folders:
-        if zoo.find(residual_id, folder) is None:
-            continue
-        try:
-            return zoo.load(residual_id, folder)[0]
-        except WeightsError:
-            continue
-    return None
-
-
 def random_crops(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """One random size×size window of each N×H×W×3 frame."""
     n, h, w, _ = frames.shape
@@ -337,7 +316,7 @@ def train(
         model.freeze_tables()  # integer entropy tables from the learned densities
     if hasattr(model, "fit_refinement"):
         # refined pac levels: their residual tables are counted, not learned by Adam
-        summary["refinement"] = model.fit_refinement(train_frames, _residual_model(cfg))
+        summary["refinement"] = model.fit_refinement(train_frames)
     if dist_info.main:
         spec = zoo.spec_of(cfg.model_id)
         weights_file = f"{run}.safetensors"

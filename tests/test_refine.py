@@ -11,10 +11,11 @@ from pacodec.cli import render_info
 from pacodec.pcz import PczReader
 from pacodec.errors import FormatError
 from pacodec.models.pac import integer_table
-from pacodec.refine import (CONTEXTS, PASSES, Checkerboard, RefineCoder, count_symbols, pass_contexts,
-                            quantize_residual)
+from pacodec.refine import (CONTEXTS, PASSES, REFERENCES, Checkerboard, RefineCoder, count_symbols,
+                            pass_contexts, quantize_residual)
 
 R = 32
+MOTION_TABLE = integer_table(np.array([[60000.0] + [500.0] * REFERENCES]))[0]  # keep, or reference j
 
 
 def _coder(frames: np.ndarray, bases: np.ndarray, step: int) -> RefineCoder:
@@ -111,10 +112,13 @@ def test_tiny_refined_file_end_to_end(tmp_path, clip, tiny_weights):
     assert f"base {layers['base']:,} + refinement {layers['refinement']:,}" in text
 
 
-def test_refined_predicted_frames_stay_within_the_step(tmp_path, clip, tiny_weights):
-    """GOP 4 (the default for refined ids is 32): P-frames = the base level's prediction
-    plus the residual layer, so every frame, predicted or not, ends within 5/8 of a
-    step of its source; seeking gives the frames decoding from the start gives."""
+def test_refined_predicted_frames_stay_within_their_bound(tmp_path, clip, tiny_weights):
+    """GOP 4 (the default for refined ids is 32): intra frames end within 5/8 of a step
+    of their source, P-frames (prediction from the last frames plus the rate–distortion
+    optimised residual) within RD_MAX_ERROR steps; seeking gives the frames decoding
+    from the start gives."""
+    from pacodec.refine import RD_MAX_ERROR
+
     out = tmp_path / "p.pcz"
     facts = api.encode(clip, out, model="tiny-pac-hi", weights_dir=tiny_weights, gop=4)
     assert facts["gop"] == 4 and facts["predicted_frames"] == 15 and facts["intra_frames"] == 5
@@ -128,10 +132,26 @@ def test_refined_predicted_frames_stay_within_the_step(tmp_path, clip, tiny_weig
         frames = list(r)
         assert all(np.array_equal(r[i], frames[i]) for i in (1, 6, 19))
         symbols = list(r.iter_symbols())
-    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(frames, src)) <= 10
+    errors = [np.abs(a.astype(int) - b).max() for a, b in zip(frames, src)]
+    assert max(errors[::4]) <= 10  # intra frames, Δ = 16
+    assert max(errors) <= RD_MAX_ERROR * 16
     # a P-frame's symbols: 13×10 modes, 13×10×2 vectors, its residual latents, then
     # one refinement symbol a subpixel
     assert all(len(s) >= 13 * 10 * 3 + 3 * 200 * 160 for s in symbols)
+
+
+def test_lambda_trades_the_predicted_residual(tmp_path, clip, tiny_weights):
+    """--lambda scales the refined P-frames' rate–distortion λ: a larger one writes
+    fewer predicted-frame bytes for a lower PSNR; intra frames are untouched."""
+    facts = {}
+    for lam in (0.25, 8.0):
+        out = tmp_path / f"l{lam}.pcz"
+        facts[lam] = api.encode(clip, out, model="tiny-pac-hi", weights_dir=tiny_weights, gop=4, lam=lam)
+        facts[lam]["psnr"] = api.compare(out, clip, weights_dir=tiny_weights)["psnr"]
+    low, high = facts[0.25], facts[8.0]
+    assert high["bytes_by_type"]["predicted"] < low["bytes_by_type"]["predicted"]
+    assert high["bytes_by_type"]["intra"] == low["bytes_by_type"]["intra"]
+    assert high["psnr"] < low["psnr"]
 
 
 def test_other_refinement_tables_are_refused(tmp_path, clip, tiny_weights):
@@ -240,18 +260,58 @@ def test_block_flags_skip_unchanged_blocks(atari_frames):
     assert flags.sum() == len(atari_frames) * 13 * 10
     tables = integer_table((counts + 0.5).reshape(-1, 2 * R + 1)).reshape(counts.shape)
     flag_table = integer_table(flags[None] + 0.5)[0]
-    coder = RefineCoder(16, tables, 200, 160, flag_table=flag_table, motion_table=np.array([65000, 536]))
+    coder = RefineCoder(16, tables, 200, 160, flag_table=flag_table, motion_table=MOTION_TABLE)
+    coder.rd_scale = 0  # no rate–distortion choices: every pixel ends within 5/8 of a step
     plain = RefineCoder(16, tables, 200, 160)
     frame = bases[0].copy()
     frame[20:30, 40:50] = 255 - frame[20:30, 40:50]  # one changed patch, inside block (1, 2)…(1, 3)
-    payload, refined = coder.encode(frame, bases[0], bases[0])
-    assert np.array_equal(coder.decode(payload, bases[0], bases[0]), refined)
+    payload, refined = coder.encode(frame, bases[0], [bases[0]])
+    assert np.array_equal(coder.decode(payload, bases[0], [bases[0]]), refined)
     assert block_flags(coder.symbols(frame, bases[0])).sum() == 2
     assert len(payload) < len(plain.encode(frame, bases[0])[0])
     for f, b, ref in zip(atari_frames[1:5], bases[1:5], atari_frames[:4]):
-        payload, refined = coder.encode(f, b, ref)
-        assert np.array_equal(coder.decode(payload, b, ref), refined)
+        payload, refined = coder.encode(f, b, [ref])
+        assert np.array_equal(coder.decode(payload, b, [ref]), refined)
         assert np.abs(refined.astype(int) - f).max() <= 10
+
+
+def test_rate_distortion_choices_only_drop_what_does_not_pay(atari_frames):
+    """rd_optimize moves symbols toward zero only (never up, never across zero); with
+    λ = 0 it changes nothing (mid-grey: no clipping), with a large λ it empties a frame
+    of small residuals, and a coder using it writes a smaller payload that decodes to
+    exactly what the encoder reconstructed."""
+    from pacodec.refine import Checkerboard, rd_optimize
+
+    rng = np.random.default_rng(5)
+    base = np.full((32, 48, 3), 128, np.uint8)
+    frame = np.clip(base.astype(int) + rng.integers(-40, 41, base.shape), 0, 255).astype(np.uint8)
+    symbols = quantize_residual(frame, base, 16, R)
+    assert (symbols != 0).any()
+    bits = np.full((PASSES, CONTEXTS, 2 * R + 1), 8.0)
+    bits[:, :, R] = 0.5
+    flag_bits = np.array([0.1, 4.0])
+    board = Checkerboard(32, 48)
+    same = rd_optimize(frame, base, symbols, 16, bits, 0.0, flag_bits, board)
+    assert np.array_equal(same, symbols)
+    lowered = rd_optimize(frame, base, symbols, 16, bits, 30.0, flag_bits, board)
+    assert np.all(np.abs(lowered) <= np.abs(symbols)) and np.all(lowered * symbols >= 0)
+    assert (lowered != symbols).any()
+    assert not rd_optimize(frame, base, symbols, 16, bits, 1e9, flag_bits, board).any()
+
+    counts, flags = None, np.zeros(2, np.int64)
+    bases = _blurred(atari_frames)
+    for f, b in zip(atari_frames, bases):
+        counts = count_symbols(quantize_residual(f, b, 16, R), R, counts, flags)
+    tables = integer_table((counts + 0.5).reshape(-1, 2 * R + 1)).reshape(counts.shape)
+    coder = RefineCoder(16, tables, 200, 160, flag_table=integer_table(flags[None] + 0.5)[0],
+                        motion_table=MOTION_TABLE)
+    sizes = []
+    for scale in (0.0, 2.0):
+        coder.rd_scale = scale
+        payload, refined = coder.encode(atari_frames[1], bases[1], [atari_frames[0]])
+        assert np.array_equal(coder.decode(payload, bases[1], [atari_frames[0]]), refined)
+        sizes.append(len(payload))
+    assert sizes[1] < sizes[0]
 
 
 def test_sprites_that_move_are_taken_from_the_reference():
@@ -265,9 +325,34 @@ def test_sprites_that_move_are_taken_from_the_reference():
     ref[8:20, 8:20] = rng.integers(0, 255, (12, 12, 3))
     frame = np.full_like(ref, 30)
     frame[9:21, 11:23] = ref[8:20, 8:20]
-    moved, vectors = choose_motion(frame, ref, ref)  # the base: the unmoved reference
-    assert moved.any() and {tuple(v) for v in vectors[moved]} == {(-1, -3)}
-    assert np.array_equal(apply_motion(ref, ref, moved, vectors)[12:20, 12:20], frame[12:20, 12:20])
+    choice, vectors = choose_motion(frame, ref, [ref])  # the base: the unmoved reference
+    moved = choice != 0
+    assert moved.any() and set(choice[moved]) == {1} and {tuple(v) for v in vectors[moved]} == {(-1, -3)}
+    assert np.array_equal(apply_motion(ref, [ref], choice, vectors)[12:20, 12:20], frame[12:20, 12:20])
+
+
+def test_blocks_are_taken_from_an_older_reference_when_it_matches():
+    """A sprite whose current look is in the frame before last (an animation cycle):
+    its blocks name reference 2, decode to that look, and a decoder holding fewer
+    references than a block names refuses the frame with FormatError."""
+    from pacodec.refine import REFERENCES, apply_motion, choose_motion
+
+    assert REFERENCES >= 2
+    rng = np.random.default_rng(3)
+    look_a, look_b = rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)
+    older = np.full((32, 32, 3), 20, np.uint8)
+    older[8:16, 8:16] = look_a
+    last = np.full_like(older, 20)
+    last[8:16, 8:16] = look_b
+    frame = np.full_like(older, 20)
+    frame[8:16, 9:17] = look_a  # look A again, one pixel to the right
+    choice, vectors = choose_motion(frame, last, [last, older])
+    moved = choice != 0
+    assert moved.any() and set(choice[moved]) == {2}
+    out = apply_motion(last, [last, older], choice, vectors)
+    assert np.array_equal(out[8:16, 12:16], frame[8:16, 12:16])
+    with pytest.raises(FormatError):
+        apply_motion(last, [last], choice, vectors)
 
 
 def test_the_cli_and_the_api_share_the_default_model():

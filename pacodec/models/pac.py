@@ -316,9 +316,10 @@ class RefinedPacModel(PacModel):
     Every refined level has its own base level and step Δ (``refinements``) and two
     sets of integer tables, counted by ``fit_refinement`` from the training frames:
     one for intra frames (the residual of the base frame) and one for predicted
-    frames (the residual of the base level's P-frame, predict.py, in a closed loop
-    at GOP 32). That counting is the only training this layer has: the network is
-    pac's, copied with ``--init``.
+    frames (the residual after the 4×4 re-prediction from the last frames, in a
+    closed loop at GOP 32, refine.LayeredPredictor), with the predicted frames'
+    block-flag and motion tables. That counting is the only training this layer has:
+    the network is pac's, copied with ``--init``.
     """
 
     #: The GOP of the closed loop whose P-frames the predicted-frame tables count.
@@ -326,7 +327,7 @@ class RefinedPacModel(PacModel):
 
     def __init__(self, model_id: str, config: RefinedConfig) -> None:
         super().__init__(model_id, config)
-        from ..refine import CONTEXTS, PASSES
+        from ..refine import CONTEXTS, PASSES, REFERENCES
 
         width = 2 * config.max_residual + 1
         shape = (len(config.refinements), PASSES, CONTEXTS, width)
@@ -334,8 +335,10 @@ class RefinedPacModel(PacModel):
         self.register_buffer("refine_tables_p", torch.ones(shape, dtype=torch.int32))
         # predicted frames' block flags (refine.py): frequencies of 0 and 1 per level
         self.register_buffer("refine_flag_tables_p", torch.ones(len(config.refinements), 2, dtype=torch.int32))
-        # predicted frames' 4×4 re-prediction flags (refine.py): frequencies of 0 and 1
-        self.register_buffer("refine_motion_tables_p", torch.ones(len(config.refinements), 2, dtype=torch.int32))
+        # predicted frames' 4×4 re-prediction choice (refine.py): frequencies of 0 (keep
+        # the base) and 1…REFERENCES (the reference a block is taken from)
+        self.register_buffer("refine_motion_tables_p",
+                             torch.ones(len(config.refinements), 1 + REFERENCES, dtype=torch.int32))
 
     @property
     def refinement(self) -> tuple[int, int]:
@@ -364,16 +367,38 @@ class RefinedPacModel(PacModel):
         return tables[self.config.refine_level].cpu().numpy()
 
     @torch.no_grad()
-    def fit_refinement(self, frames: np.ndarray, residual: "ResidualPacModel | None" = None,
-                       batch: int = 16) -> str:
+    def fit_refinement(self, frames: np.ndarray, batch: int = 16, rounds: int = 2) -> str:
         """Count every refined level's residual symbols over ``frames`` (N×H×W×3 uint8
         at the native geometry, consecutive within each clip) and freeze them as integer
-        tables: intra frames always; predicted frames when ``residual`` (pac-res) is
-        given, from a closed loop at GOP ``FIT_GOP`` exactly as the encoder runs it.
-        Returns a summary."""
+        tables: intra frames, and predicted frames of a closed loop at GOP ``FIT_GOP``
+        exactly as the encoder runs it.
+
+        The encoder's rate–distortion choices on predicted frames are priced with the
+        predicted-frame tables themselves, so those are counted ``rounds`` times, each
+        round encoding with the tables of the one before; the first round prices with
+        the intra tables (counted first) where the model holds no predicted-frame
+        tables yet. Returns a summary."""
+        self._count_refinement(frames, batch, predicted=False)
+        unfitted = bool((self.refine_tables_p == 1).all())
+        if unfitted:
+            self.refine_tables_p.copy_(self.refine_tables)
+        for _ in range(rounds):
+            self._count_refinement(frames, batch, predicted=True)
+        prior = "intra tables" if unfitted else "the tables it held"
+        return (f"intra and predicted-frame residual tables of {REFINED_LEVELS} refined levels counted on "
+                f"{len(frames)} frames ({rounds} predicted rounds, the first priced with {prior})")
+
+    def _intra_bases(self, frames: np.ndarray) -> np.ndarray:
+        """The decoder's base frames of intra-coded ``frames`` at the current level."""
+        m = self.config.max_symbol
+        return self.decode(np.clip(np.rint(self.encode(frames)), -m, m))
+
+    def _count_refinement(self, frames: np.ndarray, batch: int, predicted: bool) -> None:
+        """One count: of intra frames only, or (``predicted``) of the GOP-``FIT_GOP``
+        closed loop's intra and predicted frames, frozen into the tables."""
         import dataclasses
 
-        from ..refine import apply_residual, count_symbols, quantize_residual, repredict
+        from ..refine import REFERENCES, apply_residual, count_symbols, quantize_residual
 
         self.freeze_tables()  # the base levels' tables, as the decoder will use them
         r = self.config.max_residual
@@ -382,34 +407,29 @@ class RefinedPacModel(PacModel):
         counts: list[np.ndarray | None] = [None] * len(levels)
         counts_p: list[np.ndarray | None] = [None] * len(levels)
         flag_counts = np.zeros((len(levels), 2), np.int64)
-        motion_counts = np.zeros((len(levels), 2), np.int64)
+        motion_counts = np.zeros((len(levels), 1 + REFERENCES), np.int64)
         try:
             for k in levels:
                 self.config = dataclasses.replace(saved, refine_level=k)
                 step = self.refinement[1]
-                coder = None
-                if residual is not None:
-                    from ..predict import PredictiveCoder, lambda_for
-
-                    residual.config = dataclasses.replace(residual.config, level=self.level)
-                    coder = PredictiveCoder(residual, lambda_for(saved.lambdas[self.level]),
-                                            self.width, self.height)
-                reference = None
-                for start in range(0, len(frames), batch):
-                    chunk = frames[start:start + batch]
-                    symbols = np.clip(np.rint(self.encode(chunk)), -saved.max_symbol, saved.max_symbol)
-                    intra_bases = self.decode(symbols)
-                    for i, frame in enumerate(chunk):
-                        s_flags = None
-                        if coder is None or (start + i) % self.FIT_GOP == 0:
-                            base, which = intra_bases[i], counts
-                        else:  # as RefineCoder.encode codes a predicted frame
-                            base, which, s_flags = coder.encode(frame, reference)[1], counts_p, flag_counts[k]
-                            moved, _, base = repredict(frame, base, reference)
-                            motion_counts[k] += np.bincount(moved.ravel().astype(np.int64), minlength=2)
+                refiner = self.refine_coder(predicted=True) if predicted else None
+                if refiner is None:  # every frame intra
+                    for start in range(0, len(frames), batch):
+                        chunk = frames[start:start + batch]
+                        for frame, base in zip(chunk, self._intra_bases(chunk)):
+                            counts[k] = count_symbols(quantize_residual(frame, base, step, r), r, counts[k])
+                    continue
+                refs: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
+                for i, frame in enumerate(frames):
+                    if i % self.FIT_GOP == 0:  # intra: its tables are counted above
+                        base = self._intra_bases(frames[i:i + 1])[0]
                         s = quantize_residual(frame, base, step, r)
-                        which[k] = count_symbols(s, r, which[k], s_flags)
-                        reference = apply_residual(base, s, step)
+                        refs = []
+                    else:  # as LayeredPredictor.encode codes a predicted frame (base: all SKIP)
+                        choice, _, base, s = refiner.predicted_symbols(frame, refs[0], refs)
+                        motion_counts[k] += np.bincount(choice.ravel(), minlength=1 + REFERENCES)
+                        counts_p[k] = count_symbols(s, r, counts_p[k], flag_counts[k])
+                    refs = [apply_residual(base, s, step)] + refs[:REFERENCES - 1]
         finally:
             self.config = saved
         for tables, table_counts in ((self.refine_tables, counts), (self.refine_tables_p, counts_p)):
@@ -417,12 +437,9 @@ class RefinedPacModel(PacModel):
                 if c is not None:
                     table = integer_table((c + 0.5).reshape(-1, c.shape[-1]).astype(np.float64))
                     tables[k] = torch.from_numpy(table.reshape(c.shape))
-        if residual is not None:
+        if predicted:
             for buffer, c in ((self.refine_flag_tables_p, flag_counts), (self.refine_motion_tables_p, motion_counts)):
                 buffer.copy_(torch.from_numpy(integer_table(c.astype(np.float64) + 0.5)))
-        what = "intra and predicted-frame" if residual is not None else "intra (no residual model: " \
-            "predicted-frame tables left uniform)"
-        return f"{what} residual tables of {len(levels)} refined levels counted on {len(frames)} frames"
 
 
 REFINED_LEVELS = len(RefinedConfig.refinements)
