@@ -5,7 +5,8 @@
 Encodes the first frames of the clip (clip9 by default) at GOP 32 through a real
 ``.pcz`` and reports, averaged over its P-frames: bytes of the base layer and of the
 residual layer (read off the records), how many of the 16×16 blocks the base layer
-SKIPs, how many 4×4 blocks the residual layer re-predicts; and of the source itself,
+SKIPs, how many 4×4 blocks the residual layer re-predicts and from which reference,
+and the largest error of a P-frame pixel; and of the source itself,
 how many subpixels change by more than 10 levels from the frame before and in how
 many 16×16 blocks they lie. Writes ``benchmarks/results/pframes.md``.
 """
@@ -25,7 +26,7 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 from pacodec import api, video  # noqa: E402
 from pacodec.pcz import PczReader, RecordType  # noqa: E402
 from pacodec.predict import SKIP  # noqa: E402
-from pacodec.refine import unpack_layers  # noqa: E402
+from pacodec.refine import REFERENCES, unpack_layers  # noqa: E402
 
 DEFAULT_CLIP = BENCH_DIR.parent / ".." / "shared" / "data" / "pacman" / "clip9.mp4"
 CHANGE = 10  # levels a subpixel must change by to count as changed
@@ -44,18 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pcz = Path(tmp) / "p.pcz"
         facts = api.encode(args.clip, pcz, model=args.model, gop=32, max_frames=args.frames)
-        base = refinement = skips = moved = 0
+        base = refinement = skips = 0
+        by_reference = np.zeros(1 + REFERENCES, np.int64)
         with open(pcz, "rb") as f, api.open(pcz) as reader:
-            predicted = [r for r in PczReader(f) if r.type == RecordType.PREDICTED]
+            records = list(PczReader(f))
+            predicted = [r for r in records if r.type == RecordType.PREDICTED]
             coder = reader.predictor.coder
             for record in predicted:
                 b, rest = unpack_layers(record.payload)
                 base, refinement = base + len(b), refinement + len(rest)
                 skips += int((coder.unpack(record.payload).modes == SKIP).sum())
-                flags, _, _ = coder.refiner.decode_layer(rest)
-                moved += int(flags.sum())
+                choice, _, _ = coder.refiner.decode_layer(rest)
+                by_reference += np.bincount(choice.ravel(), minlength=1 + REFERENCES)
             blocks = coder.coder.rows * coder.coder.cols
+            decoded = list(reader)
     frames = [video.fit(f, facts["width"], facts["height"]) for f in video.iter_frames(args.clip, max_frames=args.frames)]
+    p_error = max(int(np.abs(d.astype(int) - s).max()) for d, s, r in zip(decoded, frames, records)
+                  if r.type == RecordType.PREDICTED)
     changed = touched = 0
     for prev, cur in zip(frames, frames[1:]):
         mask = np.abs(cur.astype(int) - prev.astype(int)) > CHANGE
@@ -70,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         ("P-frame base layer, bytes", f"{base / n:.1f}"),
         ("P-frame residual layer, bytes", f"{refinement / n:.1f}"),
         (f"16×16 blocks SKIPped by the base layer (of {blocks})", f"{skips / n:.1f}"),
-        ("4×4 blocks re-predicted by the residual layer", f"{moved / n:.1f}"),
+        ("4×4 blocks re-predicted by the residual layer", f"{by_reference[1:].sum() / n:.1f}"),
+        *((f"… from the frame {j} back", f"{by_reference[j] / n:.1f}") for j in range(1, 1 + REFERENCES)),
+        ("largest error of a P-frame subpixel (levels, over all P-frames)", f"{p_error}"),
         (f"source subpixels changing by more than {CHANGE} levels", f"{changed / pairs:.0f}"),
         (f"16×16 blocks holding them (of {blocks})", f"{touched / pairs:.1f}"),
     ]
