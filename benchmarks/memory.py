@@ -12,6 +12,8 @@ phase against RSS at its 25% mark. It asserts nothing.
 
     nice -n 19 python benchmarks/memory.py                 # one hour at 30 fps: 108,000 frames
     python benchmarks/memory.py --frames 20000 --every 1000
+    python benchmarks/memory.py --model pac-q8 --frames 9000 --out benchmarks/results/memory-pac-q8.csv
+                                   # the default model: predicted frames (GOP 32, 4 references)
 
 The .pcz (16,007 bytes a frame, 1.7 GB for an hour) goes to a temp folder and is deleted.
 """
@@ -92,13 +94,13 @@ class Sampler:
 
 def run(count: int, *, every: int = 1000, weights_dir: Path | None = None,
         workdir: Path | None = None, trace: bool = True, model: str = "tiny-conv",
-        quantizer: str = "naive") -> list[dict]:
+        quantizer: str | None = "naive") -> list[dict]:
     """Encode then decode ``count`` frames, sampling memory every ``every`` frames."""
     import pacodec
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
-        if weights_dir is None:
+        if weights_dir is None and model == "tiny-conv":
             weights_dir = tiny_weights(tmp)
         path = tmp / "long.pcz"
         sampler = Sampler(every, trace)
@@ -143,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=None, help="folder with tiny-conv weights (default: random init)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: leave the other cores alone)")
     ap.add_argument("--no-tracemalloc", action="store_true", help="skip the Python-heap samples (faster)")
+    ap.add_argument("--model", default="tiny-conv",
+                    help="model id (default tiny-conv; e.g. pac-q8 for the default predicted-frame path, "
+                         "with its shipped weights unless --weights)")
+    ap.add_argument("--quantizer", default=None, help="default: naive for tiny-conv, the model's own otherwise")
     ap.add_argument("--out", type=Path, default=RESULTS / "memory.csv")
     args = ap.parse_args(argv)
     import torch
@@ -150,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     every = args.every or max(1, args.frames // 40)
     start = time.perf_counter()
-    rows = run(args.frames, every=every, weights_dir=args.weights, trace=not args.no_tracemalloc)
+    quantizer = args.quantizer or ("naive" if args.model == "tiny-conv" else None)
+    rows = run(args.frames, every=every, weights_dir=args.weights, trace=not args.no_tracemalloc,
+               model=args.model, quantizer=quantizer)
     seconds = time.perf_counter() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:

@@ -125,11 +125,18 @@ def _grid(h: int, w: int, block: int) -> tuple[int, int]:
     return -(-h // block), -(-w // block)
 
 
-def _block_sse(diff2: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    h, w = diff2.shape[:2]
-    padded = np.zeros((rows * MOTION_BLOCK, cols * MOTION_BLOCK), np.int64)
-    padded[:h, :w] = diff2.sum(axis=-1)
-    return padded.reshape(rows, MOTION_BLOCK, cols, MOTION_BLOCK).sum(axis=(1, 3))
+def _block_sum(values: np.ndarray, block: int) -> np.ndarray:
+    """Sum of an H×W(×C) array over block×block blocks (zero-padded at the edges)."""
+    h, w = values.shape[:2]
+    rows, cols = _grid(h, w, block)
+    flat = values.reshape(h, w, -1).sum(axis=-1)
+    padded = np.zeros((rows * block, cols * block), flat.dtype)
+    padded[:h, :w] = flat
+    return padded.reshape(rows, block, cols, block).sum(axis=(1, 3))
+
+
+def _expand(blocks: np.ndarray, block: int, h: int, w: int) -> np.ndarray:
+    return np.kron(blocks, np.ones((block, block), blocks.dtype))[:h, :w]
 
 
 def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTION_LAMBDA
@@ -138,13 +145,13 @@ def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTI
     first) displaced by a vector in [−4, 4]² instead of the base P-frame, where that
     saves more than ``price`` of squared error. Only blocks whose base error exceeds
     the price are searched. Returns (choice (rows, cols) int: 0 keeps the base, j
-    takes reference j − 1; vectors (rows, cols, 2) [dy, dx])."""
+    takes ``refs[j − 1]``; vectors (rows, cols, 2) [dy, dx])."""
     from .predict import SEARCH
 
     h, w = frame.shape[:2]
     rows, cols = _grid(h, w, MOTION_BLOCK)
     cur = frame.astype(np.int32)
-    best = _block_sse((cur - base.astype(np.int32)) ** 2, rows, cols).astype(np.float64)
+    best = _block_sum((cur - base.astype(np.int32)) ** 2, MOTION_BLOCK).astype(np.float64)
     choice = np.zeros((rows, cols), np.int64)
     vectors = np.zeros((rows, cols, 2), np.int64)
     candidates = np.flatnonzero(best.ravel() > price)
@@ -159,11 +166,14 @@ def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTI
     cost = best.ravel()[candidates]
     pick = np.zeros(len(candidates), np.int64)
     pick_v = np.zeros((len(candidates), 2), np.int64)
+    stride = w + 2 * SEARCH  # a row of the padded reference
+    at = (ys[:, :, None] + SEARCH) * stride + xs[:, None, :] + SEARCH  # (n, 4, 4) flat positions
     for j, ref in enumerate(refs, start=1):
         padded = np.pad(ref.astype(np.int32), ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
+        flat = padded.reshape(-1, 3)
         for dy in range(-SEARCH, SEARCH + 1):
             for dx in range(-SEARCH, SEARCH + 1):
-                patch = padded[ys[:, :, None] + SEARCH + dy, xs[:, None, :] + SEARCH + dx]
+                patch = flat[at + (dy * stride + dx)]
                 sse = (((target - patch) ** 2) * inside).sum(axis=(1, 2, 3)) + price
                 better = sse < cost
                 cost[better], pick[better] = sse[better], j
@@ -206,16 +216,12 @@ def apply_motion(base: np.ndarray, refs, choice: np.ndarray, vectors: np.ndarray
 def block_flags(symbols: np.ndarray) -> np.ndarray:
     """(rows, cols) bool: which 16×16 blocks (raster grid from the top left, the last row
     and column cut by the frame) hold a non-zero symbol in any channel."""
-    h, w = symbols.shape[:2]
-    rows, cols = _grid(h, w, FLAG_BLOCK)
-    nz = np.zeros((rows * FLAG_BLOCK, cols * FLAG_BLOCK), bool)
-    nz[:h, :w] = (symbols != 0).any(axis=-1)
-    return nz.reshape(rows, FLAG_BLOCK, cols, FLAG_BLOCK).any(axis=(1, 3))
+    return _block_sum(symbols != 0, FLAG_BLOCK) > 0
 
 
 def _flagged_pixels(flags: np.ndarray, h: int, w: int) -> np.ndarray:
     """Flat H·W bool: pixels inside flagged blocks."""
-    return np.kron(flags, np.ones((FLAG_BLOCK, FLAG_BLOCK), bool))[:h, :w].ravel()
+    return _expand(flags, FLAG_BLOCK, h, w).ravel()
 
 
 def _pass_layout(known: np.ndarray, index: int, board: Checkerboard,
@@ -266,20 +272,6 @@ def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarr
         passes[channel, pos], contexts[channel, pos] = index, ctx
         known[channel].reshape(-1)[pos] = planes[channel].reshape(-1)[pos]
     return (passes.reshape(3, h, w).transpose(1, 2, 0), contexts.reshape(3, h, w).transpose(1, 2, 0))
-
-
-def _block_sum(values: np.ndarray, block: int) -> np.ndarray:
-    """Sum of an H×W(×C) array over block×block blocks (zero-padded at the edges)."""
-    h, w = values.shape[:2]
-    rows, cols = _grid(h, w, block)
-    flat = values.reshape(h, w, -1).sum(axis=-1)
-    padded = np.zeros((rows * block, cols * block), flat.dtype)
-    padded[:h, :w] = flat
-    return padded.reshape(rows, block, cols, block).sum(axis=(1, 3))
-
-
-def _expand(blocks: np.ndarray, block: int, h: int, w: int) -> np.ndarray:
-    return np.kron(blocks, np.ones((block, block), blocks.dtype))[:h, :w]
 
 
 def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: int, bits: np.ndarray,
