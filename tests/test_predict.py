@@ -67,6 +67,17 @@ def test_encoding_is_byte_identical_run_to_run(clip, tiny_weights, tmp_path, pre
     assert again.read_bytes() == predictive.read_bytes()
 
 
+def test_refined_predictive_encoding_is_byte_identical_run_to_run(clip, tiny_weights, tmp_path):
+    """The refined levels' P-frames (multi-reference search, rate–distortion choices)
+    too: another process writes the same bytes."""
+    first, again = tmp_path / "first.pcz", tmp_path / "again.pcz"
+    api.encode(clip, first, model="tiny-pac-hi", weights_dir=tiny_weights, gop=8)
+    code = ENCODE.replace("'tiny-pac'", "'tiny-pac-hi'")
+    subprocess.run([sys.executable, "-c", code, str(clip), str(again), str(tiny_weights)], check=True)
+    assert api.probe(first)["predicted_frames"] > 0
+    assert again.read_bytes() == first.read_bytes()
+
+
 def test_closed_loop_reconstruction_matches_the_decoder(tiny_weights, atari_frames):
     from pacodec.models import build_model  # noqa: F401
     from pacodec.zoo import load
