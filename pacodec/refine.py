@@ -248,14 +248,15 @@ def _groups(ctx: np.ndarray):
 
 
 def _passes(symbols: np.ndarray, board: Checkerboard, coded: np.ndarray | None = None):
-    """(index, this pass's symbols, contexts) of each pass of H×W×3 ``symbols``, filling
-    a ``known`` copy the way a decoder does, so the encoder's contexts are the decoder's."""
+    """(index, channel, flat positions, this pass's symbols, contexts) of each pass of
+    H×W×3 ``symbols``, filling a ``known`` copy the way a decoder does, so the
+    encoder's contexts are the decoder's."""
     planes = np.ascontiguousarray(symbols.transpose(2, 0, 1))
     known = np.zeros_like(planes)
     for index in range(PASSES):
         channel, pos, ctx = _pass_layout(known, index, board, coded)
         values = planes[channel].reshape(-1)[pos]
-        yield index, values, ctx
+        yield index, channel, pos, values, ctx
         known[channel].reshape(-1)[pos] = values
 
 
@@ -263,14 +264,10 @@ def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarr
     """(pass, context) of every subpixel of H×W×3 ``symbols`` as the passes would code
     them without block flags: two H×W×3 int arrays."""
     h, w = board.shape
-    planes = np.ascontiguousarray(symbols.transpose(2, 0, 1))
-    known = np.zeros_like(planes)
     passes = np.zeros((3, h * w), np.int64)
     contexts = np.zeros((3, h * w), np.int64)
-    for index in range(PASSES):
-        channel, pos, ctx = _pass_layout(known, index, board, None)
+    for index, channel, pos, _, ctx in _passes(symbols, board):
         passes[channel, pos], contexts[channel, pos] = index, ctx
-        known[channel].reshape(-1)[pos] = planes[channel].reshape(-1)[pos]
     return (passes.reshape(3, h, w).transpose(1, 2, 0), contexts.reshape(3, h, w).transpose(1, 2, 0))
 
 
@@ -345,7 +342,7 @@ def count_symbols(symbols: np.ndarray, max_symbol: int, counts: np.ndarray | Non
         flags = block_flags(symbols)
         flag_counts += np.bincount(flags.ravel().astype(np.int64), minlength=2)
         coded = _flagged_pixels(flags, *symbols.shape[:2])
-    for index, values, ctx in _passes(symbols, board, coded):
+    for index, _, _, values, ctx in _passes(symbols, board, coded):
         counts[index] += np.bincount(ctx * width + values + max_symbol, minlength=CONTEXTS * width).reshape(CONTEXTS, width)
     return counts
 
@@ -428,7 +425,7 @@ class RefineCoder:
             coded = _flagged_pixels(flags, *self.board.shape)
         else:
             symbols = self.symbols(frame, base)
-        for index, values, ctx in _passes(symbols, self.board, coded):
+        for index, _, _, values, ctx in _passes(symbols, self.board, coded):
             values = (values + self.max_symbol).astype(np.int32)
             for c, members in _groups(ctx):
                 encoder.encode(values[members], self._models[index][c])
