@@ -179,8 +179,7 @@ def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTI
                 cost[better], pick[better] = sse[better], j
                 pick_v[better] = (dy, dx)
     choice.ravel()[candidates] = pick
-    vectors.reshape(-1, 2)[candidates] = pick_v
-    vectors[choice == 0] = 0
+    vectors.reshape(-1, 2)[candidates] = pick_v  # (0, 0) where nothing was better
     return choice, vectors
 
 
@@ -315,7 +314,7 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     worth = (_block_sum(err0 - d, MOTION_BLOCK) >= lam * _block_sum(cost, MOTION_BLOCK)) \
         | (_block_sum(too_far, MOTION_BLOCK) > 0)
     s[~_expand(worth, MOTION_BLOCK, h, w)] = 0
-    flags = block_flags(s.astype(np.int32))
+    flags = block_flags(s)
     if flags.any():
         passes, ctx = _symbol_contexts(s, board)
         d = distortion(s)
@@ -353,8 +352,8 @@ class RefineCoder:
     Predicted frames (``flag_table`` and ``motion_table`` given; almost every block is
     unchanged and the changes are sprites) code, before the symbols: one symbol per
     4×4 block (``motion_table``, 1 + REFERENCES entries), 0 where the block keeps the
-    base P-frame, j where it is taken from reference j − 1 (0: the previous frame)
-    displaced by a vector, and the vectors of those blocks (dx then dy, each with
+    base P-frame, j where it is taken from reference j (``refs[j − 1]``; 1: the
+    previous frame) displaced by a vector, and the vectors of those blocks (dx then dy, each with
     predict.VECTOR_TABLE); then one flag per 16×16 block (``flag_table``), 1 where it
     holds a non-zero symbol; the passes then code only the flagged blocks' pixels (the
     others are zero).
