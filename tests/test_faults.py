@@ -1,6 +1,6 @@
 """No lost data: faults during ``pacodec encode``/``decode`` (DESIGN.md, "Errors and exit codes").
 
-Outputs are written as ``<output>.partial`` and renamed when whole. A full disk, an
+Outputs are written as ``<output>.<random>.partial`` and renamed when whole. A full disk, an
 exception, Ctrl-C or SIGTERM removes the partial file and never touches an existing
 output; after SIGKILL the ``.partial`` ``.pcz`` salvages up to its last whole record.
 Also: memory stays flat over a long stream (benchmarks/memory.py, shortened).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def full_disk(monkeypatch, room: int) -> None:
     real_open = open
 
     def fake_open(path, mode="r", *args, **kwargs):
-        if str(path).endswith(".pcz.partial") and "w" in mode:
+        if re.search(r"\.pcz\.[0-9a-f]{8}\.partial$", str(path)) and "w" in mode:
             return io.BufferedWriter(Full(path, "w"))
         return real_open(path, mode, *args, **kwargs)
 
@@ -105,7 +106,7 @@ def test_full_disk_exits_3_and_leaves_nothing(tmp_path, monkeypatch, cli, clip, 
 
 @pytest.mark.parametrize("fault", [OSError(errno.EACCES, "Permission denied"), KeyboardInterrupt()])
 def test_writer_that_cannot_open_its_partial_leaves_nothing(tmp_path, monkeypatch, tiny_weights, fault):
-    """A failure while the Writer opens ``<path>.partial`` (after atomic_output made room
+    """A failure while the Writer opens ``<path>.<random>.partial`` (after atomic_output made room
     for it): an OutputError (or the interrupt itself), and no partial file left behind."""
     import pacodec
     import pacodec.api
@@ -113,7 +114,7 @@ def test_writer_that_cannot_open_its_partial_leaves_nothing(tmp_path, monkeypatc
     real_open = open
 
     def failing_open(path, mode="r", *args, **kwargs):
-        if str(path).endswith(".pcz.partial"):
+        if re.search(r"\.pcz\.[0-9a-f]{8}\.partial$", str(path)):
             real_open(path, mode, *args, **kwargs).close()  # it got as far as creating it
             raise fault
         return real_open(path, mode, *args, **kwargs)
@@ -262,9 +263,9 @@ def test_signal_removes_partial_and_keeps_old_output(tmp_path, clip, ref, tiny_w
         out = tmp_path / "game.mkv"
         args = ("decode", str(ref), "-o", str(out))
     out.write_bytes(OLD)
-    partial = out.with_name(out.name + ".partial")
     proc = start(*args, "--weights", str(tiny_weights), "--force", "-q")
-    wait_for(proc, partial.exists)
+    wait_for(proc, lambda: len(partials(tmp_path)) == 1)
+    partial = partials(tmp_path)[0]
     time.sleep(0.3)  # well inside the stream (20 frames, 0.1 s each)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -282,14 +283,14 @@ def test_sigkill_leaves_a_salvageable_partial(tmp_path, clip, tiny_weights):
     from pacodec.pcz import PczReader
 
     out = tmp_path / "game.pcz"
-    partial = out.with_name(out.name + ".partial")
     whole = tmp_path / "whole.pcz"
     pacodec.encode(clip, whole, model="tiny-pac", gop=1, weights_dir=tiny_weights)
 
     def records() -> int:
-        if not partial.exists():
+        found = [p for p in partials(tmp_path) if p.name.startswith("game.pcz.")]
+        if not found:
             return 0
-        with open(partial, "rb") as f:
+        with open(found[0], "rb") as f:
             try:
                 return len(PczReader(f, salvage=True))
             except pacodec.PacodecError:  # not even a whole header yet
@@ -301,7 +302,8 @@ def test_sigkill_leaves_a_salvageable_partial(tmp_path, clip, tiny_weights):
     proc.kill()
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    assert not out.exists() and partial.exists()
+    (partial,) = partials(tmp_path)
+    assert not out.exists() and partial.name.startswith("game.pcz.")
     with pacodec.open(partial, salvage=True, weights_dir=tiny_weights) as cut, \
             pacodec.open(whole, weights_dir=tiny_weights) as full:
         n = len(cut)
