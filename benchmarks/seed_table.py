@@ -5,7 +5,7 @@
 
 Each row encodes the clip into a real ``.pcz`` file and decodes it
 (``pacodec.api.evaluate``), for every model whose weights exist: shipped in
-``weights/`` or in a ``--weights DIR`` (repeatable; e.g. workshop-size weights trained
+``pacodec/weights/`` or in a ``--weights DIR`` (repeatable; e.g. workshop-size weights trained
 elsewhere, whose ``manifest.json`` the training run wrote). Models without weights are
 listed as "not trained here" with the command that would train them.
 
@@ -65,12 +65,12 @@ TRAIN_COMMANDS = {
     **{m: f"{ATARI}pacodec train {m} --pca --epochs 0 {DATA_ATARI} -o runs/{m}"
        for m in ("vanilla-fc-1000", "vanilla-fc-500", "multilayer-fc-1000", "multilayer-fc-500")},
     "conv4": f"pacodec train conv4 {DATA} --epochs 20 --lr 2e-3 -o runs/conv4",
-    "conv5": ("python tools/deepen_conv.py weights/conv4.safetensors conv4-for-conv5.safetensors; "
+    "conv5": ("python tools/deepen_conv.py pacodec/weights/conv4.safetensors conv4-for-conv5.safetensors; "
               f"pacodec train conv5 {DATA} --init conv4-for-conv5.safetensors --epochs 24 --lr 1e-3 -o runs/conv5"),
-    "vae": f"{ATARI}pacodec train vae {DATA_ATARI} --init weights/conv4.safetensors --pca --epochs 3 --lr 1e-4 -o runs/vae",
+    "vae": f"{ATARI}pacodec train vae {DATA_ATARI} --init pacodec/weights/conv4.safetensors --pca --epochs 3 --lr 1e-4 -o runs/vae",
     "vanilla-fc-compact": f"pacodec train vanilla-fc-compact {DATA} --epochs 140 --lr 2e-3 -o runs/vanilla-fc-compact",
-    "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --init weights/vanilla-fc-compact.safetensors --epochs 40 --lr 1e-3 -o runs/multilayer-fc-compact",
-    "vae-compact": f"{ATARI}pacodec train vae-compact {DATA_ATARI} --init weights/conv4.safetensors --pca --epochs 3 --lr 1e-4 -o runs/vae-compact",
+    "multilayer-fc-compact": f"pacodec train multilayer-fc-compact {DATA} --init pacodec/weights/vanilla-fc-compact.safetensors --epochs 40 --lr 1e-3 -o runs/multilayer-fc-compact",
+    "vae-compact": f"{ATARI}pacodec train vae-compact {DATA_ATARI} --init pacodec/weights/conv4.safetensors --pca --epochs 3 --lr 1e-4 -o runs/vae-compact",
 }
 
 # The workshop's table (workshop-report.md, "Training and Inference Schemes"), on its
@@ -212,7 +212,7 @@ def render(rows: list[dict[str, Any]], clip: Path, ssim_every: int) -> str:
             f"| {r['psnr']:.2f} | {r['ssim']:.4f} | {r['encode_fps']:.1f} | {r['decode_fps']:.1f} |")
     elsewhere: dict[str, str] = {}
     for r in rows:
-        if r["status"] == "measured" and not str(r["weights"]).startswith("weights/"):
+        if r["status"] == "measured" and not str(r["weights"]).startswith("pacodec/weights/"):
             elsewhere.setdefault(r["type"], r.get("command", ""))
     if elsewhere:
         out += ["", "Rows measured from weights that do not ship (too big for git), each trained by its",
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--weights", type=Path, action="append", default=[],
-                        help="a folder of weights with its manifest.json (repeatable), searched before weights/")
+                        help="a folder of weights with its manifest.json (repeatable), searched before pacodec/weights/")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--ssim-every", type=int, default=1)
     parser.add_argument("--only", nargs="*",

@@ -37,6 +37,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'pacodec' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # The lazily loaded API (open, Writer, encode, ...) is part of what dir() shows.
+    return sorted(set(globals()) | set(__all__))
+
+
 __all__ = [
     "open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare",
     "PacodecError", "FormatError", "ChecksumError", "UnsupportedVersionError", "LimitError",

@@ -23,8 +23,8 @@ import numpy as np
 
 from . import quantize as quantizers
 from .errors import FormatError, InputError, OutputError, PacodecError, WeightsError
-from .output import atomic_output, describe_os_error
-from .pcz import EntropyCoder, ModelRef, PczReader, PczWriter, StreamHeader
+from .output import atomic_output, check_target, describe_os_error
+from .pcz import EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
 from .pcz.limits import MAX_FRAMES
 
@@ -238,6 +238,11 @@ def _remember(coder: Any, frame: np.ndarray, history: list[np.ndarray]) -> list[
 # ----------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------
+#: A predicted frame that needs this share of the last intra frame's bytes or more is
+#: coded intra instead: a scene cut, where an intra frame costs about as much and
+#: gives later frames a better reference.
+SCENE_CUT_SHARE = 0.5
+
 class Writer:
     """Stream frames into a ``.pcz`` file.
 
@@ -272,6 +277,8 @@ class Writer:
         if self.gop > 1:
             self.predictor = _predictor(loaded, wdir, device, lam=lam)
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
+        self._since_intra = 0  # frames since the last intra frame
+        self._intra_bytes = 0  # payload bytes of the last intra frame
         self.fps = Fraction(fps).limit_denominator(1 << 16)
         if self.fps <= 0:
             raise InputError(f"frame rate must be positive, got {fps}")
@@ -418,15 +425,21 @@ class Writer:
             self._emit([])
         assert self._pcz is not None
         for frame in frames:
-            if self.frames % self.gop == 0 or not self._history:
-                payload = self.codec.payloads(frame[None])[0]
-                self._history = [self.codec.decode_payloads([payload])[0]]
-                predicted = False
-            else:
+            predicted = self._since_intra + 1 < self.gop and bool(self._history)
+            if predicted:
                 coder = self.predictor.coder
                 payload, out = coder.encode(frame, _references(coder, self._history))
+                # A scene cut (a new maze, a death, a flash): a predicted frame that costs
+                # as much as a good share of an intra frame is coded intra instead (an
+                # encoder's choice, formats/pcz.md §13 leaves it free).
+                predicted = len(payload) < SCENE_CUT_SHARE * self._intra_bytes
+            if predicted:
                 self._history = _remember(coder, out, self._history)
-                predicted = True
+                self._since_intra += 1
+            else:
+                payload = self.codec.payloads(frame[None])[0]
+                self._history = [self.codec.decode_payloads([payload])[0]]
+                self._intra_bytes, self._since_intra = len(payload), 0
             try:
                 self._pcz.write_frame(payload, predicted=predicted)
             except OSError as exc:
@@ -554,7 +567,6 @@ class Reader:
     def _decode_record(self, record: Any, history: list[np.ndarray]) -> list[np.ndarray]:
         """Decode one record against the GOP's decoded frames so far (the most recent
         first); returns the new history, its first entry the record's frame."""
-        from .pcz import RecordType
 
         if record.type == RecordType.INTRA:
             return [self.codec.decode_payloads([record.payload])[0]]
@@ -564,7 +576,6 @@ class Reader:
         return _remember(coder, coder.decode(record.payload, _references(coder, history)), history)
 
     def _iter_predictive(self) -> Iterator[np.ndarray]:
-        from .pcz import RecordType
 
         history: list[np.ndarray] = []
         broken = False  # a damaged frame breaks the chain until the next intra frame
@@ -602,7 +613,6 @@ class Reader:
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
         vectors and residual symbols."""
-        from .pcz import RecordType
 
         for record in self.pcz:
             if record.payload is None:
@@ -658,7 +668,8 @@ def encode(
 ) -> dict[str, Any]:
     """Encode a video file (or folder of frames) into a ``.pcz``; returns its ``probe``.
 
-    ``gop``: an intra frame every N frames, predicted frames between (default 32 for
+    ``gop``: at most N frames from an intra frame to the next, and an intra frame at a
+    scene cut (default predict.DEFAULT_GOP, 250, for
     models that can predict, else 1); ``lam`` scales λ of the block decisions.
     """
     from . import video
@@ -666,6 +677,7 @@ def encode(
     src, dst = Path(src), Path(dst)
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {max_frames}")
+    check_target(dst, force=force, inputs=[src])
     info = video.probe(src)
     with Writer(dst, model=model, quantizer=quantizer, fps=info.fps, force=force,
                 weights_dir=weights_dir, device=device, gop=gop, lam=lam) as writer:
@@ -681,6 +693,7 @@ def decode(
     dst: str | os.PathLike[str],
     *,
     size: str = "coded",
+    pix_fmt: str | None = None,
     force: bool = False,
     salvage: bool = False,
     force_weights: bool = False,
@@ -688,7 +701,14 @@ def decode(
     device: str = "cpu",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Decode a ``.pcz`` into a video (.mp4, .mkv) or a folder of PNGs."""
+    """Decode a ``.pcz`` into a video (.mp4, .mkv) or a folder of PNGs.
+
+    ``pix_fmt`` (.mp4 only): ``yuv444p`` (default) or ``yuv420p`` (video.VideoWriter
+    says what each costs). A lossy output is read back: ``output_psnr`` in the result
+    is its PSNR against the decoded frames over the first OUTPUT_CHECK_FRAMES frames
+    (None for the lossless kinds), ``output_lossy`` whether that is under
+    OUTPUT_PSNR_WARN dB.
+    """
     from . import video
 
     if size not in ("coded", "source"):
@@ -696,20 +716,49 @@ def decode(
     dst = Path(dst)
     # Judge the output type on the name given, before any work (and not on <dst>.partial).
     kind = video._output_kind(dst, os.fspath(dst))
+    check_target(dst, force=force, inputs=[src])
     with open(src, salvage=salvage, weights_dir=weights_dir, device=device,
               force_weights=force_weights) as reader:
         width, height = ((reader.source_width, reader.source_height) if size == "source"
                          else (reader.width, reader.height))
         count = 0
-        with atomic_output(dst, force=force) as partial:
-            with video.VideoWriter(partial, fps=reader.fps, width=width, height=height, kind=kind) as out:
+        if pix_fmt is not None and kind != "mp4":
+            raise InputError(f"{dst}: --pix-fmt applies to .mp4 outputs only")
+        first: list[np.ndarray] = []  # what the lossy check compares the output with
+        output_psnr = None
+        with atomic_output(dst, force=force, folder=kind == "png", inputs=[src]) as partial:
+            with video.VideoWriter(partial, fps=reader.fps, width=width, height=height, kind=kind,
+                                   pix_fmt=pix_fmt or video.MP4_PIX_FMTS[0]) as out:
                 for frame in reader:
-                    out.write(video.fit(frame, width, height) if size == "source" else frame)
+                    frame = video.fit(frame, width, height) if size == "source" else frame
+                    out.write(frame)
+                    if kind == "mp4" and count < OUTPUT_CHECK_FRAMES:
+                        first.append(frame)
                     count += 1
                     if progress:
                         progress(1)
+            if first:
+                output_psnr = _output_psnr(partial, first)
         return {"frames": count, "width": width, "height": height, "fps": float(reader.fps),
-                "damaged": reader.damaged, "output": str(dst)}
+                "damaged": reader.damaged, "output": str(dst), "output_psnr": output_psnr,
+                "output_lossy": output_psnr is not None and output_psnr < OUTPUT_PSNR_WARN}
+
+
+#: decode() reads back this many frames of a lossy output to measure what it lost ...
+OUTPUT_CHECK_FRAMES = 30
+#: ... and calls it lossy under this PSNR against the decoded frames: an output error at
+#: 45 dB costs a 38 dB file about 1 dB against its source.
+OUTPUT_PSNR_WARN = 45.0
+
+
+def _output_psnr(path: Path, decoded: list[np.ndarray]) -> float:
+    """Mean PSNR of a written video's first frames against the frames written."""
+    from . import video
+    from .metrics import psnr
+
+    h, w = decoded[0].shape[:2]
+    back = [frame[:h, :w] for frame, _ in zip(video.iter_frames(path), decoded)]
+    return float(np.mean([psnr(a, b) for a, b in zip(decoded, back)]))
 
 
 def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -723,19 +772,24 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     from .models.pac import REFINED_IDS
 
-    layers = None
+    intra_at: list[int] = []  # the GOP structure: where a decoder can start
     with f:
         reader = PczReader(f, name=str(path))
         h, acc = reader.header, reader.accounting()
         refined = h.models[0].model_id in REFINED_IDS
-        if refined:  # split the codes into the two layers (reads each record's length field)
-            layers = {"base": 0, "refinement": 0, "layer_lengths": 0}
-            for record in reader:
-                if record.payload is not None and len(record.payload) >= 4:
-                    n = int.from_bytes(record.payload[:4], "little")
-                    layers["layer_lengths"] += 4
-                    layers["base"] += min(n, len(record.payload) - 4)
-                    layers["refinement"] += max(0, len(record.payload) - 4 - n)
+        # refined ids: split the codes into the two layers (each record's length field)
+        layers = {"base": 0, "refinement": 0, "layer_lengths": 0} if refined else None
+        for record in (reader if h.gop > 1 or refined else ()):
+            if record.type == RecordType.INTRA:
+                intra_at.append(record.index)
+            if layers is not None and record.payload is not None and len(record.payload) >= 4:
+                n = int.from_bytes(record.payload[:4], "little")
+                layers["layer_lengths"] += 4
+                layers["base"] += min(n, len(record.payload) - 4)
+                layers["refinement"] += max(0, len(record.payload) - 4 - n)
+    # The most frames a seek decodes: from an intra frame to the frame before the next.
+    starts = intra_at + [acc.frames] if h.gop > 1 else []
+    longest_gop = max((b - a for a, b in zip(starts, starts[1:])), default=min(acc.frames, 1))
     raw = acc.frames * h.width * h.height * 3
     parts = {"header": acc.header, "params": acc.params, "codes": acc.codes,
              "framing": acc.framing, "index": acc.index}
@@ -757,6 +811,8 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "entropy_coder": _coder_name(h.entropy_coder), "table_digest": h.table_digest.hex()
         if h.entropy_coder != EntropyCoder.NONE else None,
         "gop": h.gop, "complete": reader.complete,
+        # gop > 1: the frames a decoder can start from (every frame when gop is 1)
+        "intra_at": intra_at if h.gop > 1 else None, "longest_gop": longest_gop,
         # Bytes in no whole record (a cut tail, damage): 0 for a sound file.
         "other_bytes": acc.other,
         "parts": parts,
@@ -814,36 +870,86 @@ def list_models(weights_dir: str | os.PathLike[str] | None = None) -> list[dict[
 
 
 def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every: int = 1,
-            weights_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """PSNR and SSIM between two videos or ``.pcz`` files, frame by frame.
+            frames: int | None = None, weights_dir: str | os.PathLike[str] | None = None,
+            progress: Progress | None = None) -> dict[str, Any]:
+    """PSNR and SSIM between two videos or ``.pcz`` files, frame by frame; the same
+    figures whichever comes first.
 
-    When the sizes differ, the first is resized to the second's geometry (the reference
-    is compared at the coded geometry, DESIGN.md "Measuring").
+    Geometry: a ``.pcz`` is compared at its coded geometry (DESIGN.md "Measuring": the
+    reference is the input as the model saw it), so the other side is resized to it
+    (OpenCV INTER_AREA); between two videos of different sizes, the larger is resized
+    to the smaller. ``resized`` in the result names the side that was.
+    Length: both must hold the same number of frames, or InputError says how many
+    each has; ``frames=N`` compares the first N of each (both must have them).
     """
     from . import video
     from .metrics import compare as compare_pairs
 
-    def frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
+    if frames is not None and frames < 1:
+        raise InputError(f"--frames must be at least 1, got {frames}")
+    names = (os.fspath(a), os.fspath(b))
+    is_pcz = [Path(name).suffix == ".pcz" for name in names]
+
+    def geometry(name: str, pcz: bool) -> tuple[int, int]:
+        if pcz:
+            return _pcz_geometry(name)
+        info = video.probe(name)
+        return info.width, info.height
+
+    sizes = [geometry(name, pcz) for name, pcz in zip(names, is_pcz)]
+    if is_pcz[0] != is_pcz[1]:
+        size = sizes[0] if is_pcz[0] else sizes[1]
+    else:
+        size = min(sizes, key=lambda wh: (wh[0] * wh[1], wh))
+    resized = [name for name, wh in zip(names, sizes) if wh != size]
+
+    def stream(name: str, pcz: bool) -> Iterator[np.ndarray]:
         # The name as given reaches the video layer (Path("http://x") would read "http:/x").
-        if Path(path).suffix == ".pcz":
-            with open(path, weights_dir=weights_dir) as reader:
-                yield from reader
+        if pcz:
+            with open(name, weights_dir=weights_dir) as reader:
+                for frame in reader:
+                    yield frame if frame.shape[1::-1] == size else video.fit(frame, *size)
         else:
-            yield from video.iter_frames(path)
+            for frame in video.iter_frames(name):
+                yield frame if frame.shape[1::-1] == size else video.fit(frame, *size)
+
+    counts = [0, 0]
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for fa, fb in zip(frames(a), frames(b)):
-            if fa.shape != fb.shape:
-                fa = video.fit(fa, fb.shape[1], fb.shape[0])
-            yield fa, fb
+        sides = [stream(name, pcz) for name, pcz in zip(names, is_pcz)]
+        while frames is None or counts[0] < frames:
+            got = [next(side, None) for side in sides]
+            for k, frame in enumerate(got):
+                counts[k] += frame is not None
+            if got[0] is None or got[1] is None:
+                if got[0] is not None or got[1] is not None:  # one ended first: count the other
+                    longer = 0 if got[0] is not None else 1
+                    counts[longer] += sum(1 for _ in sides[longer])
+                return
+            if progress:
+                progress(1)
+            yield got[0], got[1]
 
     try:
         quality = compare_pairs(pairs(), ssim_every=ssim_every)
     except ValueError as exc:
         if isinstance(exc, PacodecError):
             raise
-        raise InputError(f"cannot compare {a} and {b}: {exc}") from None
-    return quality.as_dict()
+        raise InputError(f"cannot compare {names[0]} and {names[1]}: {exc}") from None
+    wanted = frames if frames is not None else max(counts)
+    if min(counts) < wanted:
+        short = names[0] if counts[0] < wanted else names[1]
+        raise InputError(
+            f"{names[0]} has {counts[0]} frames, {names[1]} {counts[1]}"
+            + (f": {short} has fewer than --frames {frames}" if frames is not None
+               else f"; compare the first {min(counts)} with --frames {min(counts)}"))
+    return {**quality.as_dict(), "width": size[0], "height": size[1], "resized": resized}
+
+
+def _pcz_geometry(path: str) -> tuple[int, int]:
+    """Coded (width, height) of a ``.pcz``, from its header alone."""
+    facts = probe(path)
+    return facts["width"], facts["height"]
 
 
 __all__ = ["Writer", "Reader", "open", "encode", "decode", "probe", "list_models", "compare",

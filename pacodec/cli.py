@@ -37,6 +37,12 @@ def _err(message: str) -> None:
     typer.echo(f"pacodec: error: {message}", err=True)
 
 
+def _note(message: str) -> None:
+    """One line on stderr that the user should see, unless --quiet."""
+    if not _state["quiet"]:
+        typer.echo(f"pacodec: note: {message}", err=True)
+
+
 def _guarded(command: F) -> F:
     """Run a command, turning pacodec's errors into one line and an exit status."""
 
@@ -105,9 +111,9 @@ def main_options(
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id (see `pacodec models`; default pac-q8).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Folder of weights not shipped (a training run's output).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
-ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing output.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing output file, or a folder of frame_*.png that pacodec wrote; never another folder, a device, the input or a folder holding it.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-GopOpt = Annotated[Optional[int], typer.Option("--gop", help="An intra frame every N frames, predicted frames between (default 32 for pac models, 1 = all intra).")]
+GopOpt = Annotated[Optional[int], typer.Option("--gop", help="At most N frames from one intra frame to the next (default 250 for pac models; an intra frame also starts each scene cut); 1 = all intra, every frame decodes alone.")]
 LambdaOpt = Annotated[float, typer.Option("--lambda", help="Scale of λ in the predicted-frame block decisions (higher: fewer bytes).")]
 
 
@@ -144,8 +150,9 @@ def encode(
 @_guarded
 def decode(
     input: Annotated[Path, typer.Argument(help="The .pcz file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help=".mp4 (H.264), .mkv (lossless FFV1) or a folder for PNGs.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help=".mkv (lossless FFV1: exactly the decoded frames), a folder for PNGs (lossless), or .mp4 (H.264, lossy: see --pix-fmt).")],
     size: Annotated[str, typer.Option("--size", help="coded (the model's geometry) or source.")] = "coded",
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help=".mp4 only. yuv444p (default): full colour resolution, about 46 dB from the decoded frames; plays in FFmpeg, VLC, mpv, Chrome, not Safari/QuickTime. yuv420p: plays anywhere, but halves colour resolution, which pixel art cannot take (about 26 dB).")] = None,
     salvage: Annotated[bool, typer.Option("--salvage", help="Skip damaged records, stop cleanly at a cut.")] = False,
     force: ForceOpt = False,
     weights: WeightsOpt = None,
@@ -158,13 +165,16 @@ def decode(
     total = api.probe(input)["frames"] if not salvage else None
     bar = _Bar(total, "decode")
     try:
-        result = api.decode(input, output, size=size, force=force, salvage=salvage,
+        result = api.decode(input, output, size=size, pix_fmt=pix_fmt, force=force, salvage=salvage,
                             weights_dir=weights, device=device, progress=bar, force_weights=force_weights)
     finally:
         bar.close()
     if result["damaged"]:
         typer.echo(f"{input}: skipped {len(result['damaged'])} damaged frame(s), repeated the last good "
                    f"frame: {result['damaged']}", err=True)
+    if result["output_lossy"]:
+        _note(f"{output}: PSNR {result['output_psnr']:.1f} dB against the decoded frames: the video "
+              "loses quality the .pcz holds (use .mkv, PNGs or --pix-fmt yuv444p to keep it)")
     if not _state["quiet"]:
         typer.echo(f"{output}: {result['frames']} frames {result['width']}x{result['height']} "
                    f"at {result['fps']:g} fps")
@@ -215,8 +225,11 @@ def render_info(facts: dict[str, Any]) -> str:
         by_type = facts["bytes_by_type"]
         lines.append("by type     " + "; ".join(
             f"{kind} {by_type[kind]:,} bytes in {n} frames ({by_type[kind] / n:.1f} a frame)"
-            for kind, n in (("intra", facts["intra_frames"]), ("predicted", facts["predicted_frames"])) if n)
-            + f"; GOP {facts['gop']}")
+            for kind, n in (("intra", facts["intra_frames"]), ("predicted", facts["predicted_frames"])) if n))
+    if facts["intra_at"] is not None:
+        shown = ", ".join(map(str, facts["intra_at"][:12])) + (", …" if len(facts["intra_at"]) > 12 else "")
+        lines.append(f"GOP         intra frames at {shown} (at most {facts['gop']} apart); "
+                     f"a seek decodes at most {facts['longest_gop']} frames")
     if facts["entropy_coder"] != "none":
         lines.append(f"codes       {facts['parts']['codes']:,} bytes entropy-coded; "
                      f"{facts['codes_fixed_width']:,} at fixed width")
@@ -262,20 +275,31 @@ def models(
 @app.command()
 @_guarded
 def compare(
-    a: Annotated[str, typer.Argument(help="Reference: video or .pcz.")],
-    b: Annotated[str, typer.Argument(help="Test: video or .pcz.")],
+    a: Annotated[str, typer.Argument(help="Video or .pcz (the order does not matter).")],
+    b: Annotated[str, typer.Argument(help="Video or .pcz.")],
     json_out: JsonOpt = False,
     ssim_every: Annotated[int, typer.Option("--ssim-every", help="SSIM on every Nth frame.")] = 1,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="Compare only the first N frames of each (otherwise both must have as many).")] = None,
     weights: WeightsOpt = None,
 ) -> None:
-    """PSNR and SSIM between two videos or .pcz files (DESIGN.md, Measuring)."""
+    """PSNR and SSIM between two videos or .pcz files (DESIGN.md, Measuring).
+
+    A .pcz is compared at its coded geometry, the other side resized to it; two videos
+    of different sizes at the smaller one's. Either order gives the same figures.
+    """
     from . import api
 
-    result = api.compare(a, b, ssim_every=ssim_every, weights_dir=weights)
+    bar = _Bar(frames, "compare")
+    try:
+        result = api.compare(a, b, ssim_every=ssim_every, frames=frames, weights_dir=weights, progress=bar)
+    finally:
+        bar.close()
     if json_out:
         typer.echo(json.dumps(result))
-    else:
-        typer.echo(f"{result['frames']} frames: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}")
+        return
+    for name in result["resized"]:
+        _note(f"{name}: resized to {result['width']}x{result['height']} to compare")
+    typer.echo(f"{result['frames']} frames: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}")
 
 
 @app.command("eval")

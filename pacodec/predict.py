@@ -31,7 +31,10 @@ from .entropy import Categorical, RangeDecoder, RangeEncoder
 from .errors import FormatError
 
 BLOCK = 16
-DEFAULT_GOP = 32
+#: x264's default: an intra frame every 250 frames at most (and at scene cuts, api.Writer),
+#: so a seek decodes at most 250 frames. On clip9 pac-q8 spends 111 bytes a frame at
+#: 34.7 dB against 203 at 35.5 with GOP 32 (half the file was intra frames).
+DEFAULT_GOP = 250
 SEARCH = 4  # motion vectors in [−4, 4]² (sprites move a pixel or two a frame)
 SKIP, MOVE, RESIDUAL = 0, 1, 2
 #: Integer frequencies (sum 2**16) of SKIP, MOVE, RESIDUAL.

@@ -1,6 +1,6 @@
 """Weights as data with an identity: find by id, verify sha256, load safetensors.
 
-``weights/manifest.json`` lists every shipped model: id, file, sha256, architecture
+``pacodec/weights/manifest.json`` (package data: it installs with the package) lists every shipped model: id, file, sha256, architecture
 config, training data and epochs, the command that retrains it, and measured figures.
 A directory passed as ``weights_dir`` (e.g. a training run's output) is searched
 first, through its own ``manifest.json`` or a ``<id>.safetensors`` file. Nothing is
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from .errors import WeightsError
 from .models import CodecModel, build_model
 from .models.base import REGISTRY
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 
 
@@ -61,12 +63,21 @@ def write_manifest_entry(directory: Path, entry: dict[str, Any]) -> None:
     (directory / MANIFEST).write_text(json.dumps({"models": models}, indent=2) + "\n")
 
 
+#: A folder of weights searched before the shipped set when no ``weights_dir`` is given.
+WEIGHTS_ENV = "PACODEC_WEIGHTS"
+
+
 def find(model_id: str, weights_dir: Path | None = None) -> WeightsEntry | None:
-    """The weights file of a model id, from ``weights_dir`` first, then the shipped set.
+    """The weights file of a model id, from ``weights_dir`` (else ``$PACODEC_WEIGHTS``)
+    first, then the shipped set that installs with the package.
 
     An id that uses another id's network (``ModelSpec.weights_of``, e.g. pac-q3 from
     "pac") is found under its own manifest entry or, failing that, the network's.
     """
+    if weights_dir is None and os.environ.get(WEIGHTS_ENV):
+        weights_dir = Path(os.environ[WEIGHTS_ENV])
+        if not weights_dir.is_dir():
+            raise WeightsError(f"{WEIGHTS_ENV}={weights_dir}: not a folder")
     names = [model_id]
     if model_id in REGISTRY and REGISTRY[model_id].weights_of:
         names.append(REGISTRY[model_id].weights_of)
@@ -153,7 +164,7 @@ def load(
     from .models import registered_ids
 
     if model_id not in registered_ids():
-        raise WeightsError(f"unknown model id {model_id!r}")
+        raise unknown_id(model_id)
     found = find(model_id, weights_dir)
     if found is None:
         raise WeightsError(f"no weights for {model_id!r} (train them or pass --weights DIR)")
@@ -177,8 +188,19 @@ def spec_of(model_id: str):
     from .models import registered_ids
 
     if model_id not in registered_ids():
-        raise WeightsError(f"unknown model id {model_id!r}")
+        raise unknown_id(model_id)
     return REGISTRY[model_id]
+
+
+def unknown_id(model_id: str) -> WeightsError:
+    """The error for an id nobody registered, listing the ids a user can name."""
+    from .models import registered_ids
+
+    def natural(name: str) -> list:  # pac-q2 before pac-q10
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+    known = ", ".join(sorted((i for i in registered_ids() if not i.startswith("tiny-")), key=natural))
+    return WeightsError(f"unknown model id {model_id!r} (known: {known})")
 
 
 __all__ = ["find", "load", "save", "serialize", "load_bytes", "sha256_of", "read_manifest",

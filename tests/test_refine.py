@@ -361,3 +361,22 @@ def test_the_cli_and_the_api_share_the_default_model():
     from pacodec import cli
 
     assert inspect.signature(cli.encode).parameters["model"].default == api.DEFAULT_MODEL == "pac-q8"
+
+
+def test_scene_cut_starts_a_new_gop(tmp_path, atari_frames, tiny_weights):
+    """At a long GOP, a frame unlike the last (here a new scene from frame 10: the maze
+    upside down, colours swapped) is coded intra; `info` lists where a decoder can start,
+    and seeking past the cut decodes only from it, giving what decoding from the start gives."""
+    frames = np.concatenate([atari_frames[:10], atari_frames[10:, ::-1, ::-1]])
+    out = tmp_path / "cut.pcz"
+    with pacodec.Writer(out, model="tiny-pac-hi", weights_dir=tiny_weights, gop=250) as writer:
+        for frame in frames:
+            writer.write(frame)
+    facts = api.probe(out)
+    assert facts["gop"] == 250 and facts["intra_at"] == [0, 10]
+    assert facts["longest_gop"] == 10
+    assert "intra frames at 0, 10 (at most 250 apart); a seek decodes at most 10 frames" in render_info(facts)
+    with pacodec.open(out, weights_dir=tiny_weights) as r:
+        decoded = list(r)
+        assert r.pcz.start_of(15) == 10
+        assert np.array_equal(r[15], decoded[15])

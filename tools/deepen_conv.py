@@ -1,6 +1,6 @@
 """Start a deeper convolutional autoencoder from a shallower one's weights.
 
-    python tools/deepen_conv.py weights/conv4.safetensors conv4-for-conv5.safetensors
+    python tools/deepen_conv.py pacodec/weights/conv4.safetensors conv4-for-conv5.safetensors
     pacodec train conv5 --init conv4-for-conv5.safetensors ...
 
 conv5 is conv4 with one more stage at the bottom (models/conv.py). Its down path has

@@ -1,4 +1,4 @@
-"""Copy trained weights into weights/ with a manifest entry holding measured figures.
+"""Copy trained weights into pacodec/weights/ with a manifest entry holding measured figures.
 
     python tools/ship_weights.py RUN_DIR MODEL_ID [--as ID ...] [--quantizer Q ...] [--clip PATH]
         [--retrain "pacodec train ..."] [--note TEXT] [--data TEXT ...]

@@ -23,7 +23,7 @@ convolution first mixes the 128 channels down to 16 (16×13×10 = 2,080 values),
 Linear(2,080→2·512) gives μ and log σ² for z = 512; the decoder mirrors it
 (Linear(512→2,080), 1×1 convolution 16→128, sigmoid). About 3.8 M parameters, 7.6 MB
 in float16. Its down and up paths have conv4's names, so ``--init
-weights/conv4.safetensors`` starts it from the shipped conv4.
+pacodec/weights/conv4.safetensors`` starts it from the shipped conv4.
 
 ``vae-compact`` is a β-VAE with β = 0.01 (the KL term weighted by 0.01). At β = 1 and
 z = 512 the KL term wins: trained so, it carried about 100 nats (150 bits) a frame

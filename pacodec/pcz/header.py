@@ -167,6 +167,29 @@ def build_header(header: StreamHeader) -> bytes:
     return Header.build(dict(signed=dict(value=signed)))
 
 
+# The first bytes of what people most often take for a .pcz, to say what a file is.
+_SIGNATURES = (
+    (0, b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
+    (4, b"ftyp", "an MP4/MOV video"),
+    (0, b"RIFF", "a RIFF (AVI/WAV/WebP) file"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"GIF8", "a GIF image"),
+    (0, b"PK\x03\x04", "a ZIP archive"),
+    (0, b"\x1f\x8b", "a gzip file"),
+    (0, b"OggS", "an Ogg file"),
+    (0, b"\x00\x00\x01\xba", "an MPEG program stream"),
+    (0, b"\x00\x00\x00\x0c\x6a\x50", "a JPEG 2000 image"),
+)
+
+
+def _looks_like(head: bytes) -> str | None:
+    for offset, signature, kind in _SIGNATURES:
+        if head[offset:offset + len(signature)] == signature:
+            return kind
+    return None
+
+
 def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
     """Read and verify the §3 header at offset 0.
 
@@ -179,7 +202,10 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
         raise TruncatedError(f"{where}: file has {file_size} bytes, the header needs more")
     preamble_bytes = read_at(0, PREAMBLE_SIZE)
     if preamble_bytes[:4] != MAGIC:
-        raise FormatError(f"{where}: field magic: {preamble_bytes[:4]!r} is not {MAGIC!r}")
+        kind = _looks_like(preamble_bytes)
+        if kind:
+            raise FormatError(f"{name}: not a .pcz file (it looks like {kind})")
+        raise FormatError(f"{where}: field magic: {preamble_bytes[:4]!r} is not {MAGIC!r}: not a .pcz file")
     preamble = Preamble.parse(preamble_bytes)
     major, minor = preamble.version_major, preamble.version_minor
     if major != SUPPORTED_MAJOR:
