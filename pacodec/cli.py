@@ -152,7 +152,7 @@ def decode(
     input: Annotated[Path, typer.Argument(help="The .pcz file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".mkv (lossless FFV1: exactly the decoded frames), a folder for PNGs (lossless), or .mp4 (H.264, lossy: see --pix-fmt).")],
     size: Annotated[str, typer.Option("--size", help="coded (the model's geometry) or source.")] = "coded",
-    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help=".mp4 only. yuv444p (default): full colour resolution, about 46 dB from the decoded frames; plays in FFmpeg, VLC, mpv, Chrome, not Safari/QuickTime. yuv420p: plays anywhere, but halves colour resolution, which pixel art cannot take (about 26 dB).")] = None,
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help=".mp4 only. yuv444p (default): full colour resolution, about 47 dB from the decoded frames (~1 KB a frame); plays in FFmpeg, VLC, mpv, Chrome, not Safari/QuickTime. yuv420p: plays anywhere, but halves colour resolution, which pixel art cannot take (about 26 dB).")] = None,
     salvage: Annotated[bool, typer.Option("--salvage", help="Skip damaged records, stop cleanly at a cut.")] = False,
     force: ForceOpt = False,
     weights: WeightsOpt = None,
