@@ -350,6 +350,104 @@ x265_444 = video_anchor("x265-444")
 x265_444_k32 = video_anchor("x265-444-k32")
 svtav1_420 = video_anchor("svtav1-420")
 
+# --- encoders PyAV's FFmpeg lacks, through the FFmpeg binary of imageio-ffmpeg -------------
+#
+# PyAV's wheels carry no libaom and no VVenC; the `imageio-ffmpeg` package (the `bench`
+# extra) ships a static FFmpeg that has both, and SVT-AV1 with its screen-content tools.
+# Frames go in as raw RGB on a pipe and come back the same way, so the colour conversion
+# is FFmpeg's default swscale one, as for the PyAV anchors.
+
+
+@dataclass
+class CliCodec:
+    """One anchor family run through the FFmpeg command line."""
+
+    family: str
+    pix_fmt: str  # what the encoder is fed (and so codes)
+    muxer: str  # raw elementary stream: its size is the rate
+    args: Callable[[str], list[str]]  # setting -> encoder arguments
+    label: str = "crf"
+
+
+def ffmpeg_exe() -> str | None:
+    """The FFmpeg binary of imageio-ffmpeg, or None where the package is not installed."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg(args: list[str], stdin: bytes | None = None) -> bytes:
+    import subprocess
+
+    exe = ffmpeg_exe()
+    if exe is None:
+        raise RuntimeError("imageio-ffmpeg is not installed (pip install '.[bench]')")
+    run = subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-nostdin", *args],
+                         input=stdin, capture_output=True, check=False)
+    if run.returncode != 0:
+        raise RuntimeError(f"ffmpeg {' '.join(args[:12])}…: {run.stderr.decode(errors='replace')[-400:]}")
+    return run.stdout
+
+
+def run_cli(spec: CliCodec, frames: Sequence[np.ndarray], fps, setting) -> AnchorResult:
+    import tempfile
+
+    h, w = frames[0].shape[:2]
+    rate = Fraction(fps).limit_denominator(1001)
+    raw = b"".join(np.ascontiguousarray(f).tobytes() for f in frames)
+    source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(rate), "-i", "-"]
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = os.path.join(tmp, f"out.{spec.muxer}")
+        t0 = time.perf_counter()
+        _ffmpeg([*source, "-pix_fmt", spec.pix_fmt, *spec.args(str(setting)), "-f", spec.muxer, stream],
+                stdin=raw)
+        t1 = time.perf_counter()
+        out = _ffmpeg(["-threads", str(THREADS), "-f", spec.muxer, "-i", stream,
+                       "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        t2 = time.perf_counter()
+        size = os.path.getsize(stream)
+    decoded = list(np.frombuffer(out, np.uint8).reshape(-1, h, w, 3))
+    return _measure(spec.family, f"{spec.label}={setting}", frames, decoded, size, t1 - t0, t2 - t1,
+                    THREADS)
+
+
+CLI_CODECS: dict[str, CliCodec] = {
+    # What a user picks for screen content: libaom 4:4:4 with palette and intra block
+    # copy (tune-content=screen), at -cpu-used 4 (its "good" speed), its default GOP.
+    "aom-444-screen": CliCodec(
+        "aom-444-screen", "yuv444p", "obu",
+        lambda s: ["-c:v", "libaom-av1", "-crf", s, "-b:v", "0", "-cpu-used", "4", "-row-mt", "1",
+                   "-threads", str(THREADS), "-aom-params", "tune-content=screen"]),
+    # SVT-AV1 with its screen-content mode; main profile, so 4:2:0.
+    "svtav1-420-scm": CliCodec(
+        "svtav1-420-scm", "yuv420p", "obu",
+        lambda s: ["-c:v", "libsvtav1", "-crf", s, "-preset", "4",
+                   "-svtav1-params", f"scm=1:lp={THREADS}"]),
+    # VVC through VVenC at its medium preset (4:2:0 10-bit, the only format it codes).
+    "vvenc-420": CliCodec(
+        "vvenc-420", "yuv420p10le", "vvc",
+        lambda s: ["-c:v", "libvvenc", "-qp", s, "-preset", "medium", "-threads", str(THREADS)],
+        label="qp"),
+}
+
+AOM_CRFS = [20, 28, 36, 44, 50, 56, 62]
+VVENC_QPS = [12, 17, 22, 27, 32, 37]
+QUICK_AOM_CRFS = [28, 44, 56]
+QUICK_VVENC_QPS = [22, 32, 42]
+
+
+def cli_anchor(family: str) -> Callable[..., AnchorResult]:
+    spec = CLI_CODECS[family]
+
+    def anchor(frames, fps, setting) -> AnchorResult:
+        return run_cli(spec, frames, fps, setting)
+
+    anchor.__name__ = family.replace("-", "_")
+    return anchor
+
+
 # --- sweeps -------------------------------------------------------------------------------
 
 # Down to CRF 46: the inter anchors at GOP 32 must reach below 28 dB, or they share under
@@ -377,11 +475,17 @@ def sweeps(quick: bool = False) -> list[tuple[str, Callable[..., AnchorResult], 
         settings = svt if family.startswith("svtav1") else (
             INTRA_CRFS if family == INTRA_FAMILY and not quick else crfs)
         plan.append((family, video_anchor(family), settings))
+    if ffmpeg_exe() is not None:
+        aom = QUICK_AOM_CRFS if quick else AOM_CRFS
+        plan += [("aom-444-screen", cli_anchor("aom-444-screen"), aom),
+                 ("svtav1-420-scm", cli_anchor("svtav1-420-scm"), svt),
+                 ("vvenc-420", cli_anchor("vvenc-420"), QUICK_VVENC_QPS if quick else VVENC_QPS)]
     plan += [("jpeg", jpeg, qualities), ("jpeg-444", jpeg_444, qualities), ("webp", webp, qualities),
              ("png", png, [9]), ("ffv1", ffv1, ["lossless"])]
     return plan
 
 
 def unavailable() -> list[str]:
-    """Anchor families whose encoder this PyAV build lacks."""
-    return [f for f, spec in VIDEO_CODECS.items() if not available(spec)]
+    """Anchor families whose encoder this machine lacks."""
+    missing = [f for f, spec in VIDEO_CODECS.items() if not available(spec)]
+    return missing + ([] if ffmpeg_exe() is not None else list(CLI_CODECS))

@@ -42,8 +42,9 @@ QUICK_FRAMES = 60
 ATARI_FRAMES = 300
 
 # The anchors every pacodec family is compared against (BD-rate columns), in order.
-BD_ANCHORS = ["x264-intra-444", "webp", "x264-444", "x265-444", "x264-444-k32", "x265-444-k32",
-              "x264-420", "svtav1-420", "jpeg", "jpeg-444"]
+BD_ANCHORS = ["aom-444-screen", "vvenc-420", "svtav1-420-scm", "x264-444", "x265-444",
+              "x264-intra-444", "webp", "x264-444-k32", "x265-444-k32", "x264-420", "svtav1-420",
+              "jpeg", "jpeg-444"]
 # Families drawn as lossless references (a single point each; never a BD curve).
 LOSSLESS = {"png", "ffv1"}
 # Info rows (not curves): x264 4:4:4 at CRF 0 is lossless in YUV, so its PSNR is the
@@ -132,7 +133,9 @@ def family_of(model_id: str) -> str:
     return re.sub(r"-q\d+$", "-q", model_id)
 
 
-PREDICTIVE_GOP = 32
+# pac-p: predicted frames at pacodec's default GOP (what a user gets); pac-p32: at GOP 32,
+# the curve earlier releases reported, kept beside the x264/x265 GOP 32 anchors.
+SHORT_GOP = 32
 
 
 def pacodec_systems() -> list[System]:
@@ -140,9 +143,11 @@ def pacodec_systems() -> list[System]:
 
     Fixed-width models run with naive, scale and kmeans (``none``, float codes of tens
     of kB a frame, is not a compression setting); pac models run all-intra (curve
-    "pac-q") and with predicted frames at GOP 32 (curve "pac-p").
+    "pac-q"), with predicted frames at the default GOP (curve "pac-p") and at GOP 32
+    (curve "pac-p32").
     """
     from pacodec import api
+    from pacodec.predict import DEFAULT_GOP
 
     systems = []
     for entry in api.list_models():
@@ -151,7 +156,8 @@ def pacodec_systems() -> list[System]:
         model = entry["id"]
         if entry["family"] == "pac":
             systems.append(System("pac-q", model, None, gop=1))
-            systems.append(System("pac-p", model, None, gop=PREDICTIVE_GOP))
+            systems.append(System("pac-p", model, None, gop=DEFAULT_GOP))
+            systems.append(System("pac-p32", model, None, gop=SHORT_GOP))
         else:
             for quantizer in ("naive", "scale", "kmeans"):
                 if quantizer in entry["code_bytes"]:  # the quantizers this model takes
@@ -198,7 +204,9 @@ def run_anchors(frames, fps, quick: bool, log: Callable[[str], None]) -> list[An
     results = []
     missing = set(anchors.unavailable())
     for family in sorted(missing):
-        log(f"  {family}: encoder {anchors.VIDEO_CODECS[family].encoder} unavailable in PyAV")
+        why = (f"encoder {anchors.VIDEO_CODECS[family].encoder} unavailable in PyAV"
+               if family in anchors.VIDEO_CODECS else "needs imageio-ffmpeg (the bench extra)")
+        log(f"  {family}: {why}")
     plan = anchors.sweeps(quick)
     plan.append(("x264-444-crf0", anchors.x264_444, [0]))
     for family, anchor, settings in plan:
@@ -413,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes: list[str] = []
     missing = anchors.unavailable()
     if missing:
-        notes.append("unavailable in this PyAV build: " + ", ".join(missing))
+        notes.append("unavailable here (PyAV build, or imageio-ffmpeg not installed): "
+                     + ", ".join(missing))
     for clip in clips:
         frames, fps = read_frames(Path(clip), max_frames)
         if not frames:
@@ -438,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot(all_results, args.out / "rd.png")
     write_csv(bd_rows, args.out / "bdrate.csv",
               ["test", "anchor", "bd_rate_percent", "bd_psnr_db", "clip"])
-    markdown = bd_markdown(bd_rows, bd_rows_by_clip, notes)
+    markdown = bd_markdown(bd_rows, bd_rows_by_clip, notes) + "\n" + bytes_table(all_results)
     (args.out / "bdrate.md").write_text(markdown + "\n")
 
     log("")
@@ -446,6 +455,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(markdown)
     log(f"wrote {args.out / 'rd.csv'}, rd.png, bdrate.csv, bdrate.md")
     return 0
+
+
+def bytes_at(points: Sequence[tuple[float, float]], target_db: float) -> float | None:
+    """Bytes per frame of a curve at ``target_db``: log-linear between the two points of
+    its rate–PSNR front around it; None where the curve does not reach it."""
+    front = monotone(sorted(points))
+    for (r0, p0), (r1, p1) in zip(front, front[1:]):
+        if p0 <= target_db <= p1 and p1 > p0:
+            t = (target_db - p0) / (p1 - p0)
+            return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
+    return None
+
+
+SUMMARY_DB = (35.0, 38.0, 41.0)
+
+
+def bytes_table(clip_results: dict[str, list[AnchorResult]]) -> str:
+    """Markdown: each family's bytes per frame at 35 / 38 / 41 dB, and its speeds there."""
+    lines = []
+    for clip, results in clip_results.items():
+        lines += [f"### {clip}: bytes per frame at equal PSNR", "",
+                  "| family | " + " | ".join(f"{d:g} dB" for d in SUMMARY_DB)
+                  + " | enc fps | dec fps |", "| --- |" + " ---: |" * (len(SUMMARY_DB) + 2)]
+        by_family: dict[str, list[AnchorResult]] = defaultdict(list)
+        for r in results:
+            if r.codec not in LOSSLESS | INFO_FAMILIES:
+                by_family[r.codec].append(r)
+        for family, rs in by_family.items():
+            cells = []
+            for d in SUMMARY_DB:
+                b = bytes_at([(r.bytes_per_frame, r.psnr) for r in rs], d)
+                cells.append("—" if b is None else f"{b:.0f}")
+            near = min(rs, key=lambda r: abs(r.psnr - 38.0) if math.isfinite(r.psnr) else 1e9)
+            lines.append(f"| {family} | " + " | ".join(cells)
+                         + f" | {near.encode_fps:.0f} | {near.decode_fps:.0f} |")
+        lines += ["", "Speeds: at the family's point nearest 38 dB, 2 threads, 160×200.", ""]
+    return "\n".join(lines)
 
 
 def summary(clip_results: dict[str, list[AnchorResult]]) -> str:

@@ -93,6 +93,31 @@ def test_x264_444_anchor(frames):
     assert (row["width"], row["height"]) == (160, 200)
 
 
+@pytest.mark.parametrize("family", ["aom-444-screen", "svtav1-420-scm", "vvenc-420"])
+def test_ffmpeg_cli_anchors(frames, family):
+    """The anchors PyAV lacks run through imageio-ffmpeg's binary: the rate is the raw
+    stream's size, and a lower CRF/QP gives more bytes and a higher PSNR."""
+    import anchors
+
+    if anchors.ffmpeg_exe() is None:
+        pytest.skip("imageio-ffmpeg is not installed (the bench extra)")
+    run = anchors.cli_anchor(family)
+    fine, coarse = (run(frames, 30, s) for s in ((20, 50) if family != "vvenc-420" else (17, 40)))
+    assert fine.codec == coarse.codec == family and fine.frames == 5
+    assert coarse.total_bytes < fine.total_bytes < 5 * 160 * 200 * 3 / 4
+    # 4:2:0 cannot hold these one-pixel coloured lines (about 20 dB at any rate).
+    assert coarse.psnr < fine.psnr and fine.psnr > (30 if "444" in family else 15)
+
+
+def test_bytes_at_interpolates_on_the_front():
+    import rd
+
+    points = [(100.0, 30.0), (400.0, 40.0), (300.0, 29.0)]  # (300, 29) is dominated
+    assert rd.bytes_at(points, 35.0) == pytest.approx(200.0)  # log-linear: sqrt(100 * 400)
+    assert rd.bytes_at(points, 30.0) == pytest.approx(100.0)
+    assert rd.bytes_at(points, 41.0) is None and rd.bytes_at(points, 28.0) is None
+
+
 def test_jpeg_anchor(frames):
     import anchors
 
@@ -129,7 +154,10 @@ def test_pacodec_systems_cover_both_pac_curves(monkeypatch):
          "code_bytes": {k: v for k, v in fixed.items() if k != "naive"}},
         {"id": "conv5", "family": "conv", "weights": False, "code_bytes": fixed}])
     systems = [(s.family, s.model, s.quantizer, s.gop) for s in rd.pacodec_systems()]
-    assert ("pac-q", "pac-q2", None, 1) in systems and ("pac-p", "pac-q2", None, 32) in systems
+    from pacodec.predict import DEFAULT_GOP
+
+    assert ("pac-q", "pac-q2", None, 1) in systems
+    assert ("pac-p", "pac-q2", None, DEFAULT_GOP) in systems and ("pac-p32", "pac-q2", None, 32) in systems
     assert ("conv4", "conv4", "naive", 1) in systems
     # the VAE's codes are unbounded: naive is refused for it, so rd.py does not try it
     assert ("vae-compact", "vae-compact", "scale", 1) in systems
