@@ -24,7 +24,7 @@ import numpy as np
 from . import quantize as quantizers
 from .errors import FormatError, InputError, OutputError, PacodecError, WeightsError
 from .output import atomic_output, check_target, describe_os_error
-from .pcz import EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
+from .pcz import CURRENT_VERSION, EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
 from .pcz.limits import MAX_FRAMES
 
@@ -105,7 +105,7 @@ class Codec:
         if isinstance(self.quantizer, quantizers.EntropyQuantizer):
             symbols = self.quantizer.decode_symbols(base).astype(np.int32).ravel()
             if self.refiner is not None:
-                symbols = np.concatenate([symbols, self.refiner.decode_symbols(refinement).ravel()])
+                symbols = np.concatenate([symbols, self.refiner.decode_symbols(refinement)[0].ravel()])
             return symbols
         q = self.quantizer
         return np.frombuffer(payload, dtype=quantizers._NUMPY[q.code_dtype], offset=q.frame_param_bytes)
@@ -199,7 +199,8 @@ def _choose_gop(model: Any, gop: int | None) -> int:
 
 
 def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float = 1.0,
-               residual_ref: tuple[str, str] | None = None) -> Predictor:
+               residual_ref: tuple[str, str] | None = None, version: tuple[int, int] = CURRENT_VERSION
+               ) -> Predictor:
     import dataclasses
 
     from .models.pac import RESIDUAL_FOR
@@ -219,6 +220,11 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
         from .refine import LayeredPredictor
 
         refiner = model.refine_coder(predicted=True)
+        if version[0] >= 2:  # 2.x: the 4×4 re-prediction's side information is context-coded
+            from .blockmotion import MotionCoder
+            from .motion_tables import CHOICE_TABLES, VECTOR_TABLES
+
+            refiner.motion_coder = MotionCoder(CHOICE_TABLES, VECTOR_TABLES)
         refiner.rd_scale *= lam  # --lambda: the residual's rate–distortion trade
         coder = LayeredPredictor(coder, refiner)
     return Predictor(residual, sha, coder)
@@ -379,7 +385,12 @@ class Writer:
             models=tuple(models),
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
+            # The lowest version that holds the file: only refined predicted frames need 2.0.
+            version=CURRENT_VERSION if self._layered() else (1, 0),
         )
+
+    def _layered(self) -> bool:
+        return self.predictor is not None and getattr(self.predictor.coder, "references", 1) > 1
 
     def _emit(self, payloads: Iterable[bytes]) -> None:
         try:
@@ -507,7 +518,8 @@ class Reader:
                 res = h.models[1]
                 self.predictor = _predictor(model, Path(weights_dir) if weights_dir else None, device,
                                             residual_ref=(res.model_id, None if force_weights
-                                                          else res.weights_sha256.hex()))
+                                                          else res.weights_sha256.hex()),
+                                            version=h.version)
         except WeightsError as exc:
             self._file.close()
             # Name the .pcz: which file wants these weights is what the user must know.
@@ -614,17 +626,21 @@ class Reader:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
         vectors and residual symbols."""
 
+        motion = None  # the last P-frame's re-prediction: format 2.x codes the next against it
         for record in self.pcz:
             if record.payload is None:
+                motion = None
                 continue
             if record.type == RecordType.PREDICTED and self.predictor is not None:
                 coder = self.predictor.coder
                 p = coder.unpack(record.payload)
                 parts = [p.modes.ravel().astype(np.int32), p.vectors.ravel().astype(np.int32), p.symbols.ravel()]
                 if hasattr(coder, "refinement_symbols"):
-                    parts.append(coder.refinement_symbols(record.payload).ravel())
+                    symbols, motion = coder.refinement_symbols(record.payload, motion)
+                    parts.append(symbols.ravel())
                 yield np.concatenate(parts)
             else:
+                motion = None
                 yield self.codec.symbols_of(record.payload)
 
     def symbol_digest(self) -> str:

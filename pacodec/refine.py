@@ -139,47 +139,62 @@ def _expand(blocks: np.ndarray, block: int, h: int, w: int) -> np.ndarray:
     return np.kron(blocks, np.ones((block, block), blocks.dtype))[:h, :w]
 
 
-def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTION_LAMBDA
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder: which 4×4 blocks to take from a reference (``refs``, the most recent
-    first) displaced by a vector in [−4, 4]² instead of the base P-frame, where that
-    saves more than ``price`` of squared error. Only blocks whose base error exceeds
-    the price are searched. Returns (choice (rows, cols) int: 0 keeps the base, j
-    takes ``refs[j − 1]``; vectors (rows, cols, 2) [dy, dx])."""
+def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float):
+    """Encoder: the 4×4 blocks worth searching (flat grid indices of those whose error
+    against ``base`` exceeds ``price``), that error (n,), and the squared error of each
+    from every reference and vector (n, len(refs), (2·SEARCH+1)²; vectors [dy, dx] in
+    raster order, reading beyond the frame as the nearest edge pixel)."""
     from .predict import SEARCH
 
     h, w = frame.shape[:2]
     rows, cols = _grid(h, w, MOTION_BLOCK)
     cur = frame.astype(np.int32)
     best = _block_sum((cur - base.astype(np.int32)) ** 2, MOTION_BLOCK).astype(np.float64)
-    choice = np.zeros((rows, cols), np.int64)
-    vectors = np.zeros((rows, cols, 2), np.int64)
     candidates = np.flatnonzero(best.ravel() > price)
+    side = 2 * SEARCH + 1
+    costs = np.zeros((len(candidates), len(refs), side * side), np.float64)
     if not candidates.size:
-        return choice, vectors
+        return candidates, best.ravel()[candidates], costs
     r, c = np.divmod(candidates, cols)
     span = np.arange(MOTION_BLOCK)
     ys, xs = r[:, None] * MOTION_BLOCK + span, c[:, None] * MOTION_BLOCK + span  # (n, 4) each
     inside = ((ys < h)[:, :, None] & (xs < w)[:, None, :])[..., None]  # pixels in the frame
     ys, xs = np.minimum(ys, h - 1), np.minimum(xs, w - 1)
     target = cur[ys[:, :, None], xs[:, None, :]]  # (n, 4, 4, 3)
-    cost = best.ravel()[candidates]
-    pick = np.zeros(len(candidates), np.int64)
-    pick_v = np.zeros((len(candidates), 2), np.int64)
     stride = w + 2 * SEARCH  # a row of the padded reference
     at = (ys[:, :, None] + SEARCH) * stride + xs[:, None, :] + SEARCH  # (n, 4, 4) flat positions
-    for j, ref in enumerate(refs, start=1):
+    for j, ref in enumerate(refs):
         padded = np.pad(ref.astype(np.int32), ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
         flat = padded.reshape(-1, 3)
-        for dy in range(-SEARCH, SEARCH + 1):
-            for dx in range(-SEARCH, SEARCH + 1):
-                patch = flat[at + (dy * stride + dx)]
-                sse = (((target - patch) ** 2) * inside).sum(axis=(1, 2, 3)) + price
-                better = sse < cost
-                cost[better], pick[better] = sse[better], j
-                pick_v[better] = (dy, dx)
-    choice.ravel()[candidates] = pick
-    vectors.reshape(-1, 2)[candidates] = pick_v  # (0, 0) where nothing was better
+        for k, (dy, dx) in enumerate(np.ndindex(side, side)):
+            patch = flat[at + ((dy - SEARCH) * stride + dx - SEARCH)]
+            costs[:, j, k] = (((target - patch) ** 2) * inside).sum(axis=(1, 2, 3))
+    return candidates, best.ravel()[candidates], costs
+
+
+def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTION_LAMBDA
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder, format 1.x: which 4×4 blocks to take from a reference (``refs``, the
+    most recent first) displaced by a vector in [−4, 4]² instead of the base P-frame,
+    where that saves more than ``price`` of squared error (the first least error, in
+    reference then raster vector order). Returns (choice (rows, cols) int: 0 keeps the
+    base, j takes ``refs[j − 1]``; vectors (rows, cols, 2) [dy, dx])."""
+    from .predict import SEARCH
+
+    h, w = frame.shape[:2]
+    rows, cols = _grid(h, w, MOTION_BLOCK)
+    choice = np.zeros((rows, cols), np.int64)
+    vectors = np.zeros((rows, cols, 2), np.int64)
+    candidates, keep, costs = motion_costs(frame, base, refs, price)
+    if not candidates.size:
+        return choice, vectors
+    flat = costs.reshape(len(candidates), -1)
+    pick = flat.argmin(axis=1)
+    take = flat[np.arange(len(candidates)), pick] + price < keep
+    j, k = np.divmod(pick, costs.shape[2])
+    dy, dx = np.divmod(k, 2 * SEARCH + 1)
+    choice.ravel()[candidates[take]] = j[take] + 1
+    vectors.reshape(-1, 2)[candidates[take]] = np.stack([dy - SEARCH, dx - SEARCH], 1)[take]
     return choice, vectors
 
 
@@ -360,7 +375,8 @@ class RefineCoder:
     """
 
     def __init__(self, step: int, tables: np.ndarray, height: int, width: int,
-                 flag_table: np.ndarray | None = None, motion_table: np.ndarray | None = None) -> None:
+                 flag_table: np.ndarray | None = None, motion_table: np.ndarray | None = None,
+                 motion_coder=None) -> None:
         tables = np.asarray(tables)
         if tables.ndim != 3 or tables.shape[:2] != (PASSES, CONTEXTS) or tables.shape[2] % 2 == 0 \
                 or np.any(tables <= 0):
@@ -382,6 +398,9 @@ class RefineCoder:
             self._motion_model = _table_model(motion_table, 1 + REFERENCES, "motion")
             self._flag_bits = -np.log2(np.asarray(flag_table, np.float64) / float(np.sum(flag_table)))
             self._vector_model = _VECTOR_MODEL
+        # Format 2.x: the re-prediction's side information is context-coded
+        # (blockmotion.MotionCoder); 1.x files code it with motion_table and VECTOR_TABLE.
+        self.motion_coder = motion_coder
 
     def symbols(self, frame: np.ndarray, base: np.ndarray) -> np.ndarray:
         return quantize_residual(frame, base, self.step, self.max_symbol)
@@ -391,34 +410,58 @@ class RefineCoder:
         choice): MOTION_LAMBDA, or 3·Δ² at the coarse steps where bits are dearer."""
         return max(MOTION_LAMBDA, 3.0 * self.step ** 2)
 
-    def predicted_symbols(self, frame: np.ndarray, base: np.ndarray, refs):
+    def predicted_symbols(self, frame: np.ndarray, base: np.ndarray, refs, previous=None):
         """Encoder, predicted frames: the 4×4 blocks re-predicted from the references
         (most recent first) and the residual symbols, rate–distortion optimised with
         λ = rd_scale · Δ² (``rd_optimize``): (choice, vectors, re-predicted base,
         H×W×3 symbols). The table fit (``RefinedPacModel.fit_refinement``) counts
         exactly these."""
-        choice, vectors, base = repredict(frame, base, refs[:REFERENCES], self.motion_price())
+        refs = refs[:REFERENCES]
+        if self.motion_coder is None:
+            choice, vectors, base = repredict(frame, base, refs, self.motion_price())
+        else:
+            from .blockmotion import MotionField
+
+            price = self.motion_price()
+            h, w = frame.shape[:2]
+            rows, cols = _grid(h, w, MOTION_BLOCK)
+            previous = previous or MotionField.empty(rows, cols)
+            blocks, keep, costs = motion_costs(frame, base, refs, price)
+            # A bit of side information is priced at a quarter of a block's price: ties
+            # between vectors go to the one its predictor makes cheap (encoder's choice).
+            field = self.motion_coder.choose_vectors(costs, blocks, keep, price, price / 4, rows, cols, previous)
+            choice, vectors = field.choice, field.vectors
+            base = apply_motion(base, refs, choice, vectors)
         symbols = self.symbols(frame, base)
         if self.rd_scale > 0:
             symbols = rd_optimize(frame, base, symbols, self.step, self._bits, self.rd_scale * self.step ** 2,
                                   self._flag_bits, self.board, RD_MAX_ERROR * self.step)
         return choice, vectors, base, symbols
 
-    def encode(self, frame: np.ndarray, base: np.ndarray, refs=None) -> tuple[bytes, np.ndarray]:
+    def encode(self, frame: np.ndarray, base: np.ndarray, refs=None, previous=None) -> tuple[bytes, np.ndarray]:
         """Frame and the decoder's base frame (and for predicted frames the references,
-        most recent first) -> (payload bytes, refined frame)."""
+        most recent first, and the previous P-frame's blockmotion.MotionField, None
+        after an intra frame) -> (payload bytes, refined frame). The refined frame of
+        a predicted frame carries its MotionField as ``.motion``."""
         encoder = RangeEncoder()
         coded = None
+        field = None
         if self.predicted:
+            from .blockmotion import MotionField
             from .predict import SEARCH
 
             if not refs:
                 raise ValueError("a predicted frame's refinement needs its references")
-            choice, vectors, base, symbols = self.predicted_symbols(frame, base, refs)
-            encoder.encode(choice.ravel().astype(np.int32), self._motion_model)
-            moved = choice != 0
-            if moved.any():
-                encoder.encode((vectors[moved][:, ::-1] + SEARCH).astype(np.int32).ravel(), self._vector_model)
+            choice, vectors, base, symbols = self.predicted_symbols(frame, base, refs, previous)
+            field = MotionField(choice, vectors)
+            if self.motion_coder is not None:
+                rows, cols = choice.shape
+                self.motion_coder.encode(encoder, field, previous or MotionField.empty(rows, cols))
+            else:
+                encoder.encode(choice.ravel().astype(np.int32), self._motion_model)
+                moved = choice != 0
+                if moved.any():
+                    encoder.encode((vectors[moved][:, ::-1] + SEARCH).astype(np.int32).ravel(), self._vector_model)
             flags = block_flags(symbols)
             encoder.encode(flags.ravel().astype(np.int32), self._flag_model)
             coded = _flagged_pixels(flags, *self.board.shape)
@@ -429,9 +472,9 @@ class RefineCoder:
             for c, members in _groups(ctx):
                 encoder.encode(values[members], self._models[index][c])
         payload = encoder.get_compressed().astype("<u4").tobytes()
-        return payload, apply_residual(base, symbols, self.step)
+        return payload, _with_motion(apply_residual(base, symbols, self.step), field)
 
-    def decode_layer(self, payload: bytes) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    def decode_layer(self, payload: bytes, previous=None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
         """Payload -> (the 4×4 blocks' reference choice (rows, cols), the full vector
         grid (rows, cols, 2) [dy, dx], H×W×3 int32 symbols); the first two are None for
         intra frames. Raises FormatError on a payload that does not fit."""
@@ -447,13 +490,19 @@ class RefineCoder:
                 from .predict import SEARCH
 
                 rows, cols = _grid(h, w, MOTION_BLOCK)
-                choice = np.asarray(decoder.decode(self._motion_model, rows * cols), np.int64).reshape(rows, cols)
-                moved = choice != 0
-                vectors = np.zeros((rows, cols, 2), np.int64)
-                count = int(moved.sum())
-                if count:
-                    comps = np.asarray(decoder.decode(self._vector_model, 2 * count), np.int64) - SEARCH
-                    vectors[moved] = comps.reshape(-1, 2)[:, ::-1]
+                if self.motion_coder is not None:
+                    from .blockmotion import MotionField
+
+                    field = self.motion_coder.decode(decoder, rows, cols, previous or MotionField.empty(rows, cols))
+                    choice, vectors = field.choice, field.vectors
+                else:
+                    choice = np.asarray(decoder.decode(self._motion_model, rows * cols), np.int64).reshape(rows, cols)
+                    moved = choice != 0
+                    vectors = np.zeros((rows, cols, 2), np.int64)
+                    count = int(moved.sum())
+                    if count:
+                        comps = np.asarray(decoder.decode(self._vector_model, 2 * count), np.int64) - SEARCH
+                        vectors[moved] = comps.reshape(-1, 2)[:, ::-1]
                 rows, cols = _grid(h, w, FLAG_BLOCK)
                 flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
                 coded = _flagged_pixels(flags, h, w)
@@ -469,21 +518,51 @@ class RefineCoder:
             raise FormatError(f"refinement payload does not decode ({exc})") from None
         return choice, vectors, np.ascontiguousarray(known.transpose(1, 2, 0))
 
-    def decode_symbols(self, payload: bytes) -> np.ndarray:
-        """Payload -> everything it codes as one int32 vector: the 4×4 blocks' reference
-        choice and the vectors of the moved ones (predicted frames), then the symbols."""
-        choice, vectors, symbols = self.decode_layer(payload)
-        parts = [] if choice is None else [choice.ravel().astype(np.int32),
-                                           vectors[choice != 0].ravel().astype(np.int32)]
-        return np.concatenate([*parts, symbols.ravel()])
+    def decode_symbols(self, payload: bytes, previous=None) -> tuple[np.ndarray, object]:
+        """Payload (and the previous P-frame's MotionField) -> (everything it codes as one
+        int32 vector: the 4×4 blocks' reference choice and the vectors of the moved ones
+        (predicted frames), then the symbols; this frame's MotionField or None)."""
+        choice, vectors, symbols = self.decode_layer(payload, previous)
+        if choice is None:
+            return symbols.ravel(), None
+        from .blockmotion import MotionField
 
-    def decode(self, payload: bytes, base: np.ndarray, refs=None) -> np.ndarray:
-        choice, vectors, symbols = self.decode_layer(payload)
+        parts = [choice.ravel().astype(np.int32), vectors[choice != 0].ravel().astype(np.int32)]
+        return np.concatenate([*parts, symbols.ravel()]), MotionField(choice, vectors)
+
+    def decode(self, payload: bytes, base: np.ndarray, refs=None, previous=None) -> np.ndarray:
+        choice, vectors, symbols = self.decode_layer(payload, previous)
+        field = None
         if choice is not None:
+            from .blockmotion import MotionField
+
             if not refs:
                 raise ValueError("a predicted frame's refinement needs its references")
             base = apply_motion(base, refs[:REFERENCES], choice, vectors)
-        return apply_residual(base, symbols, self.step)
+            field = MotionField(choice, vectors)
+        return _with_motion(apply_residual(base, symbols, self.step), field)
+
+
+class MotionFrame(np.ndarray):
+    """A decoded predicted frame that carries its re-prediction (``.motion``, a
+    blockmotion.MotionField): the next P-frame of the GOP codes its own against it
+    (format 2.x). Every other use sees a plain H×W×3 uint8 array."""
+
+    motion = None
+
+
+def _with_motion(frame: np.ndarray, field) -> np.ndarray:
+    if field is None:
+        return frame
+    out = frame.view(MotionFrame)
+    out.motion = field
+    return out
+
+
+def previous_motion(refs):
+    """The MotionField of the frame a P-frame is predicted from (``refs[0]``), None
+    after an intra frame: what format 2.x's side-information contexts read."""
+    return getattr(refs[0], "motion", None) if refs else None
 
 
 def _table_model(table: np.ndarray, size: int, what: str):
@@ -540,16 +619,18 @@ class LayeredPredictor:
 
     def encode(self, frame: np.ndarray, refs) -> tuple[bytes, np.ndarray]:
         base_payload = self.coder.pack(skip_frame(self.coder.rows, self.coder.cols))
-        refinement, out = self.refiner.encode(frame, refs[0], refs)
+        refinement, out = self.refiner.encode(frame, refs[0], refs, previous_motion(refs))
         return pack_layers(base_payload, refinement), out
 
     def decode(self, payload: bytes, refs) -> np.ndarray:
         base_payload, refinement = unpack_layers(payload)
-        return self.refiner.decode(refinement, self.coder.decode(base_payload, refs[0]), refs)
+        return self.refiner.decode(refinement, self.coder.decode(base_payload, refs[0]), refs,
+                                   previous_motion(refs))
 
     def unpack(self, payload: bytes):
         """The base layer's modes, vectors and residual symbols (predict.PFrame)."""
         return self.coder.unpack(unpack_layers(payload)[0])
 
-    def refinement_symbols(self, payload: bytes) -> np.ndarray:
-        return self.refiner.decode_symbols(unpack_layers(payload)[1])
+    def refinement_symbols(self, payload: bytes, previous=None) -> tuple[np.ndarray, object]:
+        """(the refinement layer's symbols, its MotionField) given the previous P-frame's."""
+        return self.refiner.decode_symbols(unpack_layers(payload)[1], previous)

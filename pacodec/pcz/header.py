@@ -21,6 +21,7 @@ from pacodec.pcz.schema import (
     MAGIC,
     PREAMBLE_SIZE,
     SUPPORTED_MAJOR,
+    KNOWN_MINOR,
     CodeDtype,
     EntropyCoder,
     Header,
@@ -66,7 +67,7 @@ class StreamHeader:
     entropy_coder: EntropyCoder = EntropyCoder.NONE
     table_digest: bytes = bytes(32)
     gop: int = 1
-    version: tuple[int, int] = CURRENT_VERSION
+    version: tuple[int, int] = (1, 0)  # the lowest that holds a file; api.Writer asks for 2.0 where needed
 
 
 def validate_header(header: StreamHeader, where: str = "header") -> None:
@@ -141,7 +142,7 @@ def validate_header(header: StreamHeader, where: str = "header") -> None:
 
 
 def build_header(header: StreamHeader) -> bytes:
-    """Validate ``header`` and return its §3 bytes (always CURRENT_VERSION)."""
+    """Validate ``header`` and return its §3 bytes, of ``header.version``."""
     validate_header(header)
     body = dict(
         source_width=header.source_width,
@@ -163,7 +164,9 @@ def build_header(header: StreamHeader) -> bytes:
         gop=header.gop,
         extension=b"",
     )
-    signed = dict(version_major=CURRENT_VERSION[0], version_minor=CURRENT_VERSION[1], body=body)
+    if header.version not in ((1, 0), CURRENT_VERSION):
+        raise ValueError(f"this build writes versions 1.0 and {CURRENT_VERSION[0]}.{CURRENT_VERSION[1]}, not {header.version}")
+    signed = dict(version_major=header.version[0], version_minor=header.version[1], body=body)
     return Header.build(dict(signed=dict(value=signed)))
 
 
@@ -208,10 +211,10 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
         raise FormatError(f"{where}: field magic: {preamble_bytes[:4]!r} is not {MAGIC!r}: not a .pcz file")
     preamble = Preamble.parse(preamble_bytes)
     major, minor = preamble.version_major, preamble.version_minor
-    if major != SUPPORTED_MAJOR:
+    if major not in SUPPORTED_MAJOR:
         raise UnsupportedVersionError(
             f"{where}: field version: {major}.{minor} is not readable by this build "
-            f"(reads {SUPPORTED_MAJOR}.x)"
+            f"(reads {', '.join(f'{m}.x' for m in SUPPORTED_MAJOR)})"
         )
     size = PREAMBLE_SIZE + preamble.body_length + 4
     if size > PREAMBLE_SIZE + limits.MAX_HEADER_BODY_BYTES + 4:
@@ -227,7 +230,7 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
     except cs.ConstructError as exc:
         raise FormatError(f"{where}: {exc}") from None
     body = parsed.body
-    if body.extension and minor <= CURRENT_VERSION[1]:
+    if body.extension and minor <= KNOWN_MINOR[major]:
         raise FormatError(f"{where}: {len(body.extension)} unexpected bytes after field gop")
     try:
         models = tuple(

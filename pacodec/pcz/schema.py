@@ -24,8 +24,12 @@ import numpy as np
 # §3.1 header magic and version, §6 trailer magic
 MAGIC = b"PCZ\x00"
 TRAILER_MAGIC = b"PCZE"
-CURRENT_VERSION = (1, 0)
-SUPPORTED_MAJOR = 1
+#: The newest version this build writes, and the newest minor of each major it reads.
+#: 2.0: refined predicted frames code their 4×4 re-prediction with contexts (§14.4);
+#: a writer uses 2.0 only for such files, 1.0 for every other (pcz.md §9).
+CURRENT_VERSION = (2, 0)
+KNOWN_MINOR = {1: 0, 2: 0}
+SUPPORTED_MAJOR = tuple(KNOWN_MINOR)
 
 PREAMBLE_SIZE = 8  # magic, major, minor, body_length (§3.1)
 TRAILER_SIZE = 20  # §6
