@@ -226,7 +226,7 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
 
             refiner.motion_coder = MotionCoder(CHOICE_TABLES, VECTOR_TABLES)
         refiner.rd_scale *= lam  # --lambda: the residual's rate–distortion trade
-        coder = LayeredPredictor(coder, refiner)
+        coder = LayeredPredictor(coder, refiner, base_layer=version[0] < 2)
     return Predictor(residual, sha, coder)
 
 
@@ -633,8 +633,9 @@ class Reader:
                 continue
             if record.type == RecordType.PREDICTED and self.predictor is not None:
                 coder = self.predictor.coder
-                p = coder.unpack(record.payload)
-                parts = [p.modes.ravel().astype(np.int32), p.vectors.ravel().astype(np.int32), p.symbols.ravel()]
+                p = coder.unpack(record.payload)  # None: a 2.x refined payload has no base layer
+                parts = [] if p is None else [p.modes.ravel().astype(np.int32), p.vectors.ravel().astype(np.int32),
+                                              p.symbols.ravel()]
                 if hasattr(coder, "refinement_symbols"):
                     symbols, motion = coder.refinement_symbols(record.payload, motion)
                     parts.append(symbols.ravel())
@@ -798,7 +799,10 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         for record in (reader if h.gop > 1 or refined else ()):
             if record.type == RecordType.INTRA:
                 intra_at.append(record.index)
-            if layers is not None and record.payload is not None and len(record.payload) >= 4:
+            if layers is not None and record.payload is not None and h.version[0] >= 2 \
+                    and record.type == RecordType.PREDICTED:
+                layers["refinement"] += len(record.payload)  # 2.x: no base layer (pcz.md §14)
+            elif layers is not None and record.payload is not None and len(record.payload) >= 4:
                 n = int.from_bytes(record.payload[:4], "little")
                 layers["layer_lengths"] += 4
                 layers["base"] += min(n, len(record.payload) - 4)

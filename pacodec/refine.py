@@ -604,8 +604,9 @@ def skip_frame(rows: int, cols: int):
 
 
 class LayeredPredictor:
-    """Predicted frames of a refined id: a base layer (the base level's P-frame format,
-    predict.py; the encoder codes it all SKIP, see ``skip_frame``), 4×4 blocks
+    """Predicted frames of a refined id: a base layer (format 1.x only: the base level's
+    P-frame format, predict.py, which the encoder codes all SKIP, see ``skip_frame``;
+    2.x files have none, their base is the previous output frame), 4×4 blocks
     re-predicted from the last REFERENCES decoded frames of the GOP where that pays,
     then the rate–distortion optimised pixel residual, coded with the predicted-frame
     tables. Methods take ``refs``: the decoded frames since the GOP's intra frame, the
@@ -613,24 +614,35 @@ class LayeredPredictor:
 
     references = REFERENCES
 
-    def __init__(self, coder, refiner: RefineCoder) -> None:
+    def __init__(self, coder, refiner: RefineCoder, base_layer: bool = True) -> None:
         self.coder = coder  # predict.PredictiveCoder at the base level
         self.refiner = refiner
+        # 1.x: payload = u32 length + base layer + refinement; 2.x: the refinement only
+        # (a base layer all SKIP cost 8 bytes a frame to say "the previous frame").
+        self.base_layer = base_layer
+
+    def layers(self, payload: bytes) -> tuple[bytes | None, bytes]:
+        """(base layer or None, refinement layer) of a PREDICTED payload."""
+        return unpack_layers(payload) if self.base_layer else (None, payload)
 
     def encode(self, frame: np.ndarray, refs) -> tuple[bytes, np.ndarray]:
-        base_payload = self.coder.pack(skip_frame(self.coder.rows, self.coder.cols))
         refinement, out = self.refiner.encode(frame, refs[0], refs, previous_motion(refs))
+        if not self.base_layer:
+            return refinement, out
+        base_payload = self.coder.pack(skip_frame(self.coder.rows, self.coder.cols))
         return pack_layers(base_payload, refinement), out
 
     def decode(self, payload: bytes, refs) -> np.ndarray:
-        base_payload, refinement = unpack_layers(payload)
-        return self.refiner.decode(refinement, self.coder.decode(base_payload, refs[0]), refs,
-                                   previous_motion(refs))
+        base_payload, refinement = self.layers(payload)
+        base = refs[0] if base_payload is None else self.coder.decode(base_payload, refs[0])
+        return self.refiner.decode(refinement, base, refs, previous_motion(refs))
 
     def unpack(self, payload: bytes):
-        """The base layer's modes, vectors and residual symbols (predict.PFrame)."""
-        return self.coder.unpack(unpack_layers(payload)[0])
+        """The base layer's modes, vectors and residual symbols (predict.PFrame); None
+        for a 2.x payload, which has no base layer."""
+        base_payload, _ = self.layers(payload)
+        return None if base_payload is None else self.coder.unpack(base_payload)
 
     def refinement_symbols(self, payload: bytes, previous=None) -> tuple[np.ndarray, object]:
         """(the refinement layer's symbols, its MotionField) given the previous P-frame's."""
-        return self.refiner.decode_symbols(unpack_layers(payload)[1], previous)
+        return self.refiner.decode_symbols(self.layers(payload)[1], previous)
