@@ -22,7 +22,7 @@ import builtins
 import numpy as np
 
 from . import quantize as quantizers
-from .errors import FormatError, InputError, OutputError, PacodecError, WeightsError
+from .errors import FormatError, InputError, OutputError, PacodecError, TruncatedError, WeightsError
 from .output import atomic_output, check_target, describe_os_error
 from .pcz import EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
@@ -779,14 +779,20 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         refined = h.models[0].model_id in REFINED_IDS
         # refined ids: split the codes into the two layers (each record's length field)
         layers = {"base": 0, "refinement": 0, "layer_lengths": 0} if refined else None
-        for record in (reader if h.gop > 1 or refined else ()):
-            if record.type == RecordType.INTRA:
-                intra_at.append(record.index)
-            if layers is not None and record.payload is not None and len(record.payload) >= 4:
-                n = int.from_bytes(record.payload[:4], "little")
-                layers["layer_lengths"] += 4
-                layers["base"] += min(n, len(record.payload) - 4)
-                layers["refinement"] += max(0, len(record.payload) - 4 - n)
+        try:
+            for record in (reader if h.gop > 1 or refined else ()):
+                if record.type == RecordType.INTRA:
+                    intra_at.append(record.index)
+                if layers is not None and record.payload is not None and len(record.payload) >= 4:
+                    n = int.from_bytes(record.payload[:4], "little")
+                    layers["layer_lengths"] += 4
+                    layers["base"] += min(n, len(record.payload) - 4)
+                    layers["refinement"] += max(0, len(record.payload) - 4 - n)
+        except TruncatedError:
+            # A cut file (pcz.md §7.1): info describes its whole records, whatever the
+            # model, and counts the tail in other_bytes; only a complete file must not end early.
+            if reader.complete:
+                raise
     # The most frames a seek decodes: from an intra frame to the frame before the next.
     starts = intra_at + [acc.frames] if h.gop > 1 else []
     longest_gop = max((b - a for a, b in zip(starts, starts[1:])), default=min(acc.frames, 1))

@@ -205,3 +205,41 @@ def test_both_readers_agree_on_which_frames_survive_damage(tmp_path, name, cases
             assert theirs == ours, case
             outcomes.add((len(ours), sum(ours)))
     assert len(outcomes) >= 3   # the damage varied what was lost: the test saw real cases
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_info_of_a_cut_file_is_the_spec_s(tmp_path, name):
+    """§7.1, §19: `info` describes a cut file (whole records; the tail in other_bytes)
+    whatever its model, as the spec's reader does; strict decoding refuses it."""
+    data = (SAMPLES / f"{name}.pcz").read_bytes()
+    for cut in (len(data) - 21, len(data) * 2 // 3, 400):
+        path = tmp_path / f"cut{cut}.pcz"
+        path.write_bytes(data[:cut])
+        facts = api.probe(path)
+        assert facts == specread.read(path, salvage=True, symbols=False).info
+        assert not facts["complete"] and sum(facts["parts"].values()) + facts["other_bytes"] == cut
+        with pytest.raises(specread.Refused, match="cut"):
+            specread.read(path, symbols=False)
+        with pytest.raises(PacodecError, match="cut|ends"):
+            with pacodec.open(path) as reader:
+                list(reader)
+
+
+def test_index_totals_must_be_shortest_form_varints(tmp_path):
+    """§1 holds in the index too: both readers refuse a total written in a longer form."""
+    import struct
+    import zlib
+
+    data = (SAMPLES / "conv4-naive.pcz").read_bytes()
+    index_at = struct.unpack_from("<Q", data, len(data) - 20)[0]
+    assert data[index_at] == 0x7F and data[index_at + 1] < 0x80
+    payload = data[index_at + 2 : len(data) - 24]
+    longer = bytes([payload[0] | 0x80, 0x00]) + payload[1:]   # frame_count in two bytes
+    record = bytes([0x7F, len(longer)]) + longer
+    record += struct.pack("<I", zlib.crc32(record) & 0xFFFFFFFF)
+    path = tmp_path / "a.pcz"
+    path.write_bytes(data[:index_at] + record + data[-20:])
+    with pytest.raises(specread.Refused, match="shortest"):
+        specread.read(path, symbols=False)
+    with pytest.raises(PacodecError):
+        api.probe(path)
