@@ -27,6 +27,7 @@ from .output import atomic_output, check_target, describe_os_error
 from .pcz import EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
 from .pcz.limits import MAX_FRAMES
+from .pcz.schema import CURRENT_VERSION
 
 # clip9, GOP 32: 37.3 dB at 406 bytes a frame (conv4 + naive: 30.4 dB at 16,649; the
 # workshop's headline: 36.0 dB at 16,000)
@@ -161,11 +162,24 @@ def _quantizer_for_file(model: Any, header: StreamHeader, params: bytes | None) 
     if header.quantizer == QuantizerKind.ENTROPY:
         if getattr(model, "family", "") != "pac":
             raise FormatError(f"{model.model_id} has no entropy model, yet the file is entropy-coded")
-        q = quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
+        q: quantizers.Quantizer = quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
         if tables_digest(model) != header.table_digest:
             raise WeightsError("the model's entropy tables differ from those the file was coded with")
-        return q
-    return quantizers.from_header(header.quantizer, header.code_dtype, params)
+    else:
+        if params is not None and header.quantizer != QuantizerKind.KMEANS:
+            raise FormatError(f"a {header.quantizer.name.lower()} stream has no PARAMS record (pcz.md §3.6)")
+        if getattr(model, "family", "") == "pac":
+            raise FormatError(f"{model.model_id} codes with the entropy quantizer, the file says "
+                              f"{header.quantizer.name.lower()}")
+        q = quantizers.from_header(header.quantizer, header.code_dtype, params)
+    # pcz.md §3.6: the coding fields come in one combination per quantizer.
+    coder = EntropyCoder.CONSTRICTION_RANGE if header.quantizer == QuantizerKind.ENTROPY else EntropyCoder.NONE
+    if (header.code_dtype, header.frame_param_bytes, header.entropy_coder) != (q.code_dtype, q.frame_param_bytes,
+                                                                               coder):
+        raise FormatError(f"{q.name} codes need code_dtype {q.code_dtype.name.lower()}, frame_param_bytes "
+                          f"{q.frame_param_bytes} and entropy coder {int(coder)}; the header says "
+                          f"{header.code_dtype.name.lower()}, {header.frame_param_bytes}, {int(header.entropy_coder)}")
+    return q
 
 
 @dataclass
@@ -510,8 +524,12 @@ class Reader:
                                                           else res.weights_sha256.hex()))
         except WeightsError as exc:
             self._file.close()
-            # Name the .pcz: which file wants these weights is what the user must know.
-            raise WeightsError(f"{self.path}: {exc}") from None
+            # Name the .pcz: which file wants these weights is what the user must know;
+            # and a newer minor version's file (pcz.md §9) may name a model id we lack.
+            newer = self.pcz.header.version[1] > CURRENT_VERSION[1] if hasattr(self, "pcz") else False
+            note = (f" (the file is version {self.pcz.header.version[0]}.{self.pcz.header.version[1]}; "
+                    f"this build reads {CURRENT_VERSION[0]}.{CURRENT_VERSION[1]})") if newer else ""
+            raise WeightsError(f"{self.path}: {exc}{note}") from None
         except BaseException:
             self._file.close()
             raise

@@ -243,3 +243,91 @@ def test_index_totals_must_be_shortest_form_varints(tmp_path):
         specread.read(path, symbols=False)
     with pytest.raises(PacodecError):
         api.probe(path)
+
+
+# -- versions (§9) and stream rules (§3.6) ------------------------------------------
+def _rebuild(data: bytes, *, major: int = 1, minor: int = 0, extension: bytes = b"", body_edit=None) -> bytes:
+    """The file with another version, header extension or body, its records unchanged
+    and its index and trailer moved to match (CRCs recomputed)."""
+    import struct
+    import zlib
+
+    from tools.specread.container import read_varint
+
+    crc = lambda b: struct.pack("<I", zlib.crc32(b) & 0xFFFFFFFF)  # noqa: E731
+    body_length = struct.unpack_from("<H", data, 6)[0]
+    body = bytearray(data[8 : 8 + body_length]) + extension
+    if body_edit:
+        body_edit(body)
+    head = b"PCZ\x00" + bytes([major, minor]) + struct.pack("<H", len(body)) + bytes(body)
+    head += crc(head)
+    shift = len(head) - (12 + body_length)
+    index_at = struct.unpack_from("<Q", data, len(data) - 20)[0]
+    length, pos = read_varint(data, index_at + 1, len(data))
+    payload = data[pos : pos + length]
+    at = 0
+    for _ in range(11):
+        _, at = read_varint(payload, at, len(payload))
+    frame0, at2 = read_varint(payload, at, len(payload))
+    offset0, at3 = read_varint(payload, at2, len(payload))
+
+    def varint(v: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
+            v >>= 7
+            if not v:
+                return bytes(out)
+
+    payload = payload[:at] + varint(frame0) + varint(offset0 + shift) + payload[at3:]
+    record = b"\x7f" + varint(len(payload)) + payload
+    record += crc(record)
+    trailer = struct.pack("<QI", index_at + shift, struct.unpack_from("<I", data, len(data) - 12)[0]) + b"PCZE"
+    return head + data[12 + body_length : index_at] + record + trailer + crc(trailer)
+
+
+def test_a_newer_minor_version_with_header_fields_appended_decodes(tmp_path):
+    name = "pac-q3-intra"
+    expected = json.loads((SAMPLES / f"{name}.json").read_text())["symbols_sha256"]
+    path = tmp_path / "v11.pcz"
+    path.write_bytes(_rebuild((SAMPLES / f"{name}.pcz").read_bytes(), minor=1, extension=b"\x07new"))
+    result = _same_as_pacodec(path, expected)
+    assert result.info["version"] == "1.1" and result.container.header.extension == b"\x07new"
+
+
+def test_versions_a_reader_cannot_read_are_refused_naming_them(tmp_path):
+    data = (SAMPLES / "conv4-naive.pcz").read_bytes()
+    quantizer_at = 17 + 1 + len("conv4") + 32   # §3.2: the quantizer byte after the one model
+
+    def unknown_quantizer(body):
+        body[quantizer_at] = 9
+
+    for version, kwargs in (("2.0", {"major": 2}), ("1.1", {"minor": 1, "body_edit": unknown_quantizer})):
+        path = tmp_path / f"v{version}.pcz"
+        path.write_bytes(_rebuild(data, **kwargs))
+        with pytest.raises(PacodecError, match=version.replace(".", r"\.")):
+            pacodec.open(path)
+        with pytest.raises(specread.Refused, match=version.replace(".", r"\.")):
+            specread.read(path, [SHIPPED])
+    # An older file (1.0, the oldest) with the same unknown value is refused as damaged.
+    path = tmp_path / "v1.0.pcz"
+    path.write_bytes(_rebuild(data, body_edit=unknown_quantizer))
+    with pytest.raises(PacodecError, match="quantizer"):
+        pacodec.open(path)
+
+
+def test_both_readers_refuse_a_stream_that_breaks_the_coding_rules(tmp_path):
+    """§3.6: a scale stream whose frame_param_bytes is not 8."""
+    data = (SAMPLES / "conv4-naive.pcz").read_bytes()
+    fpb_at = 17 + 1 + len("conv4") + 32 + 3 + 4 * 3   # after quantizer, dtype, ndim and a 3-D shape
+
+    def scale_without_params(body):
+        assert body[fpb_at:fpb_at + 2] == b"\0\0"
+        body[fpb_at - 15] = 2   # quantizer 2 (scale), frame_param_bytes still 0
+
+    path = tmp_path / "a.pcz"
+    path.write_bytes(_rebuild(data, body_edit=scale_without_params))
+    with pytest.raises(PacodecError, match="frame_param_bytes"):
+        pacodec.open(path)
+    with pytest.raises(specread.Refused, match="3.6"):
+        specread.read(path, [SHIPPED])

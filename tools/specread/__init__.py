@@ -36,6 +36,10 @@ def read(path, weights=(), salvage: bool = False, symbols: bool = True) -> Resul
 
     data = Path(path).read_bytes()
     c = read_container(data, salvage)
+    if c.params_records and c.header.quantizer != 3:
+        raise Refused("only a kmeans stream has a PARAMS record (§3.6)")
+    if c.header.quantizer == 3 and c.params is None and not salvage:
+        raise Refused("a kmeans stream needs its PARAMS record (§3.6)")
     digest = None
     if symbols:
         decoder = Decoder(c.header, Weights(weights))

@@ -22,6 +22,8 @@ from .rangecoder import CorruptStream, RangeDecoder, model
 FIXED_WIDTH = {"conv4", "conv5", "tiny-conv", "vanilla-fc-1000", "multilayer-fc-1000", "vanilla-fc-500",
                "multilayer-fc-500", "vanilla-fc-compact", "multilayer-fc-compact", "vae", "vae-compact"}
 RESIDUAL = {"pac-res", "tiny-pac-res"}
+# §3.6: quantizer -> (code_dtype, frame_param_bytes) of fixed-width streams
+FIXED_RULES = {0: (0, 0), 1: (1, 0), 2: (1, 8), 3: (1, 0)}
 # §13, §14: fixed tables
 MODE = [58000, 4000, 3536]
 VECTOR = [1000, 2000, 4000, 9000, 33536, 9000, 4000, 2000, 1000]
@@ -111,9 +113,13 @@ class Decoder:
                 raise Refused(f"{model_id} has no entropy model, yet the file is entropy-coded")
             if header.gop > 1:
                 raise Refused(f"{model_id} has no predicted frames; gop must be 1")
+            if (header.code_dtype, header.frame_param_bytes) != FIXED_RULES[header.quantizer]:
+                raise Refused(f"quantizer {header.quantizer} breaks §3.6 (code_dtype, frame_param_bytes)")
             return
         if header.quantizer != 4 or header.entropy_coder != 1:
             raise Refused(f"{model_id} codes with quantizer 4 and entropy coder 1")
+        if header.frame_param_bytes != 0:
+            raise Refused("entropy-coded frames have no frame_param_bytes (§3.6)")
         tensors, config = weights.load(sha, model_id)
         if self.layout == "entropy":
             self.level = int(config["level"]) if rule == "config" else rule
@@ -141,6 +147,8 @@ class Decoder:
         if len(shape) != 3 or shape[0] != self.tables.shape[0]:
             raise Refused(f"code_shape {shape} does not fit tables of {self.tables.shape[0]} channels")
         self.r = self.tables.shape[1] // 2
+        if header.code_dtype != (2 if self.r <= 127 else 3):
+            raise Refused("code_dtype is int8 for tables of R ≤ 127, else int16 (§3.6)")
         self.cdfs = [model(t) for t in self.tables]
         self.vector_cdf = model(VECTOR)
         self.mode_cdf = model(MODE)
