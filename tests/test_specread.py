@@ -189,7 +189,7 @@ def _specread_survivors(path: Path):
     return result.survivors
 
 
-@pytest.mark.parametrize("name,cases", [("pac-q3-gop4", 14), ("conv4-naive", 8)])
+@pytest.mark.parametrize("name,cases", [("pac-q3-gop4", 14), ("pac-q8-gop4", 8), ("conv4-naive", 8)])
 def test_both_readers_agree_on_which_frames_survive_damage(tmp_path, name, cases):
     original = (SAMPLES / f"{name}.pcz").read_bytes()
     header_size = specread.read(SAMPLES / f"{name}.pcz", symbols=False).container.header.size
