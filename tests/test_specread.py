@@ -331,3 +331,20 @@ def test_both_readers_refuse_a_stream_that_breaks_the_coding_rules(tmp_path):
         pacodec.open(path)
     with pytest.raises(specread.Refused, match="3.6"):
         specread.read(path, [SHIPPED])
+
+
+def test_both_readers_refuse_a_fixed_width_payload_of_the_wrong_length(tmp_path):
+    """§10: a naive payload one byte short of its code entries."""
+    from pacodec.pcz import PczReader, PczWriter
+
+    with open(SAMPLES / "conv4-naive.pcz", "rb") as f:
+        reader = PczReader(f)
+        header, first = reader.header, next(iter(reader)).payload
+    path = tmp_path / "short.pcz"
+    with open(path, "wb") as f, PczWriter(f, header) as writer:
+        writer.write_frame(first[:-1])
+    with pytest.raises(PacodecError, match="16639"):
+        with pacodec.open(path) as decoded:
+            list(decoded)
+    with pytest.raises(specread.Refused, match="16639"):
+        specread.read(path, [SHIPPED])
