@@ -22,7 +22,7 @@ import builtins
 import numpy as np
 
 from . import quantize as quantizers
-from .errors import FormatError, InputError, OutputError, PacodecError, WeightsError
+from .errors import FormatError, InputError, OutputError, PacodecError, TruncatedError, WeightsError
 from .output import atomic_output, check_target, describe_os_error
 from .pcz import CURRENT_VERSION, EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
@@ -161,11 +161,24 @@ def _quantizer_for_file(model: Any, header: StreamHeader, params: bytes | None) 
     if header.quantizer == QuantizerKind.ENTROPY:
         if getattr(model, "family", "") != "pac":
             raise FormatError(f"{model.model_id} has no entropy model, yet the file is entropy-coded")
-        q = quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
+        q: quantizers.Quantizer = quantizers.EntropyQuantizer(model.entropy_tables(), model.code_shape)
         if tables_digest(model) != header.table_digest:
             raise WeightsError("the model's entropy tables differ from those the file was coded with")
-        return q
-    return quantizers.from_header(header.quantizer, header.code_dtype, params)
+    else:
+        if params is not None and header.quantizer != QuantizerKind.KMEANS:
+            raise FormatError(f"a {header.quantizer.name.lower()} stream has no PARAMS record (pcz.md §3.6)")
+        if getattr(model, "family", "") == "pac":
+            raise FormatError(f"{model.model_id} codes with the entropy quantizer, the file says "
+                              f"{header.quantizer.name.lower()}")
+        q = quantizers.from_header(header.quantizer, header.code_dtype, params)
+    # pcz.md §3.6: the coding fields come in one combination per quantizer.
+    coder = EntropyCoder.CONSTRICTION_RANGE if header.quantizer == QuantizerKind.ENTROPY else EntropyCoder.NONE
+    if (header.code_dtype, header.frame_param_bytes, header.entropy_coder) != (q.code_dtype, q.frame_param_bytes,
+                                                                               coder):
+        raise FormatError(f"{q.name} codes need code_dtype {q.code_dtype.name.lower()}, frame_param_bytes "
+                          f"{q.frame_param_bytes} and entropy coder {int(coder)}; the header says "
+                          f"{header.code_dtype.name.lower()}, {header.frame_param_bytes}, {int(header.entropy_coder)}")
+    return q
 
 
 @dataclass
@@ -522,8 +535,15 @@ class Reader:
                                             version=h.version)
         except WeightsError as exc:
             self._file.close()
-            # Name the .pcz: which file wants these weights is what the user must know.
-            raise WeightsError(f"{self.path}: {exc}") from None
+            # Name the .pcz: which file wants these weights is what the user must know;
+            # and a newer minor version's file (pcz.md §9) may name a model id we lack.
+            from .pcz.schema import KNOWN_MINOR
+
+            version = self.pcz.header.version if hasattr(self, "pcz") else None
+            newer = version is not None and version[1] > KNOWN_MINOR.get(version[0], -1)
+            note = (f" (the file is version {version[0]}.{version[1]}; this build reads "
+                    f"{version[0]}.{KNOWN_MINOR[version[0]]})") if newer else ""
+            raise WeightsError(f"{self.path}: {exc}{note}") from None
         except BaseException:
             self._file.close()
             raise
@@ -796,17 +816,23 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         refined = h.models[0].model_id in REFINED_IDS
         # refined ids: split the codes into the two layers (each record's length field)
         layers = {"base": 0, "refinement": 0, "layer_lengths": 0} if refined else None
-        for record in (reader if h.gop > 1 or refined else ()):
-            if record.type == RecordType.INTRA:
-                intra_at.append(record.index)
-            if layers is not None and record.payload is not None and h.version[0] >= 2 \
-                    and record.type == RecordType.PREDICTED:
-                layers["refinement"] += len(record.payload)  # 2.x: no base layer (pcz.md §14)
-            elif layers is not None and record.payload is not None and len(record.payload) >= 4:
-                n = int.from_bytes(record.payload[:4], "little")
-                layers["layer_lengths"] += 4
-                layers["base"] += min(n, len(record.payload) - 4)
-                layers["refinement"] += max(0, len(record.payload) - 4 - n)
+        try:
+            for record in (reader if h.gop > 1 or refined else ()):
+                if record.type == RecordType.INTRA:
+                    intra_at.append(record.index)
+                if layers is not None and record.payload is not None and h.version[0] >= 2 \
+                        and record.type == RecordType.PREDICTED:
+                    layers["refinement"] += len(record.payload)  # 2.x: no base layer (pcz.md §14.5)
+                elif layers is not None and record.payload is not None and len(record.payload) >= 4:
+                    n = int.from_bytes(record.payload[:4], "little")
+                    layers["layer_lengths"] += 4
+                    layers["base"] += min(n, len(record.payload) - 4)
+                    layers["refinement"] += max(0, len(record.payload) - 4 - n)
+        except TruncatedError:
+            # A cut file (pcz.md §7.1): info describes its whole records, whatever the
+            # model, and counts the tail in other_bytes; only a complete file must not end early.
+            if reader.complete:
+                raise
     # The most frames a seek decodes: from an intra frame to the frame before the next.
     starts = intra_at + [acc.frames] if h.gop > 1 else []
     longest_gop = max((b - a for a, b in zip(starts, starts[1:])), default=min(acc.frames, 1))

@@ -1,4 +1,4 @@
-"""Side information of the 4×4 re-prediction, coded with contexts (format 2.0, pcz.md §14.4).
+"""Side information of the 4×4 re-prediction, coded with contexts (format 2.0, pcz.md §14.5).
 
 A refined predicted frame (refine.py) takes some 4×4 blocks from one of the GOP's
 last decoded frames, displaced by a vector: per block a *choice* (0 keeps the base,

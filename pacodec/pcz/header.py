@@ -255,7 +255,14 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
         gop=body.gop,
         version=(major, minor),
     )
-    validate_header(header, where)
+    try:
+        validate_header(header, where)
+    except FormatError as exc:
+        if minor <= KNOWN_MINOR[major]:
+            raise
+        # §9: a newer minor version may use values this build does not know; say so.
+        raise type(exc)(f"{exc} (the file is version {major}.{minor}; this build reads "
+                        f"{major}.{KNOWN_MINOR[major]})") from None
     header = StreamHeader(
         **{
             **header.__dict__,

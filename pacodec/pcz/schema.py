@@ -25,7 +25,7 @@ import numpy as np
 MAGIC = b"PCZ\x00"
 TRAILER_MAGIC = b"PCZE"
 #: The newest version this build writes, and the newest minor of each major it reads.
-#: 2.0: refined predicted frames code their 4×4 re-prediction with contexts (§14.4);
+#: 2.0: refined predicted frames code their 4×4 re-prediction with contexts (§14.5);
 #: a writer uses 2.0 only for such files, 1.0 for every other (pcz.md §9).
 CURRENT_VERSION = (2, 0)
 KNOWN_MINOR = {1: 0, 2: 0}
@@ -215,11 +215,12 @@ IndexPayload = cs.Struct(
 )
 # construct's VarInt reads until a byte < 0x80 and builds a bignum on the way, so a
 # hostile run of 0xFF bytes would cost quadratic time: check the shape first.
-_INDEX_TOTALS_SHAPE = re.compile(rb"(?:[\x80-\xff]{0,9}[\x00-\x7f]){%d}" % len(INDEX_TOTALS))
+# §1: shortest form too (a last byte 0x00 after other bytes is invalid).
+_INDEX_TOTALS_SHAPE = re.compile(rb"(?:[\x80-\xff]{1,9}[\x01-\x7f]|[\x00-\x7f]){%d}" % len(INDEX_TOTALS))
 
 
 def index_totals_well_formed(payload: bytes) -> bool:
-    """True when the payload starts with the §5.1 totals as varints of ≤ 10 bytes."""
+    """True when the payload starts with the §5.1 totals as shortest-form varints of ≤ 10 bytes."""
     return _INDEX_TOTALS_SHAPE.match(payload) is not None
 
 

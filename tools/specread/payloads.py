@@ -1,0 +1,338 @@
+"""Frame payloads of formats/pcz.md §10, §13, §14 and the layouts of §17, from the
+spec's text alone: NumPy and the standard library, the range decoder of
+rangecoder.py, a safetensors reader of its own. ``Decoder(header, weights)`` checks
+the tables against the header's digest; ``symbols(frame)`` returns a frame's integer
+symbols in §16's digest order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .container import INTRA, PREDICTED, CODE_DTYPES, Header, Refused
+from .rangecoder import CorruptStream, RangeDecoder, model
+
+# §17: the layout of every model id ----------------------------------------------
+FIXED_WIDTH = {"conv4", "conv5", "tiny-conv", "vanilla-fc-1000", "multilayer-fc-1000", "vanilla-fc-500",
+               "multilayer-fc-500", "vanilla-fc-compact", "multilayer-fc-compact", "vae", "vae-compact"}
+RESIDUAL = {"pac-res", "tiny-pac-res"}
+# §3.6: quantizer -> (code_dtype, frame_param_bytes) of fixed-width streams
+FIXED_RULES = {0: (0, 0), 1: (1, 0), 2: (1, 8), 3: (1, 0)}
+# §13, §14: fixed tables
+MODE = [58000, 4000, 3536]
+VECTOR = [1000, 2000, 4000, 9000, 33536, 9000, 4000, 2000, 1000]
+CHANNELS = (1, 0, 2)   # §14: passes code G, R, B
+Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
+
+
+def spec_motion_tables(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md"):
+    """§14.5's CHOICE_TABLES and VECTOR_TABLES, read from the spec's own text."""
+    text = spec.read_text()
+    block = text.split("<!-- motion-tables:", 1)[1].split("<!-- /motion-tables -->", 1)[0]
+    choice_part, vector_part = block.split("VECTOR_TABLES", 1)
+    rows = lambda part: [[int(v) for v in line.split(":", 1)[1].split()]
+                         for line in part.splitlines() if re.match(r"^\s*\d+:", line)]
+    return np.array(rows(choice_part)), np.array(rows(vector_part))
+
+
+def layout_of(model_id: str) -> tuple[str, object]:
+    """§17: (layout, level rule) of an id in models[0]: ("fixed", None), ("entropy", l
+    or "config") or ("two-layer", k: the refined level)."""
+    if model_id in FIXED_WIDTH:
+        return "fixed", None
+    if model_id in ("pac", "tiny-pac"):
+        return "entropy", "config"
+    m = re.fullmatch(r"pac-q(\d+)", model_id)
+    if m and 1 <= int(m.group(1)) <= 5:
+        return "entropy", int(m.group(1)) - 1
+    if m and 6 <= int(m.group(1)) <= 10:
+        return "two-layer", int(m.group(1)) - 6
+    if model_id == "pac-hi":
+        return "two-layer", 0
+    if model_id == "tiny-pac-hi":
+        return "two-layer", 1
+    raise Refused(f"model id {model_id!r} is not in §17's table")
+
+
+# safetensors --------------------------------------------------------------------
+def read_safetensors(data: bytes) -> tuple[dict, dict]:
+    """u64 LE header length n, n bytes of JSON, then the tensors' bytes: ({name: int32
+    array} for every I32 tensor, the "__metadata__" strings)."""
+    if len(data) < 8:
+        raise Refused("weights: not safetensors")
+    n = struct.unpack_from("<Q", data, 0)[0]
+    if n > len(data) - 8:
+        raise Refused("weights: header beyond the file")
+    head = json.loads(data[8:8 + n])
+    base = 8 + n
+    tensors = {}
+    for name, info in head.items():
+        if name == "__metadata__" or info["dtype"] != "I32":
+            continue
+        begin, end = info["data_offsets"]
+        count = int(np.prod(info["shape"], dtype=np.int64))
+        if end - begin != 4 * count or base + end > len(data):
+            raise Refused(f"weights: tensor {name} does not fit")
+        tensors[name] = np.frombuffer(data, "<i4", count, base + begin).reshape(info["shape"])
+    return tensors, head.get("__metadata__", {})
+
+
+class Weights:
+    """Safetensors files found by their sha256 in some folders (§17: a decoder finds
+    weights by the sha256 the header names, whatever the file is called)."""
+
+    def __init__(self, folders) -> None:
+        self.by_sha: dict[bytes, Path] = {}
+        for folder in folders:
+            for path in sorted(Path(folder).glob("*.safetensors")):
+                self.by_sha.setdefault(hashlib.sha256(path.read_bytes()).digest(), path)
+
+    def load(self, sha: bytes, model_id: str) -> tuple[dict, dict]:
+        path = self.by_sha.get(sha)
+        if path is None:
+            raise Refused(f"no weights with sha256 {sha.hex()[:16]}… for {model_id}")
+        tensors, meta = read_safetensors(path.read_bytes())
+        return tensors, json.loads(meta.get("config", "{}"))
+
+
+def _i32(*arrays) -> bytes:
+    return b"".join(np.ascontiguousarray(a, "<i4").tobytes() for a in arrays)
+
+
+def _check_tables(tables: np.ndarray, what: str) -> None:
+    if tables.shape[-1] < 2 or np.any(tables < 1) or np.any(tables.sum(axis=-1) != 1 << 16):
+        raise Refused(f"weights: {what} are not positive frequencies summing to 2^16")
+
+
+class Decoder:
+    """The symbols of every frame of one header (§10, §13, §14, §16)."""
+
+    def __init__(self, header: Header, weights: Weights) -> None:
+        self.h = header
+        model_id, sha = header.models[0]
+        self.layout, rule = layout_of(model_id)
+        self.fixed_item = CODE_DTYPES[header.code_dtype][1]
+        if self.layout == "fixed":
+            if header.quantizer == 4 or header.entropy_coder != 0:
+                raise Refused(f"{model_id} has no entropy model, yet the file is entropy-coded")
+            if header.gop > 1:
+                raise Refused(f"{model_id} has no predicted frames; gop must be 1")
+            if (header.code_dtype, header.frame_param_bytes) != FIXED_RULES[header.quantizer]:
+                raise Refused(f"quantizer {header.quantizer} breaks §3.6 (code_dtype, frame_param_bytes)")
+            return
+        if header.quantizer != 4 or header.entropy_coder != 1:
+            raise Refused(f"{model_id} codes with quantizer 4 and entropy coder 1")
+        if header.frame_param_bytes != 0:
+            raise Refused("entropy-coded frames have no frame_param_bytes (§3.6)")
+        tensors, config = weights.load(sha, model_id)
+        if self.layout == "entropy":
+            self.level = int(config["level"]) if rule == "config" else rule
+            refined = None
+        else:
+            base_level, self.step = config["refinements"][rule]
+            self.level = int(base_level)
+            refined = [tensors[name][rule] for name in
+                       ("refine_tables", "refine_tables_p", "refine_flag_tables_p", "refine_motion_tables_p")]
+        self.tables = tensors["tables"][self.level]                  # (C, 2R+1)
+        _check_tables(self.tables, "tables")
+        digest = hashlib.sha256(_i32(self.tables)).digest()            # §10
+        if refined is not None:
+            for t, name in zip(refined, ("refine_tables", "refine_tables_p", "flag table", "motion table")):
+                _check_tables(t, name)
+            digest = hashlib.sha256(digest + _i32(*refined)).digest()  # §14
+            self.refine, self.refine_p, flag, motion = refined
+            self.r_refine = self.refine.shape[-1] // 2
+            self.refine_cdfs = [[model(t) for t in row] for row in self.refine]
+            self.refine_p_cdfs = [[model(t) for t in row] for row in self.refine_p]
+            self.flag_cdf, self.motion_cdf = model(flag), model(motion)
+            if header.version[0] >= 2:   # §14.5
+                choice, vector = spec_motion_tables()
+                for t, name in ((choice, "CHOICE_TABLES"), (vector, "VECTOR_TABLES")):
+                    _check_tables(t, name)
+                self.choice_cdfs = [model(t) for t in choice]
+                self.diff_cdfs = [model(t) for t in vector]
+        self.previous = None   # §14.5: (choices, vectors) of the previous PREDICTED record
+        if digest != header.table_digest:
+            raise Refused("the weights' tables differ from those the file was coded with (table_digest)")
+        shape = header.code_shape
+        if len(shape) != 3 or shape[0] != self.tables.shape[0]:
+            raise Refused(f"code_shape {shape} does not fit tables of {self.tables.shape[0]} channels")
+        self.r = self.tables.shape[1] // 2
+        if header.code_dtype != (2 if self.r <= 127 else 3):
+            raise Refused("code_dtype is int8 for tables of R ≤ 127, else int16 (§3.6)")
+        self.cdfs = [model(t) for t in self.tables]
+        self.vector_cdf = model(VECTOR)
+        self.mode_cdf = model(MODE)
+        self.rows, self.cols = -(-header.height // 16), -(-header.width // 16)
+        if header.gop > 1:   # §13: models[1], the residual model, at the same level
+            if len(header.models) < 2:
+                raise Refused("predicted frames need a residual model in models[1]")
+            res_id, res_sha = header.models[1]
+            res, _ = weights.load(res_sha, res_id)
+            self.res_tables = res["tables"][self.level]
+            _check_tables(self.res_tables, "residual tables")
+            self.res_r = self.res_tables.shape[1] // 2
+            self.res_cdfs = [model(t) for t in self.res_tables]
+
+    def forget(self) -> None:
+        self.previous = None
+
+    # -- §16 -----------------------------------------------------------------
+    def symbols(self, frame) -> bytes:
+        """The digest bytes of one sound frame record (§16)."""
+        payload = frame.payload
+        if self.layout == "fixed":
+            body = payload[self.h.frame_param_bytes:]
+            entries = int(np.prod(self.h.code_shape))
+            if len(body) != entries * self.fixed_item:
+                raise Refused(f"frame {frame.number}: {len(body)} code bytes, {entries} entries expected")
+            return body
+        try:
+            if self.layout == "entropy":
+                if frame.type == INTRA:
+                    return _i32(self.intra(payload))
+                return _i32(*self.predicted(payload))
+            if frame.type != INTRA and self.h.version[0] >= 2:   # §14.5: the refinement layer alone
+                return _i32(*self.refinement(payload, predicted=True))
+            if frame.type == INTRA:
+                self.previous = None
+            if len(payload) < 4:
+                raise Refused(f"frame {frame.number}: a two-layer payload without its length")
+            n = struct.unpack_from("<I", payload, 0)[0]
+            if n > len(payload) - 4:
+                raise Refused(f"frame {frame.number}: base layer of {n} bytes in {len(payload) - 4}")
+            base, refinement = payload[4:4 + n], payload[4 + n:]
+            if frame.type == INTRA:
+                return _i32(self.intra(base), *self.refinement(refinement, predicted=False))
+            return _i32(*self.predicted(base), *self.refinement(refinement, predicted=True))
+        except CorruptStream as exc:
+            raise Refused(f"frame {frame.number}: {exc}") from None
+
+    @staticmethod
+    def _stream(payload: bytes) -> RangeDecoder:
+        if len(payload) % 4:
+            raise Refused("an entropy-coded payload is not whole 32-bit words")
+        return RangeDecoder(struct.unpack(f"<{len(payload) // 4}I", payload))
+
+    @staticmethod
+    def _end(decoder: RangeDecoder) -> None:
+        if not decoder.exhausted():
+            raise Refused("an entropy-coded stream does not end where its symbols do (§15.3)")
+
+    def intra(self, payload: bytes) -> np.ndarray:
+        """§10: C × h·w symbols −R…R, channel by channel."""
+        d = self._stream(payload)
+        per_channel = self.h.code_shape[1] * self.h.code_shape[2]
+        out = np.array([d.decode_many(cdf, per_channel) for cdf in self.cdfs]) - self.r
+        self._end(d)
+        return out
+
+    def predicted(self, payload: bytes) -> list[np.ndarray]:
+        """§13: (modes, vectors of every block as dy, dx, residual symbols by channel)."""
+        d = self._stream(payload)
+        n = self.rows * self.cols
+        modes = np.array(d.decode_many(self.mode_cdf, n))
+        vectors = np.zeros((n, 2), np.int64)
+        moved = np.flatnonzero(modes != 0)
+        comps = np.array(d.decode_many(self.vector_cdf, 2 * len(moved))).reshape(-1, 2) - 4   # dx, dy
+        vectors[moved] = comps[:, ::-1]
+        count = int((modes == 2).sum())
+        symbols = np.array([d.decode_many(cdf, count) for cdf in self.res_cdfs]).reshape(-1) - self.res_r \
+            if count else np.zeros(0, np.int64)
+        self._end(d)
+        return [modes, vectors.reshape(-1), symbols]
+
+    def motion_2(self, d: RangeDecoder, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        """§14.5: the choices C (rows × cols) and vectors V (rows × cols × [dy, dx])."""
+        c_prev, v_prev = self.previous if self.previous is not None else (
+            np.zeros((rows, cols), np.int64), np.zeros((rows, cols, 2), np.int64))
+        taken = np.pad((c_prev != 0).astype(np.int64), 1)
+        p = taken[1:-1, 1:-1]
+        b = np.minimum(sum(taken[dy:dy + rows, dx:dx + cols] for dy in range(3) for dx in range(3)), 2)
+        c = np.zeros((rows, cols), np.int64)
+        parity = np.add.outer(np.arange(rows), np.arange(cols)) % 2
+        for odd in (0, 1):
+            if odd:
+                mine = np.pad((c != 0).astype(np.int64), 1)
+                n = np.minimum(mine[:-2, 1:-1] + mine[2:, 1:-1] + mine[1:-1, :-2] + mine[1:-1, 2:], 2)
+                ctx = 6 + 3 * (3 * p + b) + n
+            else:
+                ctx = 3 * p + b
+            where = np.flatnonzero((parity == odd).reshape(-1))
+            contexts = ctx.reshape(-1)[where]
+            flat = c.reshape(-1)
+            for k in np.unique(contexts):
+                members = where[contexts == k]
+                flat[members] = d.decode_many(self.choice_cdfs[k], len(members))
+        v = np.zeros((rows, cols, 2), np.int64)
+        for r in range(rows):
+            for col in range(cols):
+                if not c[r, col]:
+                    continue
+                if col > 0 and c[r, col - 1]:
+                    k, pred = 1, v[r, col - 1]
+                elif r > 0 and c[r - 1, col]:
+                    k, pred = 1, v[r - 1, col]
+                elif c_prev[r, col]:
+                    k, pred = 2, v_prev[r, col]
+                else:
+                    k, pred = 0, np.zeros(2, np.int64)
+                dx, dy = np.array(d.decode_many(self.diff_cdfs[k], 2)) - 8
+                vec = pred + (dy, dx)
+                if np.abs(vec).max() > 4:
+                    raise CorruptStream("a 4 × 4 vector outside −4 … 4 (§14.5)")
+                v[r, col] = vec
+        return c, v
+
+    def refinement(self, payload: bytes, predicted: bool) -> list[np.ndarray]:
+        """§14: (predicted: the 4×4 blocks' references, the vectors of the moved ones as
+        dy, dx) and the H×W×3 symbols, R, G, B per pixel."""
+        d = self._stream(payload)
+        h, w = self.h.height, self.h.width
+        parts = []
+        coded = np.ones((h, w), bool)
+        if predicted and self.h.version[0] >= 2:
+            refs, vectors = self.motion_2(d, -(-h // 4), -(-w // 4))
+            self.previous = (refs, vectors)
+            parts += [refs.reshape(-1), vectors[refs != 0].reshape(-1)]
+        elif predicted:
+            count = (-(-h // 4)) * (-(-w // 4))
+            refs = np.array(d.decode_many(self.motion_cdf, count))
+            moved = int((refs != 0).sum())
+            comps = np.array(d.decode_many(self.vector_cdf, 2 * moved)).reshape(-1, 2) - 4
+            parts += [refs, comps[:, ::-1].reshape(-1)]
+        if predicted:
+            rows, cols = -(-h // 16), -(-w // 16)
+            flags = np.array(d.decode_many(self.flag_cdf, rows * cols)).reshape(rows, cols)
+            coded = np.kron(flags, np.ones((16, 16), np.int64))[:h, :w] != 0
+        cdfs = self.refine_p_cdfs if predicted else self.refine_cdfs
+        known = np.zeros((3, h, w), np.int64)
+        parity = (np.add.outer(np.arange(h), np.arange(w)) % 2)
+        for index in range(6):
+            channel, odd = CHANNELS[index // 2], index % 2
+            earlier = CHANNELS[: index // 2]
+            if earlier:
+                p = np.minimum(np.abs(known[list(earlier)]).sum(axis=0), 3)
+                nonzero = np.pad((known[list(earlier)] != 0).any(axis=0).astype(np.int64), 1)
+                window = sum(nonzero[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
+                base = 4 * p + Q_OF_COUNT[window]
+            else:
+                base = np.zeros((h, w), np.int64)
+            ctx = 4 * base
+            if odd:
+                mine = np.pad((known[channel] != 0).astype(np.int64), 1)
+                ctx = ctx + np.minimum(mine[:-2, 1:-1] + mine[2:, 1:-1] + mine[1:-1, :-2] + mine[1:-1, 2:], 3)
+            where = np.flatnonzero(((parity == odd) & coded).reshape(-1))   # raster order
+            contexts = ctx.reshape(-1)[where]
+            plane = known[channel].reshape(-1)
+            for c in np.unique(contexts):   # contexts ascending, raster order inside each
+                members = where[contexts == c]
+                plane[members] = np.array(d.decode_many(cdfs[index][c], len(members))) - self.r_refine
+        self._end(d)
+        return parts + [known.transpose(1, 2, 0).reshape(-1)]
