@@ -243,6 +243,19 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
     return Predictor(residual, sha, coder)
 
 
+#: The model holding the learned reference frame of 3.x key frames (keyframe.py).
+KEY_MODEL = "pac-key"
+
+
+def _keyframes(codec: Codec, predictor: Predictor, weights_dir: Path | None, device: str,
+               expect: str | None = None) -> tuple[Any, str]:
+    """The key frame coder of a 3.x two-layer stream and the sha256 of its reference's weights."""
+    from .keyframe import KeyFrameCoder
+
+    key, sha = _load_model(KEY_MODEL, weights_dir, device, expect)
+    return KeyFrameCoder(codec, predictor.coder, key.reference()), sha
+
+
 def _references(coder: Any, history: list[np.ndarray]) -> Any:
     """What a P-frame coder predicts from: a refined id's (refine.LayeredPredictor) the
     GOP's last decoded frames, the most recent first; predict.PredictiveCoder the last."""
@@ -290,11 +303,16 @@ class Writer:
         self.path = Path(path)
         wdir = Path(weights_dir) if weights_dir else None
         loaded, sha = _load_model(model, wdir, device)
+        if not getattr(loaded, "codes_frames", True):
+            raise InputError(f"{model} serves other models' streams and codes no frames itself")
         self.codec = Codec(loaded, sha, _make_quantizer(loaded, quantizer))
         self.predictor = None
+        self.keyframes = None  # 3.x: intra frames own or from the learned reference (keyframe.py)
         self.gop = _choose_gop(loaded, gop)
         if self.gop > 1:
             self.predictor = _predictor(loaded, wdir, device, lam=lam)
+            if self._layered():
+                self.keyframes, self._key_sha = _keyframes(self.codec, self.predictor, wdir, device)
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self._since_intra = 0  # frames since the last intra frame
         self._intra_bytes = 0  # payload bytes of the last intra frame
@@ -391,6 +409,8 @@ class Writer:
         models = [ModelRef(model.model_id, bytes.fromhex(self.codec.sha256))]
         if self.predictor is not None:
             models.append(ModelRef(self.predictor.model.model_id, bytes.fromhex(self.predictor.sha256)))
+        if self.keyframes is not None:
+            models.append(ModelRef(KEY_MODEL, bytes.fromhex(self._key_sha)))
         return StreamHeader(
             source_width=self._source[0], source_height=self._source[1],
             width=model.width, height=model.height,
@@ -398,7 +418,7 @@ class Writer:
             models=tuple(models),
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
-            # The lowest version that holds the file: only refined predicted frames need 2.0.
+            # The lowest version that holds the file: only refined predicted frames need 3.0.
             version=CURRENT_VERSION if self._layered() else (1, 0),
         )
 
@@ -460,6 +480,10 @@ class Writer:
             if predicted:
                 self._history = _remember(coder, out, self._history)
                 self._since_intra += 1
+            elif self.keyframes is not None:
+                payload, out = self.keyframes.encode(frame)
+                self._history = [out]
+                self._intra_bytes, self._since_intra = len(payload), 0
             else:
                 payload = self.codec.payloads(frame[None])[0]
                 self._history = [self.codec.decode_payloads([payload])[0]]
@@ -521,6 +545,8 @@ class Reader:
             expect = None if force_weights else ref.weights_sha256.hex()
             model, sha = _load_model(ref.model_id, Path(weights_dir) if weights_dir else None,
                                      device, expect)
+            if not getattr(model, "codes_frames", True):
+                raise FormatError(f"{self.path}: models[0] is {ref.model_id}, which codes no frames")
             if (model.width, model.height) != (h.width, h.height) or tuple(model.code_shape) != tuple(h.code_shape):
                 raise FormatError(f"{self.path}: header geometry or code shape does not match {ref.model_id}")
             self.codec = Codec(model, sha, _quantizer_for_file(model, h, self.pcz.params))
@@ -533,6 +559,14 @@ class Reader:
                                             residual_ref=(res.model_id, None if force_weights
                                                           else res.weights_sha256.hex()),
                                             version=h.version)
+            self.keyframes = None
+            if h.version[0] >= 3 and self.predictor is not None and self.codec.refiner is not None:
+                if len(h.models) < 3 or h.models[2].model_id != KEY_MODEL:
+                    raise FormatError(f"{self.path}: a {h.version[0]}.{h.version[1]} two-layer stream names "
+                                      f"its key reference ({KEY_MODEL}) as models[2]")
+                key = h.models[2]
+                self.keyframes, _ = _keyframes(self.codec, self.predictor, Path(weights_dir) if weights_dir else None,
+                                               device, None if force_weights else key.weights_sha256.hex())
         except WeightsError as exc:
             self._file.close()
             # Name the .pcz: which file wants these weights is what the user must know;
@@ -601,6 +635,8 @@ class Reader:
         first); returns the new history, its first entry the record's frame."""
 
         if record.type == RecordType.INTRA:
+            if self.keyframes is not None:
+                return [self.keyframes.decode(record.payload)]
             return [self.codec.decode_payloads([record.payload])[0]]
         if not history or self.predictor is None:
             raise FormatError(f"{self.path}: frame {record.index} is predicted but has no reference")
@@ -662,7 +698,10 @@ class Reader:
                 yield np.concatenate(parts)
             else:
                 motion = None
-                yield self.codec.symbols_of(record.payload)
+                if self.keyframes is not None:
+                    yield self.keyframes.symbols(record.payload)
+                else:
+                    yield self.codec.symbols_of(record.payload)
 
     def symbol_digest(self) -> str:
         """sha256 over every frame's decoded symbols (little-endian bytes), in order."""
@@ -816,18 +855,31 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         refined = h.models[0].model_id in REFINED_IDS
         # refined ids: split the codes into the two layers (each record's length field)
         layers = {"base": 0, "refinement": 0, "layer_lengths": 0} if refined else None
+        # 3.x: how many key frames were coded on their own, how many from the reference (§14.6)
+        keys = {"own": 0, "reference": 0} if refined and h.version[0] >= 3 and h.gop > 1 else None
         try:
             for record in (reader if h.gop > 1 or refined else ()):
+                payload = record.payload
                 if record.type == RecordType.INTRA:
                     intra_at.append(record.index)
-                if layers is not None and record.payload is not None and h.version[0] >= 2 \
+                    if keys is not None and payload:  # the kind byte counts with the layer lengths
+                        from .keyframe import KINDS, REFERENCE
+
+                        if payload[0] < len(KINDS):
+                            keys[KINDS[payload[0]]] += 1
+                        layers["layer_lengths"] += 1
+                        if payload[0] == REFERENCE:
+                            layers["refinement"] += len(payload) - 1
+                            continue
+                        payload = payload[1:]
+                if layers is not None and payload is not None and h.version[0] >= 2 \
                         and record.type == RecordType.PREDICTED:
-                    layers["refinement"] += len(record.payload)  # 2.x: no base layer (pcz.md §14.5)
-                elif layers is not None and record.payload is not None and len(record.payload) >= 4:
-                    n = int.from_bytes(record.payload[:4], "little")
+                    layers["refinement"] += len(payload)  # 2.x: no base layer (pcz.md §14.5)
+                elif layers is not None and payload is not None and len(payload) >= 4:
+                    n = int.from_bytes(payload[:4], "little")
                     layers["layer_lengths"] += 4
-                    layers["base"] += min(n, len(record.payload) - 4)
-                    layers["refinement"] += max(0, len(record.payload) - 4 - n)
+                    layers["base"] += min(n, len(payload) - 4)
+                    layers["refinement"] += max(0, len(payload) - 4 - n)
         except TruncatedError:
             # A cut file (pcz.md §7.1): info describes its whole records, whatever the
             # model, and counts the tail in other_bytes; only a complete file must not end early.
@@ -867,6 +919,7 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         # refined pac ids (pac-q6…) only: the codes' base layer, refinement layer and
         # the 4-byte length before each frame's base layer
         **({"layers": layers} if layers is not None else {}),
+        **({"key_frames": keys} if keys is not None else {}),
         "raw_bytes": raw,
         "bytes_per_frame": acc.file_bytes / acc.frames if acc.frames else None,
         "ratio": raw / acc.file_bytes if acc.file_bytes else None,

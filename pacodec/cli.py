@@ -204,7 +204,7 @@ def render_info(facts: dict[str, Any]) -> str:
         f"frames      {facts['frames']} ({facts['intra_frames']} intra, {facts['predicted_frames']} predicted), "
         f"{facts['fps']:g} fps",
         f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source",
-        *(f"{'model' if i == 0 else 'residual':<12}{m['id']}  weights sha256 {m['weights_sha256']}"
+        *(f"{('model', 'residual', 'key ref')[min(i, 2)]:<12}{m['id']}  weights sha256 {m['weights_sha256']}"
           for i, m in enumerate(facts["models"])),
         f"quantizer   {facts['quantizer']}, codes {facts['code_dtype']} {'x'.join(map(str, facts['code_shape']))}",
         f"entropy     {facts['entropy_coder']}" + (f", tables sha256 {facts['table_digest']}" if facts['table_digest'] else ""),
@@ -237,6 +237,10 @@ def render_info(facts: dict[str, Any]) -> str:
             layers = facts["layers"]
             lines.append(f"  layers    base {layers['base']:,} + refinement {layers['refinement']:,} "
                          f"+ lengths {layers['layer_lengths']:,} bytes")
+        if facts.get("key_frames"):
+            keys = facts["key_frames"]
+            lines.append(f"  key       {keys['reference']} intra frames predicted from the learned reference, "
+                         f"{keys['own']} coded on their own")
     ratio = f"1/{facts['ratio']:.2f}" if facts["ratio"] else "-"
     codes_ratio = f"1/{facts['codes_ratio']:.2f}" if facts["codes_ratio"] else "-"
     lines.append(f"raw         {facts['raw_bytes']:,} bytes ({facts['frames']} x {facts['width']}x{facts['height']}x3)")

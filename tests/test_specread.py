@@ -102,7 +102,7 @@ def _encode(path: Path, frames: np.ndarray, **kwargs) -> Path:
 
 
 SHIPPED_IDS = sorted(m["id"] for m in json.loads((SHIPPED / "manifest.json").read_text())["models"]
-                     if m["id"] != "pac-res")   # pac-res only serves predicted frames (models[1])
+                     if m["id"] not in ("pac-res", "pac-key"))   # they only serve: models[1], models[2]
 
 
 def test_every_shipped_id_is_covered():
@@ -130,6 +130,8 @@ def test_specread_matches_fresh_predicted_files(tmp_path, frames, model_id):
     n = 2 if model_id == "pac-q2" else 3   # pac-q2's P-frame search is the slow one
     result = _same_as_pacodec(_encode(tmp_path / "a.pcz", frames[:n], model=model_id, gop=4))
     assert result.info["predicted_frames"] == n - 1
+    if model_id == "pac-q9":   # 3.0: Atari frames are far from pac-key's maze, coded on their own
+        assert result.info["key_frames"] == {"own": 1, "reference": 0}
 
 
 def test_specread_imports_neither_pacodec_nor_its_libraries():
@@ -302,7 +304,8 @@ def test_versions_a_reader_cannot_read_are_refused_naming_them(tmp_path):
     def unknown_quantizer(body):
         body[quantizer_at] = 9
 
-    for version, kwargs in (("3.0", {"major": 3}), ("2.1", {"major": 2, "minor": 1, "body_edit": unknown_quantizer}),
+    for version, kwargs in (("4.0", {"major": 4}), ("3.1", {"major": 3, "minor": 1, "body_edit": unknown_quantizer}),
+                            ("2.1", {"major": 2, "minor": 1, "body_edit": unknown_quantizer}),
                             ("1.1", {"minor": 1, "body_edit": unknown_quantizer})):
         path = tmp_path / f"v{version}.pcz"
         path.write_bytes(_rebuild(data, **kwargs))

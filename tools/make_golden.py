@@ -39,15 +39,45 @@ GOLDEN = {
     "pac-q8-intra": ("pac-q8", None, 1),
     "pac-q8-gop4": ("pac-q8", None, 4),
     "pac-q8-gop8": ("pac-q8", None, 8),
+    "pac-q8-key": ("pac-q8", None, 4),
 }
 #: Samples kept as an older encoder wrote them, to prove such files still decode: this
-#: build would write them differently (pac-q8-gop4 is a 1.0 file; it would now be 2.0).
-FROZEN = {"pac-q8-gop4"}
+#: build would write them differently (pac-q8-gop4 is a 1.0 file, pac-q8-gop8 a 2.0 one;
+#: both would now be 3.0).
+FROZEN = {"pac-q8-gop4", "pac-q8-gop8"}
+#: Samples made from frames drawn on pac-key's learned reference (a moving disc and a
+#: box over the maze), so their key frames are predicted from it (pcz.md §14.6): the
+#: Atari frames look nothing like the reference and would be coded on their own.
+ON_REFERENCE = {"pac-q8-key"}
 
 
 def source_frames() -> np.ndarray:
     frames = list(record_atari(game="ms_pacman", frames=150 + FRAMES, seed=SEED))
     return np.stack(frames[-FRAMES:])  # past the intro, so frames move
+
+
+def reference_frames(count: int = 8) -> np.ndarray:
+    """Frames of the learned reference with a yellow disc moving right and a pink box
+    moving down: what a key frame predicted from the reference codes."""
+    import cv2
+
+    from pacodec import zoo
+
+    reference = zoo.load("pac-key")[0].reference()
+    frames = []
+    for t in range(count):
+        frame = reference.copy()
+        cv2.circle(frame, (40 + 3 * t, 150), 5, (255, 255, 0), -1)
+        cv2.rectangle(frame, (100, 60 + 2 * t), (109, 69 + 2 * t), (255, 160, 200), -1)
+        frames.append(frame)
+    return np.stack(frames)
+
+
+def write_source(path: Path, frames: np.ndarray) -> Path:
+    with VideoWriter(path, fps=30, width=frames.shape[2], height=frames.shape[1]) as out:
+        for frame in frames:
+            out.write(frame)
+    return path
 
 
 def make(name: str, model: str, quantizer: str | None, gop: int, source: Path) -> None:
@@ -64,9 +94,11 @@ def make(name: str, model: str, quantizer: str | None, gop: int, source: Path) -
         digest = reader.symbol_digest()
         for i, frame in enumerate(reader):
             cv2.imwrite(str(frames_dir / f"frame_{i:06d}.png"), frame[..., ::-1])
+    origin = (f"8 frames drawn on pac-key's reference (tools/make_golden.py reference_frames)"
+              if name in ON_REFERENCE else
+              f"ale-py ms_pacman seed {SEED}, last {FRAMES} of {150 + FRAMES} frames (frameskip 2)")
     expected = {"model": model, "quantizer": quantizer, "gop": gop, "info": facts,
-                "symbols_sha256": digest, "source": f"ale-py ms_pacman seed {SEED}, last {FRAMES} of "
-                                                     f"{150 + FRAMES} frames (frameskip 2)"}
+                "symbols_sha256": digest, "source": origin}
     (SAMPLES / f"{name}.json").write_text(json.dumps(expected, indent=2) + "\n")
     print(f"{name}: {facts['file_bytes']} bytes, symbols {digest[:16]}…")
 
@@ -74,15 +106,12 @@ def make(name: str, model: str, quantizer: str | None, gop: int, source: Path) -
 def main(names: list[str]) -> int:
     SAMPLES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "source.mkv"
-        frames = source_frames()
-        with VideoWriter(source, fps=30, width=frames.shape[2], height=frames.shape[1]) as out:
-            for frame in frames:
-                out.write(frame)
+        atari = write_source(Path(tmp) / "source.mkv", source_frames())
+        drawn = write_source(Path(tmp) / "drawn.mkv", reference_frames())
         for name in names or [n for n in GOLDEN if n not in FROZEN]:
             if name in FROZEN:
                 raise SystemExit(f"{name} is frozen as an older version wrote it (FROZEN)")
-            make(name, *GOLDEN[name], source)
+            make(name, *GOLDEN[name], drawn if name in ON_REFERENCE else atari)
     return 0
 
 

@@ -467,3 +467,41 @@ for _k in range(REFINED_LEVELS):
 TINY_REFINED = {**TINY, "refinements": ((0, 32), (1, 16))}
 register(ModelSpec("tiny-pac-hi", "pac", _refined_builder("tiny-pac-hi", 1, TINY_REFINED),
                    "a tiny refined model for tests (no shipped weights)"))
+
+
+@dataclass(frozen=True)
+class KeyReferenceConfig:
+    width: int = 160
+    height: int = 200
+
+
+class KeyReference(CodecModel):
+    """pac-key: the reference frame that intra frames of format 3.x may be predicted
+    from (pacodec/keyframe.py, formats/pcz.md §14.6).
+
+    Not a transform: one H×W×3 uint8 frame, the per-pixel median of every frame of the
+    training clips (``tools/make_key_reference.py``), learned from data and frozen into
+    the weights like the refinement tables. The maze, its walls and the score labels
+    are the same in every game, so an intra frame is mostly a copy of it; a decoder
+    reads these integers, never a float."""
+
+    family = "pac"
+    #: It serves the streams of other ids (as models[2]) and codes no frames itself.
+    codes_frames = False
+
+    def __init__(self, model_id: str, config: KeyReferenceConfig) -> None:
+        super().__init__(model_id, config)
+        self.register_buffer("frame", torch.zeros(config.height, config.width, 3, dtype=torch.uint8))
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return (self.height, self.width, 3)
+
+    def reference(self) -> np.ndarray:
+        """The reference frame, H×W×3 uint8 (C-contiguous)."""
+        return np.ascontiguousarray(self.frame.cpu().numpy())
+
+
+register(ModelSpec("pac-key", "pac", lambda o: KeyReference("pac-key", config_from(KeyReferenceConfig, o)),
+                   "ours: the learned reference frame that key frames of two-layer streams are "
+                   "predicted from (used with pac-q6…q10, not on its own)"))

@@ -164,8 +164,10 @@ def build_header(header: StreamHeader) -> bytes:
         gop=header.gop,
         extension=b"",
     )
-    if header.version not in ((1, 0), CURRENT_VERSION):
-        raise ValueError(f"this build writes versions 1.0 and {CURRENT_VERSION[0]}.{CURRENT_VERSION[1]}, not {header.version}")
+    if header.version not in ((1, 0), (2, 0), CURRENT_VERSION):
+        # 2.0 only for tools/make_golden.py's frozen samples; pacodec writes 1.0 or 3.0.
+        raise ValueError(f"this build writes versions 1.0, 2.0 and {CURRENT_VERSION[0]}.{CURRENT_VERSION[1]}, "
+                         f"not {header.version}")
     signed = dict(version_major=header.version[0], version_minor=header.version[1], body=body)
     return Header.build(dict(signed=dict(value=signed)))
 

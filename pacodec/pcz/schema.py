@@ -26,9 +26,10 @@ MAGIC = b"PCZ\x00"
 TRAILER_MAGIC = b"PCZE"
 #: The newest version this build writes, and the newest minor of each major it reads.
 #: 2.0: refined predicted frames code their 4×4 re-prediction with contexts (§14.5);
-#: a writer uses 2.0 only for such files, 1.0 for every other (pcz.md §9).
-CURRENT_VERSION = (2, 0)
-KNOWN_MINOR = {1: 0, 2: 0}
+#: 3.0: their intra frames may be predicted from a learned reference frame (§14.6).
+#: A writer uses 3.0 only for such files, 1.0 for every other (pcz.md §9).
+CURRENT_VERSION = (3, 0)
+KNOWN_MINOR = {1: 0, 2: 0, 3: 0}
 SUPPORTED_MAJOR = tuple(KNOWN_MINOR)
 
 PREAMBLE_SIZE = 8  # magic, major, minor, body_length (§3.1)

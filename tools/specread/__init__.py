@@ -71,17 +71,28 @@ def info(c: Container, name: str) -> dict:
     fixed_width = frames * entries * CODE_DTYPES[h.code_dtype][1] + frames * h.frame_param_bytes
     if refined:
         fixed_width += frames * 3 * h.width * h.height
-    layers = None
+    layers = keys = None
     if refined:
         layers = {"base": 0, "refinement": 0, "layer_lengths": 0}
+        if h.version[0] >= 3 and h.gop > 1:   # §14.6, §19: key frames by kind
+            keys = {"own": 0, "reference": 0}
         for f in sound:
+            payload = f.payload
+            if keys is not None and f.type == INTRA and payload:   # the kind byte
+                layers["layer_lengths"] += 1
+                if payload[0] < 2:
+                    keys[("own", "reference")[payload[0]]] += 1
+                if payload[0] == 1:
+                    layers["refinement"] += len(payload) - 1
+                    continue
+                payload = payload[1:]
             if h.version[0] >= 2 and f.type != INTRA:   # §14.5: the refinement layer alone
-                layers["refinement"] += len(f.payload)
-            elif len(f.payload) >= 4:
-                n = int.from_bytes(f.payload[:4], "little")
+                layers["refinement"] += len(payload)
+            elif len(payload) >= 4:
+                n = int.from_bytes(payload[:4], "little")
                 layers["layer_lengths"] += 4
-                layers["base"] += min(n, len(f.payload) - 4)
-                layers["refinement"] += max(0, len(f.payload) - 4 - n)
+                layers["base"] += min(n, len(payload) - 4)
+                layers["refinement"] += max(0, len(payload) - 4 - n)
     raw = frames * h.width * h.height * 3
     out = {
         "file": name, "file_bytes": c.size, "frames": frames,
@@ -101,6 +112,7 @@ def info(c: Container, name: str) -> dict:
         "bytes_by_type": {"intra": acc["intra"], "predicted": acc["predicted"]},
         "codes_fixed_width": fixed_width,
         **({"layers": layers} if layers is not None else {}),
+        **({"key_frames": keys} if keys is not None else {}),
         "raw_bytes": raw,
         "bytes_per_frame": c.size / frames if frames else None,
         "ratio": raw / c.size if c.size else None,

@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC, TRAILER_MAGIC = b"PCZ\x00", b"PCZE"
-KNOWN_MINOR = {1: 0, 2: 0}   # §9: the newest minor of each major this reader knows
+KNOWN_MINOR = {1: 0, 2: 0, 3: 0}   # §9: the newest minor of each major this reader knows
 PARAMS, INTRA, PREDICTED, INDEX = 0x01, 0x02, 0x03, 0x7F   # §4.1
 RECORD_TYPES = (PARAMS, INTRA, PREDICTED, INDEX)
 QUANTIZERS = {0: "none", 1: "naive", 2: "scale", 3: "kmeans", 4: "entropy"}                  # §3.4

@@ -170,6 +170,9 @@ class Decoder:
         self.vector_cdf = model(VECTOR)
         self.mode_cdf = model(MODE)
         self.rows, self.cols = -(-header.height // 16), -(-header.width // 16)
+        if header.gop > 1 and refined is not None and header.version[0] >= 3 and (
+                len(header.models) < 3 or header.models[2][0] != "pac-key"):
+            raise Refused("a 3.x two-layer stream with predicted frames names pac-key as models[2] (§14.6)")
         if header.gop > 1:   # §13: models[1], the residual model, at the same level
             if len(header.models) < 2:
                 raise Refused("predicted frames need a residual model in models[1]")
@@ -202,6 +205,15 @@ class Decoder:
                 return _i32(*self.refinement(payload, predicted=True))
             if frame.type == INTRA:
                 self.previous = None
+            kind = []
+            if frame.type == INTRA and self.h.version[0] >= 3 and self.h.gop > 1:   # §14.6: a key frame
+                if not payload or payload[0] > 1:
+                    raise Refused(f"frame {frame.number}: key frame kind {payload[:1].hex() or 'missing'}")
+                kind, payload = [np.array([payload[0]])], payload[1:]
+                if kind[0][0] == 1:   # predicted from the reference, with no previous motion
+                    parts = self.refinement(payload, predicted=True)
+                    self.previous = None
+                    return _i32(*kind, *parts)
             if len(payload) < 4:
                 raise Refused(f"frame {frame.number}: a two-layer payload without its length")
             n = struct.unpack_from("<I", payload, 0)[0]
@@ -209,7 +221,7 @@ class Decoder:
                 raise Refused(f"frame {frame.number}: base layer of {n} bytes in {len(payload) - 4}")
             base, refinement = payload[4:4 + n], payload[4 + n:]
             if frame.type == INTRA:
-                return _i32(self.intra(base), *self.refinement(refinement, predicted=False))
+                return _i32(*kind, self.intra(base), *self.refinement(refinement, predicted=False))
             return _i32(*self.predicted(base), *self.refinement(refinement, predicted=True))
         except CorruptStream as exc:
             raise Refused(f"frame {frame.number}: {exc}") from None

@@ -1,0 +1,94 @@
+"""Key frames of format 3.x: an intra frame coded on its own, or predicted from a
+learned reference frame that the decoder holds in its weights (formats/pcz.md §14.6).
+
+Pac-Man is one maze: its walls, the score labels and most of the dots look the same
+in every game. ``pac-key`` (models/pac.py ``KeyReference``) stores that look as one
+frame learned from the training clips, so an INTRA record of a two-layer stream can
+code only what differs from it (the sprites, the eaten dots, the score) with the
+predicted-frame tools: a refinement layer exactly as a version 2.x predicted frame
+(§14.5) whose one reference is the learned frame and whose previous motion is none.
+It depends on nothing in the stream, so it is a seek point like any intra frame.
+
+Payload: one byte ``kind`` then
+
+    kind 0 (OWN)        the two-layer intra payload of §14 (base level + refinement)
+    kind 1 (REFERENCE)  a §14.5 refinement layer against the learned reference frame
+
+The encoder codes both and keeps the one with the lower rate–distortion cost,
+squared error + λ·bits with the refinement layer's own λ (an encoder's choice; on
+footage of another maze the reference loses and the frame is coded on its own, at
+one byte more than in 2.x).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import FormatError
+
+OWN, REFERENCE = 0, 1
+KINDS = ("own", "reference")
+
+
+class KeyFrameCoder:
+    """Codes INTRA records of a 3.x two-layer stream (see the module's docstring).
+
+    ``codec``: the api.Codec of the stream's refined id (its intra payloads);
+    ``predictor``: its refine.LayeredPredictor without a base layer (2.x P-frames);
+    ``reference``: the learned frame, H×W×3 uint8 at the stream's geometry.
+    """
+
+    def __init__(self, codec, predictor, reference: np.ndarray) -> None:
+        reference = np.ascontiguousarray(reference, dtype=np.uint8)
+        h, w = predictor.refiner.board.shape
+        if reference.shape != (h, w, 3):
+            raise FormatError(f"a key reference of shape {reference.shape} does not fit {w}x{h} frames")
+        if predictor.base_layer:
+            raise ValueError("key frames predict like version 2.x P-frames, without a base layer")
+        self.codec = codec
+        self.predictor = predictor
+        self.reference = reference
+
+    def _lambda(self) -> float:
+        refiner = self.predictor.refiner
+        return refiner.rd_scale * refiner.step ** 2
+
+    def encode(self, frame: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """Frame -> (payload, the frame the decoder will make)."""
+        own = self.codec.payloads(frame[None])[0]
+        own_out = self.codec.decode_payloads([own])[0]
+        ref, ref_out = self.predictor.encode(frame, [self.reference])
+        source = frame.astype(np.int64)
+
+        def cost(payload: bytes, out: np.ndarray) -> float:
+            return float(np.sum((np.asarray(out, np.int64) - source) ** 2)) + self._lambda() * 8 * len(payload)
+
+        if cost(ref, ref_out) < cost(own, own_out):
+            return bytes([REFERENCE]) + ref, np.asarray(ref_out)
+        return bytes([OWN]) + own, own_out
+
+    def split(self, payload: bytes) -> tuple[int, bytes]:
+        """(kind, the rest) of a key frame payload; FormatError for an unknown kind."""
+        if not payload:
+            raise FormatError("a key frame payload is empty (it starts with its kind byte)")
+        kind = payload[0]
+        if kind not in (OWN, REFERENCE):
+            raise FormatError(f"key frame kind {kind} is not 0 (own) or 1 (reference)")
+        return kind, payload[1:]
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        kind, rest = self.split(payload)
+        if kind == OWN:
+            return self.codec.decode_payloads([rest])[0]
+        # np.asarray: a key frame starts its GOP, so the next P-frame's previous motion is none.
+        return np.asarray(self.predictor.decode(rest, [self.reference]))
+
+    def symbols(self, payload: bytes) -> np.ndarray:
+        """What the payload codes as one int32 vector: the kind, then the symbols of
+        an intra payload (§16) or of a refinement layer with no previous motion."""
+        kind, rest = self.split(payload)
+        if kind == OWN:
+            body = self.codec.symbols_of(rest)
+        else:
+            body = self.predictor.refinement_symbols(rest, None)[0]
+        return np.concatenate([np.array([kind], np.int32), body.astype(np.int32).ravel()])
