@@ -7,10 +7,11 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 2.0 as shipped;
-- ``1.0 side information``: the 4×4 re-prediction's choices and vectors coded with
-  one fixed table each, and the all-SKIP base layer written (format 1.0, as the
-  previous release wrote these files);
+- ``default``: format 3.0 as shipped;
+- ``no learned reference``: key frames always coded on their own, never predicted
+  from pac-key's learned frame (format 2.0, §14.6);
+- ``1.0 side information``: as that, and the 4×4 re-prediction's choices and vectors
+  coded with one fixed table each, and the all-SKIP base layer written (format 1.0);
 - ``no 4×4 re-prediction``: the residual layer straight on the previous frame (a
   plain copy), no block taken from any reference;
 - ``one reference``: 4×4 blocks only from the previous frame;
@@ -46,7 +47,10 @@ def variant(writer: pacodec.Writer, name: str) -> None:
     coder = writer.predictor.coder if writer.predictor is not None else None
     if name in ("default", "all intra") or coder is None:
         return
-    if name == "1.0 side information":
+    if name == "no learned reference":
+        writer.keyframes = None
+    elif name == "1.0 side information":
+        writer.keyframes = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
     elif name == "no 4×4 re-prediction":
@@ -58,7 +62,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")
+VARIANTS = ("default", "no learned reference", "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")
 
 
 def run(frames: list[np.ndarray], model: str, name: str, work: Path) -> dict:

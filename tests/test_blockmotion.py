@@ -96,8 +96,9 @@ def test_tables_of_the_wrong_shape_or_sum_are_refused():
 
 
 def test_writers_use_the_lowest_version_that_holds_the_file(tmp_path, clip, tiny_weights):
-    """2.0 only for refined predicted frames; 1.0 files of every other kind read as before."""
-    cases = {("tiny-pac-hi", 4): "2.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
+    """3.0 only for refined predicted frames (2.0's contexts and 3.0's key frames);
+    1.0 files of every other kind read as before."""
+    cases = {("tiny-pac-hi", 4): "3.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
     for (model, gop), version in cases.items():
         path = tmp_path / f"{model}-{gop}.pcz"
         facts = api.encode(clip, path, model=model, gop=gop, weights_dir=tiny_weights, max_frames=8)
@@ -116,10 +117,14 @@ def test_a_2_0_stream_decodes_to_what_the_encoder_reconstructed(tmp_path, clip, 
 
     seen: list[np.ndarray] = []
     original = refine.LayeredPredictor.encode
+    from pacodec import zoo
+
+    key_reference = zoo.load("pac-key")[0].reference()
 
     def keep(self, frame, refs):
         payload, out = original(self, frame, refs)
-        seen.append(np.array(out))
+        if not (len(refs) == 1 and np.array_equal(refs[0], key_reference)):  # a key frame's try (§14.6)
+            seen.append(np.array(out))
         return payload, out
 
     path = tmp_path / "v2.pcz"
