@@ -28,8 +28,8 @@ from .pcz import CURRENT_VERSION, EntropyCoder, ModelRef, PczReader, PczWriter, 
 from .pcz import Quantizer as QuantizerKind
 from .pcz.limits import MAX_FRAMES
 
-# clip9, GOP 32: 37.3 dB at 406 bytes a frame (conv4 + naive: 30.4 dB at 16,649; the
-# workshop's headline: 36.0 dB at 16,000)
+# clip9, GOP 250: 35.6 dB at 74.7 bytes a frame (benchmarks/rd.py; conv4 + naive: 30.4 dB
+# at 16,649; the workshop's headline: 36.0 dB at 16,000)
 DEFAULT_MODEL = "pac-q8"
 DEFAULT_QUANTIZER = "naive"
 # models whose codes are not kept in [0, 1] (the VAE) default to per-frame min/max scaling
