@@ -10,6 +10,7 @@ The public API::
     with pacodec.Writer("out.pcz", model="conv4", fps=30) as writer:
         writer.write(frame)
     pacodec.probe("game.pcz")                     # byte accounting, no model needed
+    pacodec.encode_many(["a.mp4", "b.mp4"], "out/")  # out/a.pcz, out/b.pcz on every core
 """
 
 __version__ = "0.1.0"
@@ -34,6 +35,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "encode_many":
+        from .batch import encode_many
+
+        return encode_many
     raise AttributeError(f"module 'pacodec' has no attribute {name!r}")
 
 
@@ -43,7 +48,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare",
+    "open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare", "encode_many",
     "PacodecError", "FormatError", "ChecksumError", "UnsupportedVersionError", "LimitError",
     "TruncatedError", "InputError", "WeightsError", "OutputError", "__version__",
 ]
