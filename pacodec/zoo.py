@@ -113,6 +113,9 @@ def save(model: CodecModel, path: Path, *, half_precision: bool = False) -> str:
 
 def _metadata(data: bytes) -> dict[str, str]:
     # safetensors: u64 header length, then a JSON header whose "__metadata__" we read.
+    # Not safetensors.safe_open: it opens a path, and load() must read the id and config
+    # from the very bytes whose sha256 it checked (a path can change between the check
+    # and a second read); safetensors has no metadata reader for bytes.
     if len(data) < 8:
         raise ValueError("too short")
     n = int.from_bytes(data[:8], "little")
