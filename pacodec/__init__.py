@@ -4,8 +4,12 @@ The public API::
 
     import pacodec
     pacodec.encode("game.mp4", "game.pcz", model="conv4", quantizer="naive")
-    with pacodec.open("game.pcz") as reader:      # len(reader), reader[i], iteration
-        for frame in reader:                      # H×W×3 uint8 RGB
+    with pacodec.open("game.pcz") as reader:      # len(reader), reader[i], reader[a:b], iteration
+        for frame in reader:                      # H×W×3 uint8 RGB, C-contiguous
+            ...
+    pacodec.encode(frames, "frames.pcz", fps=30)  # frames: N×H×W×3 uint8, or any iterable of frames
+    with pacodec.VideoReader("game.mp4") as video:  # any source video, one frame at a time
+        for frame in video:
             ...
     with pacodec.Writer("out.pcz", model="conv4", fps=30) as writer:
         writer.write(frame)
@@ -39,6 +43,10 @@ def __getattr__(name: str):
         from .batch import encode_many
 
         return encode_many
+    if name == "VideoReader":  # any source video, streamed as frames (PyAV)
+        from .video import VideoReader
+
+        return VideoReader
     raise AttributeError(f"module 'pacodec' has no attribute {name!r}")
 
 
@@ -49,6 +57,6 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare", "encode_many",
-    "PacodecError", "FormatError", "ChecksumError", "UnsupportedVersionError", "LimitError",
+    "VideoReader", "PacodecError", "FormatError", "ChecksumError", "UnsupportedVersionError", "LimitError",
     "TruncatedError", "InputError", "WeightsError", "OutputError", "__version__",
 ]
