@@ -164,8 +164,10 @@ def load(
     WeightsError for an unknown id, missing weights, a file whose hash differs from the
     manifest, or (with ``expect_sha256``) from what a ``.pcz`` header names.
     """
+    from .device import check_device
     from .models import registered_ids
 
+    check_device(device)
     if model_id not in registered_ids():
         raise unknown_id(model_id)
     found = find(model_id, weights_dir)
