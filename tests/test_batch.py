@@ -5,7 +5,6 @@ interrupted batch leaves no partial output. Clips are made here from NumPy frame
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
