@@ -8,11 +8,12 @@ VIDEO ?=
 
 install: $(STAMP)
 
+# torch: the CPU build for this machine (no GPU), pinned here; pyproject.toml allows a range.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,atari,kmeans,distributed]'
 	touch $(STAMP)
 
 demo: $(STAMP)

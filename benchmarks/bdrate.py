@@ -4,9 +4,12 @@ A curve is a list of ``(rate, psnr)`` points; rate is any size measure proportio
 bytes (bytes per frame, bpp, kbit/s), the same for both curves.
 
 BD-rate: log-rate as a function of PSNR, interpolated piecewise-cubic and monotone
-(scipy's ``PchipInterpolator``), integrated over the PSNR interval both curves cover;
-the mean log-rate difference is turned into a percentage. Negative means the test
-curve needs fewer bytes for the same PSNR.
+(PCHIP, as the JCT-VC/JVET common-test-conditions sheets do), integrated over the PSNR
+interval both curves cover; the mean log-rate difference is turned into a percentage.
+Negative means the test curve needs fewer bytes for the same PSNR. The integration is
+the ``bjontegaard`` package's (``method="pchip"``, checked against those sheets by its
+authors and here by tests/test_bench_tools.py on JCTVC-E137's published example); what
+is ours is the cleaning below and when a figure is "n/a".
 
 Before fitting, each curve is cleaned (``monotone``):
   1. points with a non-finite or non-positive rate, or a PSNR at or above 100 dB (the
@@ -26,8 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-from scipy.interpolate import PchipInterpolator
+import bjontegaard
 
 MIN_POINTS = 4
 MIN_OVERLAP_DB = 1.0
@@ -49,16 +51,8 @@ def monotone(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def _log_rate_of_psnr(curve: list[tuple[float, float]]) -> PchipInterpolator:
-    rates = np.array([r for r, _ in curve])
-    psnrs = np.array([p for _, p in curve])
-    return PchipInterpolator(psnrs, np.log(rates))
-
-
-def _psnr_of_log_rate(curve: list[tuple[float, float]]) -> PchipInterpolator:
-    rates = np.array([r for r, _ in curve])
-    psnrs = np.array([p for _, p in curve])
-    return PchipInterpolator(np.log(rates), psnrs)
+def _columns(curve: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    return [r for r, _ in curve], [p for _, p in curve]
 
 
 def _usable(anchor: Curve, test: Curve):
@@ -92,9 +86,9 @@ def bd_rate(anchor: Curve, test: Curve) -> float | None:
     hi = min(a[-1][1], t[-1][1])
     if hi - lo < MIN_OVERLAP_DB:
         return None
-    fa, ft = _log_rate_of_psnr(a), _log_rate_of_psnr(t)
-    mean_diff = (ft.integrate(lo, hi) - fa.integrate(lo, hi)) / (hi - lo)
-    return float((math.exp(mean_diff) - 1.0) * 100.0)
+    # min_overlap=0: the 1 dB rule above is ours (bjontegaard would only warn).
+    return float(bjontegaard.bd_rate(*_columns(a), *_columns(t), method="pchip",
+                                     require_matching_points=False, min_overlap=0))
 
 
 def bd_psnr(anchor: Curve, test: Curve) -> float | None:
@@ -114,8 +108,8 @@ def bd_psnr(anchor: Curve, test: Curve) -> float | None:
     hi = min(math.log(a[-1][0]), math.log(t[-1][0]))
     if hi <= lo:
         return None
-    fa, ft = _psnr_of_log_rate(a), _psnr_of_log_rate(t)
-    return float((ft.integrate(lo, hi) - fa.integrate(lo, hi)) / (hi - lo))
+    return float(bjontegaard.bd_psnr(*_columns(a), *_columns(t), method="pchip",
+                                     require_matching_points=False, min_overlap=0))
 
 
 def format_percent(value: float | None) -> str:

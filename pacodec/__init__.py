@@ -4,12 +4,17 @@ The public API::
 
     import pacodec
     pacodec.encode("game.mp4", "game.pcz", model="conv4", quantizer="naive")
-    with pacodec.open("game.pcz") as reader:      # len(reader), reader[i], iteration
-        for frame in reader:                      # H×W×3 uint8 RGB
+    with pacodec.open("game.pcz") as reader:      # len(reader), reader[i], reader[a:b], iteration
+        for frame in reader:                      # H×W×3 uint8 RGB, C-contiguous
+            ...
+    pacodec.encode(frames, "frames.pcz", fps=30)  # frames: N×H×W×3 uint8, or any iterable of frames
+    with pacodec.VideoReader("game.mp4") as video:  # any source video, one frame at a time
+        for frame in video:
             ...
     with pacodec.Writer("out.pcz", model="conv4", fps=30) as writer:
         writer.write(frame)
     pacodec.probe("game.pcz")                     # byte accounting, no model needed
+    pacodec.encode_many(["a.mp4", "b.mp4"], "out/")  # out/a.pcz, out/b.pcz on every core
 """
 
 __version__ = "0.1.0"
@@ -34,6 +39,14 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "encode_many":
+        from .batch import encode_many
+
+        return encode_many
+    if name == "VideoReader":  # any source video, streamed as frames (PyAV)
+        from .video import VideoReader
+
+        return VideoReader
     raise AttributeError(f"module 'pacodec' has no attribute {name!r}")
 
 
@@ -43,7 +56,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare",
-    "PacodecError", "FormatError", "ChecksumError", "UnsupportedVersionError", "LimitError",
+    "open", "Writer", "Reader", "encode", "decode", "probe", "list_models", "compare", "encode_many",
+    "VideoReader", "PacodecError", "FormatError", "ChecksumError", "UnsupportedVersionError", "LimitError",
     "TruncatedError", "InputError", "WeightsError", "OutputError", "__version__",
 ]

@@ -10,12 +10,14 @@ long the video is.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, SupportsIndex
 
 import builtins
 
@@ -601,6 +603,10 @@ class Reader:
         return len(self.pcz)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        for frame in self._decoded():
+            yield _public(frame)
+
+    def _decoded(self) -> Iterator[np.ndarray]:
         if self.predictor is not None:
             yield from self._iter_predictive()
             return
@@ -659,24 +665,56 @@ class Reader:
             history = self._decode_record(record, history)
             yield history[0]
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def __getitem__(self, key: SupportsIndex | slice) -> np.ndarray:
+        """``reader[i]``: frame ``i`` (any integer, NumPy's too; negative counts from
+        the end), H×W×3. ``reader[a:b:c]``: those frames as one N×H×W×3 array. A
+        predicted frame is decoded from the intra frame before it."""
         n = len(self)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
+        if isinstance(key, slice):
+            wanted = list(range(*key.indices(n)))
+            frames = self._frames_at(wanted)
+            if not wanted:
+                return np.empty((0, self.height, self.width, 3), np.uint8)
+            return np.stack([frames[k] for k in wanted])
+        try:
+            i = operator.index(key)
+        except TypeError:
+            raise TypeError(f"frame indices are integers or slices, not {type(key).__name__}") from None
+        if not -n <= i < n:
             raise IndexError(f"frame {i} of {n}")
-        if self.predictor is not None:
-            history: list[np.ndarray] = []
-            for k in range(self.pcz.start_of(i), i + 1):
+        i %= n
+        return self._frames_at([i])[i]
+
+    def _frames_at(self, indices: list[int]) -> dict[int, np.ndarray]:
+        """Frames at ``indices`` (each in range), decoding every record once at most."""
+        wanted = sorted(set(indices))
+        out: dict[int, np.ndarray] = {}
+        if self.predictor is None:
+            for start in range(0, len(wanted), BATCH):
+                batch = wanted[start:start + BATCH]
+                payloads = [self._payload(k) for k in batch]
+                out.update(zip(batch, map(_public, self.codec.decode_payloads(payloads))))
+            return out
+        history: list[np.ndarray] = []
+        at = -1  # the last record decoded into history
+        for i in wanted:
+            start = self.pcz.start_of(i)
+            if start > at:  # in a later GOP than the one decoded so far: start at its intra frame
+                history, at = [], start - 1
+            for k in range(at + 1, i + 1):
                 record = self.pcz.record(k)
                 if record.payload is None:
                     raise FormatError(f"{self.path}: frame {k} is damaged")
                 history = self._decode_record(record, history)
-            return history[0]
-        record = self.pcz.record(i)
+            at = i
+            out[i] = _public(history[0])
+        return out
+
+    def _payload(self, k: int) -> bytes:
+        record = self.pcz.record(k)
         if record.payload is None:
-            raise FormatError(f"{self.path}: frame {i} is damaged")
-        return self.codec.decode_payloads([record.payload])[0]
+            raise FormatError(f"{self.path}: frame {k} is damaged")
+        return record.payload
 
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
@@ -720,16 +758,36 @@ class Reader:
         self.close()
 
 
-def open(path: str | os.PathLike[str], *, salvage: bool = False, **kwargs: Any) -> Reader:  # noqa: A001
-    """Open a ``.pcz`` file for decoding (see :class:`Reader`)."""
-    return Reader(path, salvage=salvage, **kwargs)
+def _public(frame: np.ndarray) -> np.ndarray:
+    """A decoded frame as users get it: a plain C-contiguous H×W×3 uint8 array (OpenCV
+    draws on it; internal subclasses and strided views stay inside)."""
+    return np.ascontiguousarray(np.asarray(frame), dtype=np.uint8)
+
+
+def open(  # noqa: A001
+    path: str | os.PathLike[str],
+    *,
+    salvage: bool = False,
+    weights_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    force_weights: bool = False,
+) -> Reader:
+    """Open a ``.pcz`` file for decoding: a :class:`Reader` (``len()``, iteration,
+    ``reader[i]``, ``reader[a:b]``).
+
+    ``salvage``: decode what survives of a damaged or cut file; ``weights_dir``: a
+    folder of weights searched before the shipped ones; ``device``: ``cpu`` or
+    ``cuda``; ``force_weights``: decode with weights whose sha256 is not the file's.
+    """
+    return Reader(path, salvage=salvage, weights_dir=weights_dir, device=device,
+                  force_weights=force_weights)
 
 
 # ----------------------------------------------------------------------------
 # Whole files
 # ----------------------------------------------------------------------------
 def encode(
-    src: str | os.PathLike[str],
+    src: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray],
     dst: str | os.PathLike[str],
     *,
     model: str = DEFAULT_MODEL,
@@ -741,23 +799,43 @@ def encode(
     progress: Progress | None = None,
     gop: int | None = None,
     lam: float = 1.0,
+    fps: float | Fraction | None = None,
 ) -> dict[str, Any]:
     """Encode a video file (or folder of frames) into a ``.pcz``; returns its ``probe``.
 
+    ``src`` may also be frames: an N×H×W×3 uint8 RGB array, or any iterable of H×W×3
+    uint8 frames, at ``fps`` (default 30; a file's own rate is used for a file).
     ``gop``: at most N frames from an intra frame to the next, and an intra frame at a
     scene cut (default predict.DEFAULT_GOP, 250, for
     models that can predict, else 1); ``lam`` scales λ of the block decisions.
     """
     from . import video
 
-    src, dst = Path(src), Path(dst)
+    dst = Path(dst)
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {max_frames}")
-    check_target(dst, force=force, inputs=[src])
-    info = video.probe(src)
-    with Writer(dst, model=model, quantizer=quantizer, fps=info.fps, force=force,
+    if isinstance(src, (str, bytes, os.PathLike)):
+        src = Path(os.fsdecode(src))
+        if fps is not None:
+            raise InputError("fps is for frames given as arrays; a video file has its own rate")
+        check_target(dst, force=force, inputs=[src])
+        rate: float | Fraction = video.probe(src).fps
+        frames: Iterable[np.ndarray] = video.iter_frames(src, max_frames=max_frames)
+    else:
+        if isinstance(src, np.ndarray) and (src.ndim != 4 or src.shape[-1] != 3):
+            raise InputError(f"frames given as one array must be N×H×W×3 uint8 RGB, got shape {src.shape}")
+        try:
+            frames = iter(src)
+        except TypeError:
+            raise InputError(f"encode takes a video file, a folder of frames, or frames "
+                             f"(an N×H×W×3 uint8 array), not {type(src).__name__}") from None
+        if max_frames is not None:
+            frames = itertools.islice(frames, max_frames)
+        rate = 30 if fps is None else fps
+        check_target(dst, force=force)
+    with Writer(dst, model=model, quantizer=quantizer, fps=rate, force=force,
                 weights_dir=weights_dir, device=device, gop=gop, lam=lam) as writer:
-        for frame in video.iter_frames(src, max_frames=max_frames):
+        for frame in frames:
             writer.write(frame)
             if progress:
                 progress(1)

@@ -87,6 +87,13 @@ class _Bar:
                             leave=False, disable=None)
         self.bar.update(n)
 
+    def write(self, line: str, err: bool = False) -> None:
+        """One line of output that does not tear the bar."""
+        if self.bar is None:
+            typer.echo(line, err=err)
+        else:
+            self.bar.write(line, file=sys.stderr if err else sys.stdout)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -120,8 +127,8 @@ LambdaOpt = Annotated[float, typer.Option("--lambda", help="Scale of λ in the p
 @app.command()
 @_guarded
 def encode(
-    input: Annotated[str, typer.Argument(help="Video file or folder of frames.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The .pcz file to write.")],
+    inputs: Annotated[list[str], typer.Argument(help="Video files or folders of frames.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .pcz file to write; with several inputs, a folder (made if missing) that gets one <input name>.pcz each.")],
     model: ModelOpt = "pac-q8",
     quantizer: Annotated[Optional[str], typer.Option("--quantizer", help="none, naive, scale, kmeans (fixed-width models) or entropy (pac models).")] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after N frames.")] = None,
@@ -130,10 +137,21 @@ def encode(
     force: ForceOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Several inputs: encode N at once (default: one per core).")] = None,
 ) -> None:
-    """Compress a video into a .pcz file."""
+    """Compress a video into a .pcz file, or several videos into a folder of them.
+
+    Several inputs: one process per core and one progress bar for all their frames.
+
+    A file that fails is reported in one line, the others are finished; exit status: the first failure's.
+    """
     from . import api, video
 
+    if len(inputs) > 1:
+        _encode_many(inputs, output, jobs=jobs, model=model, quantizer=quantizer, max_frames=max_frames,
+                     gop=gop, lam=lam, force=force, weights_dir=weights, device=device)
+        return
+    (input,) = inputs
     known = [n for n in (video.probe(input).frames, max_frames) if n]
     bar = _Bar(min(known) if known else None, "encode")
     try:
@@ -144,6 +162,43 @@ def encode(
     if not _state["quiet"]:
         typer.echo(f"{output}: {info['frames']} frames, {info['file_bytes']} bytes, "
                    f"{info['bytes_per_frame']:.1f} bytes/frame, ratio {info['ratio']:.2f}")
+
+
+def _encode_many(inputs: list[str], output: Path, *, jobs: int | None, max_frames: int | None,
+                 **options: Any) -> None:
+    """``encode a b c -o folder``: pacodec.batch does the work; this shows it."""
+    from . import batch, video
+    from .errors import InputError
+
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"--max-frames must be at least 1, got {max_frames}")
+    batch.output_paths(inputs, output)  # refuse clashing names before probing anything
+    total: int | None = 0
+    for name in inputs:
+        try:
+            known = [n for n in (video.probe(name).frames, max_frames) if n]
+        except PacodecError:
+            known = []  # this file fails in its turn, and is reported then
+        total = total + min(known) if known and total is not None else None
+    bar = _Bar(total, f"encode {len(inputs)} files")
+
+    def done(result: "batch.EncodeResult") -> None:
+        if not result.ok:
+            bar.write(f"pacodec: error: {result.error}", err=True)
+        elif not _state["quiet"] and result.info:
+            info = result.info
+            bar.write(f"{result.output}: {info['frames']} frames, {info['file_bytes']} bytes, "
+                      f"{info['bytes_per_frame']:.1f} bytes/frame, ratio {info['ratio']:.2f}")
+
+    try:
+        results = batch.encode_many(inputs, output, jobs=jobs, progress=bar, done=done,
+                                    max_frames=max_frames, **options)
+    finally:
+        bar.close()
+    failed = [r for r in results if not r.ok]
+    if failed:
+        _err(f"{len(failed)} of {len(results)} files failed; the others are in {output}")
+        raise typer.Exit(failed[0].exit_code)
 
 
 @app.command()
@@ -363,6 +418,9 @@ def train(
     if epochs < (0 if pca or init else 1) or batch_size < 1 or lr <= 0 or every < 1:
         raise InputError("--epochs (0 allowed with --pca or --init), --batch-size and --every must be "
                          "at least 1, --lr positive")
+    from .device import check_device
+
+    check_device(device)
     from .errors import WeightsError
     from .models import build_model
 

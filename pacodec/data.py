@@ -95,8 +95,11 @@ def record_atari(
 
 
 def _load_game(game: str, seed: int):  # -> ale_py.ALEInterface
-    # Imported here: ale-py is only needed for recordings, and it is slow to import.
-    import ale_py
+    # Imported here: ale-py (the "atari" extra) is only needed for recordings, and it
+    # is slow to import.
+    from .extras import require
+
+    ale_py = require("ale_py", "recording Atari play")
     from ale_py import roms
 
     # The emulator's own log (ROM banners, settings) goes to stderr; keep errors only.

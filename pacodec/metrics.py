@@ -1,6 +1,7 @@
 """Quality measures, defined once (DESIGN.md, "Measuring").
 
-PSNR is per frame on RGB uint8 with peak 255, averaged over frames; a frame with
+PSNR is per frame on RGB uint8 with peak 255 (scikit-image's
+``peak_signal_noise_ratio``, ``data_range=255``), averaged over frames; a frame with
 zero error counts as 100 dB. SSIM is scikit-image's ``structural_similarity`` with
 ``channel_axis=2, data_range=255``.
 """
@@ -16,13 +17,15 @@ PERFECT_PSNR_DB = 100.0
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR in dB of one H×W×3 uint8 frame against its reference."""
+    """PSNR in dB of one H×W×3 uint8 frame against its reference (scikit-image's, with
+    a frame of zero error counted as 100 dB instead of infinity, so averages stay finite)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
     if reference.shape != test.shape:
         raise ValueError(f"shape mismatch: {reference.shape} vs {test.shape}")
-    mse = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
-    if mse == 0:
+    if np.array_equal(reference, test):
         return PERFECT_PSNR_DB
-    return float(10.0 * np.log10(255.0**2 / mse))
+    return float(peak_signal_noise_ratio(reference, test, data_range=255))
 
 
 def ssim(reference: np.ndarray, test: np.ndarray) -> float:

@@ -131,6 +131,10 @@ class KMeansQuantizer(Quantizer):
     def __init__(self, centroids: np.ndarray | None = None, clusters: int = KMEANS_CLUSTERS):
         self.clusters = clusters
         self.centroids = None if centroids is None else np.asarray(centroids, np.float32)
+        if centroids is None:  # an encoder: it fits with scikit-learn (the "kmeans" extra)
+            from .extras import require
+
+            require("sklearn", "the kmeans quantizer")
 
     def stream_param_bytes(self) -> int:
         return 4 * self.clusters

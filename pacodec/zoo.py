@@ -113,6 +113,9 @@ def save(model: CodecModel, path: Path, *, half_precision: bool = False) -> str:
 
 def _metadata(data: bytes) -> dict[str, str]:
     # safetensors: u64 header length, then a JSON header whose "__metadata__" we read.
+    # Not safetensors.safe_open: it opens a path, and load() must read the id and config
+    # from the very bytes whose sha256 it checked (a path can change between the check
+    # and a second read); safetensors has no metadata reader for bytes.
     if len(data) < 8:
         raise ValueError("too short")
     n = int.from_bytes(data[:8], "little")
@@ -161,8 +164,10 @@ def load(
     WeightsError for an unknown id, missing weights, a file whose hash differs from the
     manifest, or (with ``expect_sha256``) from what a ``.pcz`` header names.
     """
+    from .device import check_device
     from .models import registered_ids
 
+    check_device(device)
     if model_id not in registered_ids():
         raise unknown_id(model_id)
     found = find(model_id, weights_dir)

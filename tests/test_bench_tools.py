@@ -238,3 +238,21 @@ def test_replot_redraws_the_plot_from_the_csv(tmp_path):
         (r.codec, r.bytes_per_frame, r.psnr, 160, 200) for r in results]
     assert rd.main(["--replot", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "rd.png").stat().st_size > 10_000
+
+
+# JCTVC-E137 (the JCT-VC's BD-rate sheet, PCHIP), its published examples as (kbit/s,
+# PSNR) points and results; the same pairs and figures are in Netflix VMAF's tests of
+# its BD-rate calculator (python/test/bd_rate_calculator_test.py).
+JCTVC_E137 = [
+    ([(108048.8736, 43.6471), (61279.976, 40.3953), (33905.6656, 37.247), (18883.6928, 34.2911)],
+     [(108061.2784, 43.6768), (61299.9936, 40.4232), (33928.7472, 37.2761), (18910.912, 34.3147)],
+     -0.465215420752807),
+    ([(40433.8848, 37.5761), (7622.7456, 35.3756), (2394.488, 33.8977), (1017.6184, 32.0603)],
+     [(40370.12, 37.5982), (7587.0024, 35.4025), (2390.0944, 33.9194), (1017.0984, 32.0822)],
+     -1.8779823450567612),
+]
+
+
+@pytest.mark.parametrize("anchor,test,percent", JCTVC_E137)
+def test_bd_rate_matches_the_published_jctvc_examples(anchor, test, percent):
+    assert bd_rate(anchor, test) == pytest.approx(percent, abs=1e-6)

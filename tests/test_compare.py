@@ -83,3 +83,21 @@ def test_mp4_output_keeps_what_the_pcz_holds(tmp_path, clip, tiny_weights):
     r = run_cli("decode", str(pcz), "-o", str(tmp_path / "z.mkv"), "--pix-fmt", "yuv420p",
                 "--weights", str(tiny_weights))
     assert r.returncode == 2 and ".mp4 outputs only" in r.stderr, r.stderr
+
+
+def test_the_demo_measures_the_file_it_hands_over(tmp_path, capsys):
+    """Issue 15, item 2: `make demo` prints the PSNR of demo.mp4, the file the user gets,
+    as `compare` measures it, beside the .pcz's; the two are within 1 dB."""
+    import re
+
+    from pacodec import api, demo
+    from test_batch import make_clip
+
+    clip = make_clip(tmp_path / "game.mkv", 4, frames=4)
+    assert demo.main(["--video", str(clip), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    shown = {name: float(value) for name, value in
+             re.findall(r"demo\.(pcz|mp4): PSNR ([\d.]+) dB", printed)}
+    handed_over = api.compare(clip, tmp_path / "out" / "demo.mp4")["psnr"]
+    assert shown["mp4"] == pytest.approx(handed_over, abs=0.006), printed
+    assert abs(shown["mp4"] - shown["pcz"]) < 1.0, printed

@@ -50,3 +50,28 @@ def test_python_dash_m_pacodec_is_the_cli():
     import pacodec
 
     assert r.returncode == 0 and r.stdout.strip() == f"pacodec {pacodec.__version__}", r.stderr
+
+
+def test_a_device_this_machine_lacks_is_bad_input_not_a_bug(tmp_path, atari_frames):
+    """--device cuda on a CPU-only torch (or no GPU) says so and exits 2; it was
+    "internal error: AssertionError" and exit 1. A device that is no device at all too."""
+    import torch
+
+    mkv = tmp_path / "game.mkv"
+    with VideoWriter(mkv, fps=30, width=160, height=200) as out:
+        out.write(atari_frames[0])
+    pcz = tmp_path / "x.pcz"
+    r = run_cli("encode", str(mkv), "-o", str(tmp_path / "tpu.pcz"), "--device", "tpu")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "pacodec: error: device 'tpu': not a device pacodec runs on (cpu, cuda or cuda:N)"), r.stderr
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert run_cli("encode", str(mkv), "-o", str(pcz), "-q").returncode == 0
+    for command in (("encode", str(mkv), "-o", str(tmp_path / "cuda.pcz")),
+                    ("decode", str(pcz), "-o", str(tmp_path / "cuda.mkv")),
+                    ("train", "tiny-conv", "--data", str(mkv), "-o", str(tmp_path / "run"))):
+        r = run_cli(*command, "--device", "cuda")
+        assert r.returncode == 2, (command, r.stderr)
+        assert "device 'cuda': no CUDA device is available" in r.stderr and "internal error" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["game.mkv", "x.pcz"]  # nothing else written
