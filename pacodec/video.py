@@ -127,23 +127,45 @@ def _frame_dir_files(directory: Path) -> list[Path]:
     return [p for p in entries if p.is_file()]
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR chunk, without decoding; None if not a PNG."""
+_EXIF_ORIENTATION = 0x0112
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone, so that a small file
+    claiming a huge picture (an RLE-compressed BMP of 20000×20000 is 1 KB) is refused
+    before anything is decoded: cv2.imread allocates the whole picture first.
+
+    Pillow's ``Image.open`` is lazy: it parses the header and decodes nothing until
+    asked. Pillow refuses sizes past its own decompression-bomb bound (far above
+    ours) with an error, and warns below it; both end in our own cap.
+    """
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(24)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                # cv2.imread turns a picture by its EXIF orientation; 5-8 swap the sides.
+                if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                    width, height = height, width
+                return width, height
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{path}: frame size exceeds the limit ({limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
+            f"{limits.MAX_PIXELS_PER_FRAME} pixels per frame): its header claims over "
+            f"{Image.MAX_IMAGE_PIXELS * 2} pixels"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not a readable image") from None
     except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror})") from None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
+        raise InputError(f"{path}: cannot read ({_reason(error)})") from None
+    except (ValueError, SyntaxError, struct.error) as error:  # Pillow's parsers on bad headers
+        raise InputError(f"{path}: not a readable image ({_reason(error)})") from None
 
 
 def _read_image(path: Path) -> np.ndarray:
-    size = _png_size(path)
-    if size is not None:
-        _check_geometry(str(path), *size)
+    _check_geometry(str(path), *_image_size(path))
     # cv2.imread returns None instead of raising on unreadable or corrupt files.
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -227,12 +249,8 @@ class VideoReader:
         rate = DEFAULT_FPS if fps is None else Fraction(fps)
         if rate <= 0:
             raise InputError(f"{self.path}: frame rate must be positive, got {rate}")
-        # The first frame sets the geometry; PNG sizes come from the header alone.
-        size = _png_size(images[0])
-        if size is None:
-            height, width = _read_image(images[0]).shape[:2]
-        else:
-            width, height = size
+        # The first frame sets the geometry, from its header alone.
+        width, height = _image_size(images[0])
         _check_geometry(str(images[0]), width, height)
         self._images = images
         self.info = VideoInfo(width, height, rate, len(images), has_audio=False)
