@@ -119,3 +119,143 @@ def test_small_images_still_read(tmp_path):
     info = probe(frames)
     assert (info.width, info.height, info.frames) == (160, 200, 3)
     assert [f.shape for f in iter_frames(frames)] == [(200, 160, 3)] * 3
+
+
+# --- 9: a weights manifest or file of the wrong shape is a WeightsError ---------------------
+
+
+def tiny_conv_bytes(config: str | None = None, model_id: str = "tiny-conv") -> bytes:
+    """safetensors bytes of an untrained tiny-conv, its metadata ``config`` replaced when given."""
+    from safetensors.torch import save
+
+    from pacodec import zoo
+    from pacodec.models import build_model
+
+    model = build_model("tiny-conv")
+    if config is None:
+        return zoo.serialize(model)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    return save(state, metadata={"model_id": model_id, "config": config})
+
+
+def weights_folder(folder: Path, manifest: object, files: dict[str, bytes] | None = None) -> Path:
+    folder.mkdir()
+    for name, data in (files or {}).items():
+        (folder / name).write_bytes(data)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def entry(file: object = "tiny-conv.safetensors", sha256: object = None, **more) -> dict:
+    return {"id": "tiny-conv", "file": file, "sha256": sha256 or "0" * 64, **more}
+
+
+@pytest.fixture(scope="module")
+def one_frame(tmp_path_factory) -> Path:
+    import cv2
+
+    folder = tmp_path_factory.mktemp("frames")
+    picture = np.random.default_rng(1).integers(0, 255, (200, 160, 3), np.uint8)
+    cv2.imwrite(str(folder / "frame_0.png"), picture)
+    return folder
+
+
+def encode_with(weights: Path, one_frame: Path, tmp_path: Path, how: str, timeout: int = 120):
+    out = tmp_path / "out.pcz"
+    args = ["encode", str(one_frame), "-o", str(out), "-m", "tiny-conv", "--quantizer", "naive"]
+    if how == "--weights":
+        proc = run_cli(*args, "--weights", str(weights), timeout=timeout)
+    else:
+        proc = run_cli(*args, env={"PACODEC_WEIGHTS": str(weights)}, timeout=timeout)
+    return proc, out
+
+
+def test_good_weights_folder_encodes(tmp_path, one_frame):
+    """The control: the folders below differ from this one in one thing each."""
+    data = tiny_conv_bytes()
+    sha = __import__("hashlib").sha256(data).hexdigest()
+    weights = weights_folder(tmp_path / "w", {"models": [entry(sha256=sha)]},
+                             {"tiny-conv.safetensors": data})
+    proc, out = encode_with(weights, one_frame, tmp_path, "env")
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file()
+
+
+BAD_MANIFESTS = {
+    "models a list of names": {"models": ["tiny-conv"]},
+    "models a dict of strings": {"models": {"tiny-conv": "tiny-conv.safetensors"}},
+    "models null": {"models": None},
+    "not an object": ["tiny-conv"],
+    "entry without file": {"models": [{"id": "tiny-conv", "sha256": "0" * 64}]},
+    "file a number": {"models": [entry(file=5)]},
+    "sha256 a number": {"models": [entry(sha256=5)]},
+    "id null": {"models": [{**entry(), "id": None}]},
+    "file outside the folder": {"models": [entry(file="../tiny-conv.safetensors")]},
+    "measured a string": {"models": [entry(measured="good")]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_a_manifest_of_the_wrong_shape_is_a_weights_error(tmp_path, one_frame, case):
+    data = tiny_conv_bytes()
+    weights = weights_folder(tmp_path / "w", BAD_MANIFESTS[case], {"tiny-conv.safetensors": data})
+    proc, out = encode_with(weights, one_frame, tmp_path, "env" if len(case) % 2 else "--weights")
+    assert proc.returncode == 2, proc.stderr
+    assert "manifest.json" in one_line(proc.stderr)
+    assert not out.exists()
+    # `pacodec models` reads every manifest entry too.
+    proc = run_cli("models", env={"PACODEC_WEIGHTS": str(weights)})
+    assert proc.returncode == 2, proc.stderr
+    assert "manifest.json" in one_line(proc.stderr)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "symlink to /dev/zero"])
+def test_a_weights_file_that_is_a_device_is_refused_unread(tmp_path, one_frame, target):
+    """/dev/zero never ends: it was read until MemoryError."""
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    folder = tmp_path / "w"
+    if target == "/dev/zero":
+        weights = weights_folder(folder, {"models": [entry(file="/dev/zero")]})
+    else:
+        weights = weights_folder(folder, {"models": [entry()]})
+        (folder / "tiny-conv.safetensors").symlink_to("/dev/zero")
+    proc, _ = encode_with(weights, one_frame, tmp_path, "--weights", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "tiny-conv" in one_line(proc.stderr) or "/dev/zero" in one_line(proc.stderr)
+
+
+BAD_FILES = {
+    "config a string": lambda: tiny_conv_bytes(config=json.dumps("tiny")),
+    "config a number": lambda: tiny_conv_bytes(config="5"),
+    "config a list": lambda: tiny_conv_bytes(config="[160, 200]"),
+    "config not JSON": lambda: tiny_conv_bytes(config="{"),
+    "config width text": lambda: tiny_conv_bytes(config=json.dumps({"width": "wide"})),
+    "config channels empty": lambda: tiny_conv_bytes(config=json.dumps({"channels": []})),
+    "no model id": lambda: tiny_conv_bytes(config="{}", model_id=""),
+    "metadata values not text": lambda: _with_header(
+        {"__metadata__": {"model_id": "tiny-conv", "config": {"width": 160}}}),
+    "header a list": lambda: _with_header([]),
+    "tensor past the end": lambda: _with_header(
+        {"w": {"dtype": "F32", "shape": [1 << 20], "data_offsets": [0, 4 << 20]}}),
+    "trailing bytes": lambda: tiny_conv_bytes() + bytes(1 << 16),
+    "header length past the end": lambda: (1 << 40).to_bytes(8, "little") + b"{}",
+}
+
+
+def _with_header(header: object) -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_weights_file_of_the_wrong_shape_is_a_weights_error(tmp_path, one_frame, case):
+    import hashlib
+
+    data = BAD_FILES[case]()
+    weights = weights_folder(tmp_path / "w", {"models": [entry(sha256=hashlib.sha256(data).hexdigest())]},
+                             {"tiny-conv.safetensors": data})
+    proc, out = encode_with(weights, one_frame, tmp_path, "env" if len(case) % 2 else "--weights")
+    assert proc.returncode == 2, proc.stderr
+    assert "tiny-conv.safetensors" in one_line(proc.stderr)
+    assert not out.exists()
