@@ -549,6 +549,8 @@ class Reader:
             raise
         self.salvage = salvage
         self._chain_damaged: list[int] = []
+        # Frames whose records passed their CRC but whose contents could not be decoded.
+        self._undecodable: set[int] = set()
         self.header = h
         self.width, self.height = h.width, h.height
         self.source_width, self.source_height = h.source_width, h.source_height
@@ -561,7 +563,7 @@ class Reader:
     def damaged(self) -> list[int]:
         """Frames that could not be decoded: damaged records, and with prediction the
         frames that depend on one, up to the next intra frame."""
-        return sorted(set(self.pcz.damaged) | set(self._chain_damaged))
+        return sorted(set(self.pcz.damaged) | set(self._chain_damaged) | self._undecodable)
 
     def __len__(self) -> int:
         return len(self.pcz)
@@ -571,30 +573,59 @@ class Reader:
             yield from self._iter_predictive()
             return
         last: np.ndarray | None = None
-        batch: list[np.ndarray] = []
-        holes: list[int] = []  # positions in the batch of damaged records
+        batch: list[Any] = []  # FrameRecords, damaged ones too
         for record in self.pcz:
-            if record.damaged or record.payload is None:
-                holes.append(len(batch) + len(holes))
-            else:
-                batch.append(record.payload)
-            if len(batch) + len(holes) >= BATCH:
-                yield from self._emit(batch, holes, last)
+            batch.append(record)
+            if len(batch) >= BATCH:
+                yield from self._emit(batch, last)
                 last = self._last
-                batch, holes = [], []
-        if batch or holes:
-            yield from self._emit(batch, holes, last)
+                batch = []
+        if batch:
+            yield from self._emit(batch, last)
 
-    def _emit(self, payloads: list[bytes], holes: list[int], last: np.ndarray | None):
-        frames = iter(self.codec.decode_payloads(payloads)) if payloads else iter(())
-        for i in range(len(payloads) + len(holes)):
-            if i in holes:
+    def _emit(self, records: list[Any], last: np.ndarray | None):
+        """The frames of a batch of records; a damaged or undecodable one (salvage)
+        repeats the last good frame."""
+        frames = self._decode_batch([r for r in records if not (r.damaged or r.payload is None)])
+        for record in records:
+            frame = frames.get(record.index)
+            if frame is None:
                 frame = last if last is not None else np.zeros((self.height, self.width, 3), np.uint8)
-            else:
-                frame = next(frames)
             last = frame
             yield frame
         self._last = last
+
+    def _decode_batch(self, records: list[Any]) -> dict[int, np.ndarray]:
+        """Frame number -> decoded frame of intra records, in one batch; when the batch
+        fails, frame by frame, so the error names the frame (and salvage leaves it out)."""
+        if not records:
+            return {}
+        try:
+            return dict(zip((r.index for r in records),
+                            self.codec.decode_payloads([r.payload for r in records])))
+        except FormatError:
+            pass
+        frames = {}
+        for record in records:
+            try:
+                frames[record.index] = self.codec.decode_payloads([record.payload])[0]
+            except FormatError as exc:
+                self._cannot_decode(record.index, exc)
+        return frames
+
+    def _cannot_decode(self, index: int, exc: FormatError) -> None:
+        """A record whose CRC held but whose contents do not decode: with salvage a
+        damaged frame, else a FormatError that names the file and the frame."""
+        if not self.salvage:
+            raise self._named(index, exc) from None
+        self._undecodable.add(index)
+
+    def _named(self, index: int, exc: FormatError) -> FormatError:
+        """``exc`` with a message that starts with this file's name and the frame."""
+        message = str(exc)
+        if message.startswith(str(self.path)):
+            return exc
+        return type(exc)(f"{self.path}: frame {index}: {message}")
 
     def _decode_record(self, record: Any, history: list[np.ndarray]) -> list[np.ndarray]:
         """Decode one record against the GOP's decoded frames so far (the most recent
@@ -614,13 +645,19 @@ class Reader:
         for record in self.pcz:
             if record.type == RecordType.INTRA and not record.damaged:
                 broken = False
-            if record.damaged or record.payload is None or broken:
+            decoded = None
+            if not (record.damaged or record.payload is None or broken):
+                try:
+                    decoded = self._decode_record(record, history)
+                except FormatError as exc:
+                    self._cannot_decode(record.index, exc)  # raises unless salvaging
+            if decoded is None:
                 broken = True
                 if record.index not in self._chain_damaged:
                     self._chain_damaged.append(record.index)
                 yield history[0] if history else np.zeros((self.height, self.width, 3), np.uint8)
                 continue
-            history = self._decode_record(record, history)
+            history = decoded
             yield history[0]
 
     def __getitem__(self, i: int) -> np.ndarray:
@@ -635,12 +672,18 @@ class Reader:
                 record = self.pcz.record(k)
                 if record.payload is None:
                     raise FormatError(f"{self.path}: frame {k} is damaged")
-                history = self._decode_record(record, history)
+                try:
+                    history = self._decode_record(record, history)
+                except FormatError as exc:
+                    raise self._named(k, exc) from None
             return history[0]
         record = self.pcz.record(i)
         if record.payload is None:
             raise FormatError(f"{self.path}: frame {i} is damaged")
-        return self.codec.decode_payloads([record.payload])[0]
+        try:
+            return self.codec.decode_payloads([record.payload])[0]
+        except FormatError as exc:
+            raise self._named(i, exc) from None
 
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import struct
 import subprocess
@@ -259,3 +260,96 @@ def test_a_weights_file_of_the_wrong_shape_is_a_weights_error(tmp_path, one_fram
     assert proc.returncode == 2, proc.stderr
     assert "tiny-conv.safetensors" in one_line(proc.stderr)
     assert not out.exists()
+
+
+# --- 14: salvage goes on past records that pass their CRC but do not decode -----------------
+
+
+def forge(src: Path, dst: Path, frames: list[tuple[int, bool]], payloads: dict[int, bytes]) -> None:
+    """Write ``dst`` with ``src``'s header and params, and frame records
+    ``(source frame, predicted)`` in order; ``payloads[k]`` replaces frame k's payload.
+    Every record gets a good CRC, and the file an index and trailer."""
+    from pacodec.pcz import PczReader, PczWriter
+
+    with open(src, "rb") as f:
+        reader = PczReader(f)
+        header, params = reader.header, reader.params
+        source = [record.payload for record in reader]
+    with open(dst, "wb") as f:
+        writer = PczWriter(f, header)
+        if params is not None:
+            writer.write_params(params)
+        for k, (frame, predicted) in enumerate(frames):
+            if predicted and writer._since_intra is None:
+                writer._since_intra = 0  # PczWriter refuses a predicted first frame: forge one
+            writer.write_frame(payloads.get(k, source[frame]), predicted=predicted)
+        writer.close()
+
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory, clip, tiny_weights) -> dict[str, Path]:
+    """The fixture clip's first 6 frames: tiny-conv + naive (all intra), and tiny-pac with
+    GOP 3 (intra at 0 and 3, predicted between)."""
+    import pacodec
+
+    folder = tmp_path_factory.mktemp("coded")
+    out = {"intra": folder / "intra.pcz", "gop": folder / "gop.pcz"}
+    pacodec.encode(clip, out["intra"], model="tiny-conv", quantizer="naive", weights_dir=tiny_weights,
+                   max_frames=6)
+    pacodec.encode(clip, out["gop"], model="tiny-pac", weights_dir=tiny_weights, max_frames=6, gop=3)
+    with pacodec.open(out["gop"], weights_dir=tiny_weights) as r:
+        assert [r.pcz.record(k).type.name for k in range(6)] == ["INTRA", "PREDICTED", "PREDICTED"] * 2
+    return out
+
+
+SALVAGE_CASES = {
+    # frame 0 predicted (from frame 1's record): no reference to predict from
+    "predicted first": ("gop", [(1, True), (2, True), (3, False), (4, True), (5, True)], {}, [0, 1]),
+    # an empty payload where tiny-conv + naive needs 16,000 bytes
+    "empty intra payload": ("intra", [(k, False) for k in range(6)], {2: b""}, [2]),
+    # a predicted payload that is not whole 32-bit words: the chain breaks until frame 3
+    "garbled predicted payload": ("gop", [(k, k % 3 != 0) for k in range(6)], {1: b"\x01\x02\x03"}, [1, 2]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SALVAGE_CASES))
+def test_salvage_goes_on_past_an_undecodable_record(tmp_path, coded, tiny_weights, case):
+    import pacodec
+
+    kind, frames, payloads, damaged = SALVAGE_CASES[case]
+    forged = tmp_path / "forged.pcz"
+    forge(coded[kind], forged, frames, payloads)
+    out = tmp_path / "out.mkv"
+
+    proc = run_cli("decode", str(forged), "-o", str(out), "--weights", str(tiny_weights))
+    assert proc.returncode == 2, proc.stderr
+    line = one_line(proc.stderr)
+    assert str(forged) in line and f"frame {damaged[0]}" in line, line
+    assert not out.exists()
+
+    proc = run_cli("decode", str(forged), "-o", str(out), "--salvage", "--weights", str(tiny_weights))
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped {len(damaged)} damaged frame(s)" in proc.stderr and str(damaged) in proc.stderr
+    assert f"{len(frames)} frames" in proc.stdout
+    with pacodec.open(forged, salvage=True, weights_dir=tiny_weights) as reader:
+        decoded = list(reader)
+        assert reader.damaged == damaged
+    assert len(decoded) == len(frames)
+    with pacodec.open(coded[kind], weights_dir=tiny_weights) as good:
+        # Frames after the damage decode as in the sound file (from the next intra frame on).
+        later = max(damaged) + 1
+        for k in range(later, len(frames)):
+            if frames[k][0] == k:
+                np.testing.assert_array_equal(decoded[k], good[k])
+
+
+def test_reading_an_undecodable_frame_names_the_file(tmp_path, coded, tiny_weights):
+    """``reader[i]`` too: the message names the file and the frame."""
+    import pacodec
+
+    forged = tmp_path / "forged.pcz"
+    forge(coded["intra"], forged, [(k, False) for k in range(6)], {2: b""})
+    with pacodec.open(forged, weights_dir=tiny_weights) as reader:
+        np.testing.assert_array_equal(reader[1], reader[1])
+        with pytest.raises(pacodec.FormatError, match=rf"^{re.escape(str(forged))}: frame 2: "):
+            reader[2]
