@@ -786,6 +786,12 @@ def decode(
     ``pix_fmt`` (.mp4 only): ``yuv444p`` (default) or ``yuv420p`` (video.VideoWriter
     says what each costs). A lossy output is read back: ``output_psnr`` in the result
     is its PSNR against the decoded frames over the first OUTPUT_CHECK_FRAMES frames
+    (fewer for large frames: OUTPUT_CHECK_BYTES).
+
+    Frames go through one at a time (``size="source"`` resizes each as it is written),
+    so memory does not grow with the frame count; it grows with the output's frame
+    size, mostly in FFmpeg's encoders: at 4096×2304, FFV1 takes about 0.7 GB and x264
+    about 1 GB (its lookahead is shortened for large frames, video.VideoWriter).
     (None for the lossless kinds), ``output_lossy`` whether that is under
     OUTPUT_PSNR_WARN dB.
     """
@@ -805,6 +811,8 @@ def decode(
         if pix_fmt is not None and kind != "mp4":
             raise InputError(f"{dst}: --pix-fmt applies to .mp4 outputs only")
         first: list[np.ndarray] = []  # what the lossy check compares the output with
+        # ... at most OUTPUT_CHECK_BYTES of them: a 4096×2304 source is 28 MB a frame.
+        check_frames = max(1, min(OUTPUT_CHECK_FRAMES, OUTPUT_CHECK_BYTES // (width * height * 3)))
         output_psnr = None
         with atomic_output(dst, force=force, folder=kind == "png", inputs=[src]) as partial:
             with video.VideoWriter(partial, fps=reader.fps, width=width, height=height, kind=kind,
@@ -812,7 +820,7 @@ def decode(
                 for frame in reader:
                     frame = video.fit(frame, width, height) if size == "source" else frame
                     out.write(frame)
-                    if kind == "mp4" and count < OUTPUT_CHECK_FRAMES:
+                    if kind == "mp4" and count < check_frames:
                         first.append(frame)
                     count += 1
                     if progress:
@@ -826,6 +834,8 @@ def decode(
 
 #: decode() reads back this many frames of a lossy output to measure what it lost ...
 OUTPUT_CHECK_FRAMES = 30
+#: ... or fewer, so that they hold at most this many bytes (at least one frame).
+OUTPUT_CHECK_BYTES = 32 << 20
 #: ... and calls it lossy under this PSNR against the decoded frames: an output error at
 #: 45 dB costs a 38 dB file about 1 dB against its source.
 OUTPUT_PSNR_WARN = 45.0

@@ -398,6 +398,8 @@ MP4_PIX_FMTS = ("yuv444p", "yuv420p")
 #: (crf 8: 45 dB, crf 12: 43 dB, which costs a 38 dB .pcz over 1 dB against its source);
 #: measured on Ms. Pac-Man frames. The .pcz is the small file; the .mp4 is for playing.
 MP4_CRF = {"yuv444p": 4, "yuv420p": 18}
+#: The RGB bytes of the frames x264 may look ahead over (see VideoWriter._open_mp4).
+X264_LOOKAHEAD_BYTES = 256 << 20
 
 
 def _output_kind(path: Path, text: str) -> str:
@@ -499,8 +501,13 @@ class VideoWriter:
 
     def _open_mp4(self, name: str, crf: int) -> None:
         self._container = av.open(name, mode="w", format="mp4", options={"movflags": "+faststart"})
+        # x264 holds rc-lookahead frames (40 at preset medium) of ~50 bytes a pixel each:
+        # 2 GB at 4096×2304. Large frames get a shorter lookahead, so memory stays near
+        # X264_LOOKAHEAD_BYTES whatever the size; frames up to ~1080p keep the preset's.
+        lookahead = max(4, min(40, X264_LOOKAHEAD_BYTES // (self.width * self.height * 3)))
         stream = self._container.add_stream(
-            "libx264", rate=self.fps, options={"crf": str(crf), "preset": "medium"}
+            "libx264", rate=self.fps,
+            options={"crf": str(crf), "preset": "medium", "rc-lookahead": str(lookahead)},
         )
         # yuv420p halves chroma both ways, so there the coded size must be even.
         even = self.pix_fmt == "yuv420p"

@@ -353,3 +353,45 @@ def test_reading_an_undecodable_frame_names_the_file(tmp_path, coded, tiny_weigh
         np.testing.assert_array_equal(reader[1], reader[1])
         with pytest.raises(pacodec.FormatError, match=rf"^{re.escape(str(forged))}: frame 2: "):
             reader[2]
+
+
+# --- 15: decode --size source holds one source-size frame at a time ------------------------
+
+
+def with_source_size(src: Path, dst: Path, frames: int, width: int, height: int) -> None:
+    """``src``'s records repeated to ``frames`` frames, under a header that says the
+    source was width×height (any size within the caps is valid, pcz.md §3)."""
+    import dataclasses
+
+    from pacodec.pcz import PczReader, PczWriter
+
+    with open(src, "rb") as f:
+        reader = PczReader(f)
+        header = dataclasses.replace(reader.header, source_width=width, source_height=height)
+        payloads = [record.payload for record in reader]
+    with open(dst, "wb") as f, PczWriter(f, header) as writer:
+        for k in range(frames):
+            writer.write_frame(payloads[k % len(payloads)])
+
+
+def test_decode_to_source_size_does_not_grow_with_the_frame_count(tmp_path, coded, tiny_weights):
+    """A 4096×2304 source is 28 MB a frame. Memory may grow with the frame size (the
+    encoders' own buffers), not with the frame count: the lossy-output check kept 30
+    source-size frames and x264 looked 40 frames ahead (4.6 GB for 30 frames)."""
+    width, height = 4096, 2304
+    frame_kib = width * height * 3 // 1024
+    peaks = {}
+    for frames in (15, 30):
+        src = tmp_path / f"{frames}.pcz"
+        with_source_size(coded["intra"], src, frames, width, height)
+        out = tmp_path / f"{frames}.mp4"
+        code, err, peaks[frames] = peak_cli("-q", "decode", str(src), "-o", str(out), "--size", "source",
+                                            "--weights", str(tiny_weights), timeout=600)
+        assert code == 0, err
+        import av
+
+        with av.open(str(out)) as container:
+            stream = container.streams.video[0]
+            assert (stream.width, stream.height) == (width, height)
+    assert peaks[30] - peaks[15] < 8 * frame_kib, \
+        f"15 frames: {peaks[15] // MB} MB, 30 frames: {peaks[30] // MB} MB"
