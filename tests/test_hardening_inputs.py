@@ -395,3 +395,46 @@ def test_decode_to_source_size_does_not_grow_with_the_frame_count(tmp_path, code
             assert (stream.width, stream.height) == (width, height)
     assert peaks[30] - peaks[15] < 8 * frame_kib, \
         f"15 frames: {peaks[15] // MB} MB, 30 frames: {peaks[30] // MB} MB"
+
+
+# --- 16a: a warning is one line of pacodec's, and none under -q -----------------------------
+
+
+@pytest.fixture(scope="module")
+def with_audio(tmp_path_factory) -> Path:
+    """Four 160×200 frames of H.264 and a second of AAC silence in one .mp4."""
+    import av
+
+    path = tmp_path_factory.mktemp("audio") / "with_audio.mp4"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 160, 200, "yuv420p"
+        audio = container.add_stream("aac", rate=48000)
+        rng = np.random.default_rng(2)
+        for k in range(4):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (200, 160, 3), np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for k in range(48):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 48000, k * 1024
+            for packet in audio.encode(samples):
+                container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_dropped_audio_is_one_warning_line(tmp_path, with_audio, tiny_weights, quiet):
+    out = tmp_path / "out.pcz"
+    proc = run_cli(*(["-q"] if quiet else []), "encode", str(with_audio), "-o", str(out),
+                   "-m", "tiny-conv", "--quantizer", "naive", "--weights", str(tiny_weights))
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file()
+    if quiet:
+        assert proc.stderr == ""
+    else:
+        assert proc.stderr.splitlines() == [
+            f"pacodec: warning: {with_audio}: the audio stream is dropped; pacodec codes video only"]
