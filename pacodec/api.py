@@ -598,6 +598,13 @@ class Reader:
     def _decode_batch(self, records: list[Any]) -> dict[int, np.ndarray]:
         """Frame number -> decoded frame of intra records, in one batch; when the batch
         fails, frame by frame, so the error names the frame (and salvage leaves it out)."""
+        sound = []
+        for record in records:
+            try:
+                sound.append(_nonempty(record))
+            except FormatError as exc:
+                self._cannot_decode(record.index, exc)
+        records = sound
         if not records:
             return {}
         try:
@@ -631,6 +638,7 @@ class Reader:
         """Decode one record against the GOP's decoded frames so far (the most recent
         first); returns the new history, its first entry the record's frame."""
 
+        _nonempty(record)
         if record.type == RecordType.INTRA:
             return [self.codec.decode_payloads([record.payload])[0]]
         if not history or self.predictor is None:
@@ -681,7 +689,7 @@ class Reader:
         if record.payload is None:
             raise FormatError(f"{self.path}: frame {i} is damaged")
         try:
-            return self.codec.decode_payloads([record.payload])[0]
+            return self.codec.decode_payloads([_nonempty(record).payload])[0]
         except FormatError as exc:
             raise self._named(i, exc) from None
 
@@ -722,6 +730,16 @@ class Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _nonempty(record: Any) -> Any:
+    """``record``, unless its payload is empty: no layout has one (pcz.md §10). Every
+    layout codes at least one symbol, and entropy coder 1 seals a stream that holds a
+    symbol in one word or more (§15.2); without this rule a 6-byte record would be
+    a frame (an entropy stream of zero words decodes to the lowest symbols)."""
+    if not record.payload:
+        raise FormatError("empty payload, which no model's layout allows (pcz.md §10)")
+    return record
 
 
 def open(path: str | os.PathLike[str], *, salvage: bool = False, **kwargs: Any) -> Reader:  # noqa: A001

@@ -438,3 +438,69 @@ def test_dropped_audio_is_one_warning_line(tmp_path, with_audio, tiny_weights, q
     else:
         assert proc.stderr.splitlines() == [
             f"pacodec: warning: {with_audio}: the audio stream is dropped; pacodec codes video only"]
+
+
+# --- 16c: an empty frame payload is corrupt for every model (pcz.md §10) ---------------------
+
+SAMPLES = ROOT / "formats" / "samples"
+
+
+def blank_frame(src: Path, dst: Path, frame: int) -> int:
+    """``src`` with frame ``frame``'s payload emptied (its record stays sound); returns
+    the file's frame count."""
+    from pacodec.pcz import PczReader, RecordType
+
+    with open(src, "rb") as f:
+        kinds = [(k, record.type == RecordType.PREDICTED) for k, record in enumerate(PczReader(f))]
+    forge(src, dst, kinds, {frame: b""})
+    return len(kinds)
+
+
+@pytest.mark.parametrize("name,frame", [("conv4-naive", 1), ("pac-q3-gop4", 0), ("pac-q3-gop4", 1),
+                                        ("pac-q8-gop8", 0), ("pac-q8-gop8", 2)])
+def test_an_empty_payload_is_refused_by_both_readers(tmp_path, name, frame):
+    """An empty INTRA or PREDICTED payload: a fixed-width, a plain entropy and a 2.x
+    two-layer stream. It decoded (a zero-word entropy stream gives the lowest symbols,
+    or all-SKIP blocks), so 6-byte records made frames; now it is a lost frame."""
+    import pacodec
+    from tools import specread
+
+    blank = tmp_path / "blank.pcz"
+    frames = blank_frame(SAMPLES / f"{name}.pcz", blank, frame)
+
+    proc = run_cli("decode", str(blank), "-o", str(tmp_path / "out.mkv"))
+    assert proc.returncode == 2, proc.stderr
+    line = one_line(proc.stderr)
+    assert str(blank) in line and f"frame {frame}" in line and "empty payload" in line, line
+    with pytest.raises(specread.Refused, match="empty payload"):
+        specread.read(blank, [ROOT / "pacodec" / "weights"])
+
+    with pacodec.open(blank, salvage=True) as reader:
+        assert len(list(reader)) == frames
+        lost = reader.damaged
+    assert lost[0] == frame
+    theirs = specread.read(blank, [ROOT / "pacodec" / "weights"], salvage=True).survivors
+    assert [k not in lost for k in range(frames)] == theirs
+
+
+def test_many_empty_records_are_not_many_frames(tmp_path):
+    """1,000 six-byte records after one good INTRA frame: a strict reader refuses the
+    file, a salvaging one decodes 1 frame and lists 1,000 lost."""
+    import pacodec
+    from pacodec.pcz import PczReader, PczWriter
+
+    with open(SAMPLES / "pac-q3-intra.pcz", "rb") as f:
+        reader = PczReader(f)
+        header, first = reader.header, next(iter(reader)).payload
+    path = tmp_path / "empty.pcz"
+    with open(path, "wb") as f, PczWriter(f, header) as writer:
+        writer.write_frame(first)
+        for _ in range(1000):
+            writer.write_frame(b"")
+    assert path.stat().st_size < len(first) + 7000
+    proc = run_cli("decode", str(path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "frame 1: empty payload" in one_line(proc.stderr)
+    assert not (tmp_path / "out").exists()
+    with pacodec.open(path, salvage=True) as salvaged:
+        assert sum(1 for _ in salvaged) == 1001
+        assert salvaged.damaged == list(range(1, 1001))
