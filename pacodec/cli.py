@@ -135,7 +135,7 @@ LambdaOpt = Annotated[float, typer.Option("--lambda", help="Scale of λ in the p
 @app.command()
 @_guarded
 def encode(
-    input: Annotated[str, typer.Argument(help="Video file or folder of frames.")],
+    input: Annotated[str, typer.Argument(help="Video file or folder of PNG/JPEG/BMP frames, at most 4096 pixels a side and 4096x2304 pixels a frame (the .pcz keeps the source size; scale bigger videos down first).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .pcz file to write.")],
     model: ModelOpt = "pac-q8",
     quantizer: Annotated[Optional[str], typer.Option("--quantizer", help="none, naive, scale, kmeans (fixed-width models) or entropy (pac models).")] = None,

@@ -87,7 +87,20 @@ class VideoInfo:
 # --- input -------------------------------------------------------------------------
 
 
-def _check_geometry(name: str, width: int, height: int) -> None:
+#: What a user can do about an input over the caps. The caps stay although every model
+#: codes 160×200: a .pcz header records the source size (for ``decode --size source``)
+#: and formats/pcz.md §8 caps it, so that no reader allocates more for any file;
+#: resizing a bigger input silently would record a source size that is not the input's.
+_SCALE_DOWN = "the .pcz header keeps the source size, capped by formats/pcz.md §8; " \
+              "scale the video down first, e.g. ffmpeg -i IN -vf scale=1920:-2 OUT"
+
+
+def _limit_text() -> str:
+    return (f"{limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
+            f"{limits.MAX_PIXELS_PER_FRAME} pixels per frame")
+
+
+def _check_geometry(name: str, width: int, height: int, *, output: bool = False) -> None:
     """Refuse a frame size outside the caps of formats/pcz.md before anything is decoded."""
     if width <= 0 or height <= 0:
         raise InputError(f"{name}: video has no usable frame size ({width}x{height})")
@@ -97,9 +110,8 @@ def _check_geometry(name: str, width: int, height: int) -> None:
         or width * height > limits.MAX_PIXELS_PER_FRAME
     ):
         raise InputError(
-            f"{name}: frame size {width}x{height} exceeds the limit "
-            f"({limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
-            f"{limits.MAX_PIXELS_PER_FRAME} pixels per frame)"
+            f"{name}: frame size {width}x{height} exceeds the limit ({_limit_text()})"
+            + ("" if output else f": {_SCALE_DOWN}")
         )
 
 
@@ -152,9 +164,8 @@ def _image_size(path: Path) -> tuple[int, int]:
                 return width, height
     except Image.DecompressionBombError:
         raise InputError(
-            f"{path}: frame size exceeds the limit ({limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
-            f"{limits.MAX_PIXELS_PER_FRAME} pixels per frame): its header claims over "
-            f"{Image.MAX_IMAGE_PIXELS * 2} pixels"
+            f"{path}: frame size exceeds the limit ({_limit_text()}): its header claims over "
+            f"{Image.MAX_IMAGE_PIXELS * 2} pixels; {_SCALE_DOWN}"
         ) from None
     except UnidentifiedImageError:
         raise InputError(f"{path}: not a readable image") from None
@@ -470,7 +481,7 @@ class VideoWriter:
             raise InputError(f"{text}: frame rate must be positive, got {self.fps}")
         if width <= 0 or height <= 0:
             raise InputError(f"{text}: frame size must be positive, got {width}x{height}")
-        _check_geometry(text, width, height)
+        _check_geometry(text, width, height, output=True)
         self.width, self.height = width, height
         self.frames_written = 0
         self._container: Any = None

@@ -504,3 +504,32 @@ def test_many_empty_records_are_not_many_frames(tmp_path):
     with pacodec.open(path, salvage=True) as salvaged:
         assert sum(1 for _ in salvaged) == 1001
         assert salvaged.damaged == list(range(1, 1001))
+
+
+# --- 16b: an input over the size cap is refused with what to do about it --------------------
+
+
+def test_an_input_over_the_cap_says_why_and_what_to_do(tmp_path):
+    """4000×3000 is 12 M pixels, over the 9.4 M cap of pcz.md §8 that the header's source
+    size obeys: refused (decided: not resized, README says why), with the way out."""
+    big = tmp_path / "big.mkv"
+    from pacodec import InputError
+    from pacodec.video import VideoWriter
+
+    with pytest.raises(InputError, match="exceeds the limit"):  # the writer obeys the same cap
+        VideoWriter(big, width=4000, height=3000)
+    import av
+
+    with av.open(str(big), "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 4000, 3000, "bgr0"
+        frame = av.VideoFrame.from_ndarray(np.zeros((3000, 4000, 3), np.uint8), format="rgb24")
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    proc = run_cli("encode", str(big), "-o", str(tmp_path / "out.pcz"))
+    assert proc.returncode == 2, proc.stderr
+    line = one_line(proc.stderr)
+    assert "4000x3000 exceeds the limit" in line and "scale the video down" in line, line
+    help_text = run_cli("encode", "--help", env={"COLUMNS": "300"}).stdout
+    assert "4096x2304 pixels a frame" in " ".join(help_text.split())
+    assert "not resized" in (ROOT / "README.md").read_text()
