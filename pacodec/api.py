@@ -492,8 +492,9 @@ class Reader:
 
     Header facts are attributes (``width``, ``height``, ``source_width``,
     ``source_height``, ``fps``, ``model``, ``weights_sha256``, ``quantizer``). With
-    ``salvage=True`` damaged records are replaced by the last good frame (listed in
-    ``damaged``) and a cut file ends cleanly after its last whole record.
+    ``salvage=True`` damaged records, and records that pass their CRC but do not
+    decode (pcz.md §7.2), are replaced by the last good frame (listed in ``damaged``)
+    and a cut file ends cleanly after its last whole record.
     """
 
     def __init__(
@@ -804,14 +805,13 @@ def decode(
     ``pix_fmt`` (.mp4 only): ``yuv444p`` (default) or ``yuv420p`` (video.VideoWriter
     says what each costs). A lossy output is read back: ``output_psnr`` in the result
     is its PSNR against the decoded frames over the first OUTPUT_CHECK_FRAMES frames
-    (fewer for large frames: OUTPUT_CHECK_BYTES).
+    (fewer for large frames: OUTPUT_CHECK_BYTES; None for the lossless kinds),
+    ``output_lossy`` whether that is under OUTPUT_PSNR_WARN dB.
 
     Frames go through one at a time (``size="source"`` resizes each as it is written),
     so memory does not grow with the frame count; it grows with the output's frame
     size, mostly in FFmpeg's encoders: at 4096×2304, FFV1 takes about 0.7 GB and x264
     about 1 GB (its lookahead is shortened for large frames, video.VideoWriter).
-    (None for the lossless kinds), ``output_lossy`` whether that is under
-    OUTPUT_PSNR_WARN dB.
     """
     from . import video
 
