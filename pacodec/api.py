@@ -518,8 +518,9 @@ class Reader:
 
     Header facts are attributes (``width``, ``height``, ``source_width``,
     ``source_height``, ``fps``, ``model``, ``weights_sha256``, ``quantizer``). With
-    ``salvage=True`` damaged records are replaced by the last good frame (listed in
-    ``damaged``) and a cut file ends cleanly after its last whole record.
+    ``salvage=True`` damaged records, and records that pass their CRC but do not
+    decode (pcz.md §7.2), are replaced by the last good frame (listed in ``damaged``)
+    and a cut file ends cleanly after its last whole record.
     """
 
     def __init__(
@@ -585,6 +586,8 @@ class Reader:
             raise
         self.salvage = salvage
         self._chain_damaged: list[int] = []
+        # Frames whose records passed their CRC but whose contents could not be decoded.
+        self._undecodable: set[int] = set()
         self.header = h
         self.width, self.height = h.width, h.height
         self.source_width, self.source_height = h.source_width, h.source_height
@@ -597,7 +600,7 @@ class Reader:
     def damaged(self) -> list[int]:
         """Frames that could not be decoded: damaged records, and with prediction the
         frames that depend on one, up to the next intra frame."""
-        return sorted(set(self.pcz.damaged) | set(self._chain_damaged))
+        return sorted(set(self.pcz.damaged) | set(self._chain_damaged) | self._undecodable)
 
     def __len__(self) -> int:
         return len(self.pcz)
@@ -611,35 +614,72 @@ class Reader:
             yield from self._iter_predictive()
             return
         last: np.ndarray | None = None
-        batch: list[np.ndarray] = []
-        holes: list[int] = []  # positions in the batch of damaged records
+        batch: list[Any] = []  # FrameRecords, damaged ones too
         for record in self.pcz:
-            if record.damaged or record.payload is None:
-                holes.append(len(batch) + len(holes))
-            else:
-                batch.append(record.payload)
-            if len(batch) + len(holes) >= BATCH:
-                yield from self._emit(batch, holes, last)
+            batch.append(record)
+            if len(batch) >= BATCH:
+                yield from self._emit(batch, last)
                 last = self._last
-                batch, holes = [], []
-        if batch or holes:
-            yield from self._emit(batch, holes, last)
+                batch = []
+        if batch:
+            yield from self._emit(batch, last)
 
-    def _emit(self, payloads: list[bytes], holes: list[int], last: np.ndarray | None):
-        frames = iter(self.codec.decode_payloads(payloads)) if payloads else iter(())
-        for i in range(len(payloads) + len(holes)):
-            if i in holes:
+    def _emit(self, records: list[Any], last: np.ndarray | None):
+        """The frames of a batch of records; a damaged or undecodable one (salvage)
+        repeats the last good frame."""
+        frames = self._decode_batch([r for r in records if not (r.damaged or r.payload is None)])
+        for record in records:
+            frame = frames.get(record.index)
+            if frame is None:
                 frame = last if last is not None else np.zeros((self.height, self.width, 3), np.uint8)
-            else:
-                frame = next(frames)
             last = frame
             yield frame
         self._last = last
+
+    def _decode_batch(self, records: list[Any]) -> dict[int, np.ndarray]:
+        """Frame number -> decoded frame of intra records, in one batch; when the batch
+        fails, frame by frame, so the error names the frame (and salvage leaves it out)."""
+        sound = []
+        for record in records:
+            try:
+                sound.append(_nonempty(record))
+            except FormatError as exc:
+                self._cannot_decode(record.index, exc)
+        records = sound
+        if not records:
+            return {}
+        try:
+            return dict(zip((r.index for r in records),
+                            self.codec.decode_payloads([r.payload for r in records])))
+        except FormatError:
+            pass
+        frames = {}
+        for record in records:
+            try:
+                frames[record.index] = self.codec.decode_payloads([record.payload])[0]
+            except FormatError as exc:
+                self._cannot_decode(record.index, exc)
+        return frames
+
+    def _cannot_decode(self, index: int, exc: FormatError) -> None:
+        """A record whose CRC held but whose contents do not decode: with salvage a
+        damaged frame, else a FormatError that names the file and the frame."""
+        if not self.salvage:
+            raise self._named(index, exc) from None
+        self._undecodable.add(index)
+
+    def _named(self, index: int, exc: FormatError) -> FormatError:
+        """``exc`` with a message that starts with this file's name and the frame."""
+        message = str(exc)
+        if message.startswith(str(self.path)):
+            return exc
+        return type(exc)(f"{self.path}: frame {index}: {message}")
 
     def _decode_record(self, record: Any, history: list[np.ndarray]) -> list[np.ndarray]:
         """Decode one record against the GOP's decoded frames so far (the most recent
         first); returns the new history, its first entry the record's frame."""
 
+        _nonempty(record)
         if record.type == RecordType.INTRA:
             if self.keyframes is not None:
                 return [self.keyframes.decode(record.payload)]
@@ -656,13 +696,19 @@ class Reader:
         for record in self.pcz:
             if record.type == RecordType.INTRA and not record.damaged:
                 broken = False
-            if record.damaged or record.payload is None or broken:
+            decoded = None
+            if not (record.damaged or record.payload is None or broken):
+                try:
+                    decoded = self._decode_record(record, history)
+                except FormatError as exc:
+                    self._cannot_decode(record.index, exc)  # raises unless salvaging
+            if decoded is None:
                 broken = True
                 if record.index not in self._chain_damaged:
                     self._chain_damaged.append(record.index)
                 yield history[0] if history else np.zeros((self.height, self.width, 3), np.uint8)
                 continue
-            history = self._decode_record(record, history)
+            history = decoded
             yield history[0]
 
     def __getitem__(self, key: SupportsIndex | slice) -> np.ndarray:
@@ -693,7 +739,14 @@ class Reader:
             for start in range(0, len(wanted), BATCH):
                 batch = wanted[start:start + BATCH]
                 payloads = [self._payload(k) for k in batch]
-                out.update(zip(batch, map(_public, self.codec.decode_payloads(payloads))))
+                try:
+                    out.update(zip(batch, map(_public, self.codec.decode_payloads(payloads))))
+                except FormatError:  # name the frame that does not decode
+                    for k, payload in zip(batch, payloads):
+                        try:
+                            out[k] = _public(self.codec.decode_payloads([payload])[0])
+                        except FormatError as exc:
+                            raise self._named(k, exc) from None
             return out
         history: list[np.ndarray] = []
         at = -1  # the last record decoded into history
@@ -705,7 +758,10 @@ class Reader:
                 record = self.pcz.record(k)
                 if record.payload is None:
                     raise FormatError(f"{self.path}: frame {k} is damaged")
-                history = self._decode_record(record, history)
+                try:
+                    history = self._decode_record(record, history)
+                except FormatError as exc:
+                    raise self._named(k, exc) from None
             at = i
             out[i] = _public(history[0])
         return out
@@ -714,7 +770,7 @@ class Reader:
         record = self.pcz.record(k)
         if record.payload is None:
             raise FormatError(f"{self.path}: frame {k} is damaged")
-        return record.payload
+        return _nonempty(record).payload
 
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
@@ -756,6 +812,16 @@ class Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _nonempty(record: Any) -> Any:
+    """``record``, unless its payload is empty: no layout has one (pcz.md §10). Every
+    layout codes at least one symbol, and entropy coder 1 seals a stream that holds a
+    symbol in one word or more (§15.2); without this rule a 6-byte record would be
+    a frame (an entropy stream of zero words decodes to the lowest symbols)."""
+    if not record.payload:
+        raise FormatError("empty payload, which no model's layout allows (pcz.md §10)")
+    return record
 
 
 def _public(frame: np.ndarray) -> np.ndarray:
@@ -860,8 +926,13 @@ def decode(
     ``pix_fmt`` (.mp4 only): ``yuv444p`` (default) or ``yuv420p`` (video.VideoWriter
     says what each costs). A lossy output is read back: ``output_psnr`` in the result
     is its PSNR against the decoded frames over the first OUTPUT_CHECK_FRAMES frames
-    (None for the lossless kinds), ``output_lossy`` whether that is under
-    OUTPUT_PSNR_WARN dB.
+    (fewer for large frames: OUTPUT_CHECK_BYTES; None for the lossless kinds),
+    ``output_lossy`` whether that is under OUTPUT_PSNR_WARN dB.
+
+    Frames go through one at a time (``size="source"`` resizes each as it is written),
+    so memory does not grow with the frame count; it grows with the output's frame
+    size, mostly in FFmpeg's encoders: at 4096×2304, FFV1 takes about 0.7 GB and x264
+    about 1 GB (its lookahead is shortened for large frames, video.VideoWriter).
     """
     from . import video
 
@@ -879,6 +950,8 @@ def decode(
         if pix_fmt is not None and kind != "mp4":
             raise InputError(f"{dst}: --pix-fmt applies to .mp4 outputs only")
         first: list[np.ndarray] = []  # what the lossy check compares the output with
+        # ... at most OUTPUT_CHECK_BYTES of them: a 4096×2304 source is 28 MB a frame.
+        check_frames = max(1, min(OUTPUT_CHECK_FRAMES, OUTPUT_CHECK_BYTES // (width * height * 3)))
         output_psnr = None
         with atomic_output(dst, force=force, folder=kind == "png", inputs=[src]) as partial:
             with video.VideoWriter(partial, fps=reader.fps, width=width, height=height, kind=kind,
@@ -886,7 +959,7 @@ def decode(
                 for frame in reader:
                     frame = video.fit(frame, width, height) if size == "source" else frame
                     out.write(frame)
-                    if kind == "mp4" and count < OUTPUT_CHECK_FRAMES:
+                    if kind == "mp4" and count < check_frames:
                         first.append(frame)
                     count += 1
                     if progress:
@@ -900,6 +973,8 @@ def decode(
 
 #: decode() reads back this many frames of a lossy output to measure what it lost ...
 OUTPUT_CHECK_FRAMES = 30
+#: ... or fewer, so that they hold at most this many bytes (at least one frame).
+OUTPUT_CHECK_BYTES = 32 << 20
 #: ... and calls it lossy under this PSNR against the decoded frames: an output error at
 #: 45 dB costs a 38 dB file about 1 dB against its source.
 OUTPUT_PSNR_WARN = 45.0

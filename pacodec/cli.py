@@ -15,6 +15,7 @@ import signal
 import shlex
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -43,11 +44,25 @@ def _note(message: str) -> None:
         typer.echo(f"pacodec: note: {message}", err=True)
 
 
+def _warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` while a command runs: one line, none under --quiet (and
+    not Python's default of the warning's class, file, line number and source line)."""
+    if not _state["quiet"]:
+        typer.echo(f"pacodec: warning: {message}", err=True)
+
+
 def _guarded(command: F) -> F:
-    """Run a command, turning pacodec's errors into one line and an exit status."""
+    """Run a command, turning pacodec's errors into one line and an exit status, and
+    warnings (e.g. a dropped audio stream) into one line each."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning
+            return _run(*args, **kwargs)
+
+    def _run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except PacodecError as exc:
@@ -109,7 +124,7 @@ def _version(value: bool) -> None:
 def main_options(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, summaries, notes or warnings.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["quiet"], _state["debug"] = quiet, debug
@@ -127,7 +142,7 @@ LambdaOpt = Annotated[float, typer.Option("--lambda", help="Scale of λ in the p
 @app.command()
 @_guarded
 def encode(
-    inputs: Annotated[list[str], typer.Argument(help="Video files or folders of frames.")],
+    inputs: Annotated[list[str], typer.Argument(help="Video files or folders of PNG/JPEG/BMP frames, at most 4096 pixels a side and 4096x2304 pixels a frame (the .pcz keeps the source size; scale bigger videos down first).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .pcz file to write; with several inputs, a folder (made if missing) that gets one <input name>.pcz each.")],
     model: ModelOpt = "pac-q8",
     quantizer: Annotated[Optional[str], typer.Option("--quantizer", help="none, naive, scale, kmeans (fixed-width models) or entropy (pac models).")] = None,

@@ -87,7 +87,20 @@ class VideoInfo:
 # --- input -------------------------------------------------------------------------
 
 
-def _check_geometry(name: str, width: int, height: int) -> None:
+#: What a user can do about an input over the caps. The caps stay although every model
+#: codes 160×200: a .pcz header records the source size (for ``decode --size source``)
+#: and formats/pcz.md §8 caps it, so that no reader allocates more for any file;
+#: resizing a bigger input silently would record a source size that is not the input's.
+_SCALE_DOWN = "the .pcz header keeps the source size, capped by formats/pcz.md §8; " \
+              "scale the video down first, e.g. ffmpeg -i IN -vf scale=1920:-2 OUT"
+
+
+def _limit_text() -> str:
+    return (f"{limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
+            f"{limits.MAX_PIXELS_PER_FRAME} pixels per frame")
+
+
+def _check_geometry(name: str, width: int, height: int, *, output: bool = False) -> None:
     """Refuse a frame size outside the caps of formats/pcz.md before anything is decoded."""
     if width <= 0 or height <= 0:
         raise InputError(f"{name}: video has no usable frame size ({width}x{height})")
@@ -97,9 +110,8 @@ def _check_geometry(name: str, width: int, height: int) -> None:
         or width * height > limits.MAX_PIXELS_PER_FRAME
     ):
         raise InputError(
-            f"{name}: frame size {width}x{height} exceeds the limit "
-            f"({limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
-            f"{limits.MAX_PIXELS_PER_FRAME} pixels per frame)"
+            f"{name}: frame size {width}x{height} exceeds the limit ({_limit_text()})"
+            + ("" if output else f": {_SCALE_DOWN}")
         )
 
 
@@ -127,23 +139,44 @@ def _frame_dir_files(directory: Path) -> list[Path]:
     return [p for p in entries if p.is_file()]
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR chunk, without decoding; None if not a PNG."""
+_EXIF_ORIENTATION = 0x0112
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone, so that a small file
+    claiming a huge picture (an RLE-compressed BMP of 20000×20000 is 1 KB) is refused
+    before anything is decoded: cv2.imread allocates the whole picture first.
+
+    Pillow's ``Image.open`` is lazy: it parses the header and decodes nothing until
+    asked. Pillow refuses sizes past its own decompression-bomb bound (far above
+    ours) with an error, and warns below it; both end in our own cap.
+    """
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(24)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                # cv2.imread turns a picture by its EXIF orientation; 5-8 swap the sides.
+                if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                    width, height = height, width
+                return width, height
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{path}: frame size exceeds the limit ({_limit_text()}): its header claims over "
+            f"{Image.MAX_IMAGE_PIXELS * 2} pixels; {_SCALE_DOWN}"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not a readable image") from None
     except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror})") from None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
+        raise InputError(f"{path}: cannot read ({_reason(error)})") from None
+    except (ValueError, SyntaxError, struct.error) as error:  # Pillow's parsers on bad headers
+        raise InputError(f"{path}: not a readable image ({_reason(error)})") from None
 
 
 def _read_image(path: Path) -> np.ndarray:
-    size = _png_size(path)
-    if size is not None:
-        _check_geometry(str(path), *size)
+    _check_geometry(str(path), *_image_size(path))
     # cv2.imread returns None instead of raising on unreadable or corrupt files.
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -227,12 +260,8 @@ class VideoReader:
         rate = DEFAULT_FPS if fps is None else Fraction(fps)
         if rate <= 0:
             raise InputError(f"{self.path}: frame rate must be positive, got {rate}")
-        # The first frame sets the geometry; PNG sizes come from the header alone.
-        size = _png_size(images[0])
-        if size is None:
-            height, width = _read_image(images[0]).shape[:2]
-        else:
-            width, height = size
+        # The first frame sets the geometry, from its header alone.
+        width, height = _image_size(images[0])
         _check_geometry(str(images[0]), width, height)
         self._images = images
         self.info = VideoInfo(width, height, rate, len(images), has_audio=False)
@@ -380,6 +409,8 @@ MP4_PIX_FMTS = ("yuv444p", "yuv420p")
 #: (crf 8: 45 dB, crf 12: 43 dB, which costs a 38 dB .pcz over 1 dB against its source);
 #: measured on Ms. Pac-Man frames. The .pcz is the small file; the .mp4 is for playing.
 MP4_CRF = {"yuv444p": 4, "yuv420p": 18}
+#: The RGB bytes of the frames x264 may look ahead over (see VideoWriter._open_mp4).
+X264_LOOKAHEAD_BYTES = 256 << 20
 
 
 def _output_kind(path: Path, text: str) -> str:
@@ -450,7 +481,7 @@ class VideoWriter:
             raise InputError(f"{text}: frame rate must be positive, got {self.fps}")
         if width <= 0 or height <= 0:
             raise InputError(f"{text}: frame size must be positive, got {width}x{height}")
-        _check_geometry(text, width, height)
+        _check_geometry(text, width, height, output=True)
         self.width, self.height = width, height
         self.frames_written = 0
         self._container: Any = None
@@ -481,8 +512,14 @@ class VideoWriter:
 
     def _open_mp4(self, name: str, crf: int) -> None:
         self._container = av.open(name, mode="w", format="mp4", options={"movflags": "+faststart"})
+        # x264 holds its rc-lookahead frames (40 at preset medium): at 4096×2304 its memory
+        # grew by ~42 MB a frame for the first 40 frames (measured). Large frames get a
+        # shorter lookahead, about X264_LOOKAHEAD_BYTES of RGB frames; frames up to 1080p
+        # keep the preset's.
+        lookahead = max(4, min(40, X264_LOOKAHEAD_BYTES // (self.width * self.height * 3)))
         stream = self._container.add_stream(
-            "libx264", rate=self.fps, options={"crf": str(crf), "preset": "medium"}
+            "libx264", rate=self.fps,
+            options={"crf": str(crf), "preset": "medium", "rc-lookahead": str(lookahead)},
         )
         # yuv420p halves chroma both ways, so there the coded size must be even.
         even = self.pix_fmt == "yuv420p"

@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
@@ -45,14 +47,59 @@ def sha256_of(path: Path) -> str:
 
 
 def read_manifest(directory: Path) -> list[dict[str, Any]]:
+    """The entries of ``directory/manifest.json`` (none if there is no manifest), each
+    checked against the shape below; anything else is a WeightsError naming the file."""
     path = directory / MANIFEST
     if not path.is_file():
         return []
     try:
-        models = json.loads(path.read_text())["models"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
         raise WeightsError(f"{path}: unreadable manifest ({exc})") from None
-    return list(models)
+    return _checked_manifest(path, document)
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _checked_manifest(path: Path, document: Any) -> list[dict[str, Any]]:
+    """The manifest's shape: ``{"models": [entry, ...]}``, each entry an object with
+    ``id`` (text), ``file`` (a relative path inside the manifest's folder), ``sha256``
+    (64 lowercase hex digits) and, where present, ``config``, ``training`` and
+    ``measured`` objects (``measured.psnr`` and ``.bytes_per_frame`` numbers, as
+    ``pacodec models`` prints them). Other keys are free.
+
+    Written out rather than with a JSON-schema library: a handful of fields does not
+    warrant a dependency, and the messages can say which entry and field is wrong.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+        raise WeightsError(f'{path}: a manifest is {{"models": [...]}}, a list of entries')
+    entries = document["models"]
+    for k, entry in enumerate(entries):
+        where = f"{path}: models[{k}]"
+        if not isinstance(entry, dict):
+            raise WeightsError(f"{where}: an entry is an object, got {type(entry).__name__}")
+        for key in ("id", "file", "sha256"):
+            if not isinstance(entry.get(key), str):
+                raise WeightsError(f"{where}: {key!r} must be text, got {entry.get(key)!r}")
+        where = f"{path}: model {entry['id']!r}"
+        file = entry["file"]
+        # The manifest names files beside it: an absolute path or ".." could make the
+        # loader read any file of the system (a device such as /dev/zero never ends).
+        if not file or "\x00" in file or Path(file).is_absolute() or ".." in Path(file).parts:
+            raise WeightsError(f"{where}: 'file' must name a file in the manifest's folder, got {file!r}")
+        if not _SHA256_HEX.fullmatch(entry["sha256"]):
+            raise WeightsError(f"{where}: 'sha256' must be 64 lowercase hex digits")
+        for key in ("config", "training", "measured"):
+            if key in entry and not isinstance(entry[key], dict):
+                raise WeightsError(f"{where}: {key!r} must be an object")
+        for key in ("psnr", "bytes_per_frame"):
+            value = entry.get("measured", {}).get(key, 0.0)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise WeightsError(f"{where}: 'measured.{key}' must be a number")
+        if entry.get("measured", {}).get("psnr") is not None and "bytes_per_frame" not in entry["measured"]:
+            raise WeightsError(f"{where}: 'measured' gives a psnr without its bytes_per_frame")
+    return list(entries)
 
 
 def write_manifest_entry(directory: Path, entry: dict[str, Any]) -> None:
@@ -111,27 +158,95 @@ def save(model: CodecModel, path: Path, *, half_precision: bool = False) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _metadata(data: bytes) -> dict[str, str]:
-    # safetensors: u64 header length, then a JSON header whose "__metadata__" we read.
-    # Not safetensors.safe_open: it opens a path, and load() must read the id and config
-    # from the very bytes whose sha256 it checked (a path can change between the check
-    # and a second read); safetensors has no metadata reader for bytes.
+#: safetensors' own bound on its JSON header (the Rust reader refuses more).
+MAX_HEADER_BYTES = 100_000_000
+
+
+def _tensor_bytes(header: Any) -> int:
+    """The bytes of tensor data a parsed safetensors header accounts for: the largest
+    end of its ``data_offsets``. Raises ValueError when the header is not that shape."""
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    end = 0
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = tensor.get("data_offsets") if isinstance(tensor, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(x) is int and x >= 0 for x in offsets) or offsets[0] > offsets[1]):
+            raise ValueError(f"tensor {name!r} has no valid data_offsets")
+        end = max(end, offsets[1])
+    return end
+
+
+def read_weights(path: Path) -> bytes:
+    """The bytes of a safetensors file, and not one more than its header accounts for.
+
+    Anything but a regular file is refused before a byte is read (it is opened without
+    blocking, so a FIFO cannot hang us, and a device such as /dev/zero never ends);
+    so is a file whose size is not the 8 + header + tensor bytes its header states.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such weights file") from None
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read weights ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise WeightsError(f"{path}: not a regular file, so not weights")
+            head = f.read(8)
+            n = int.from_bytes(head, "little")
+            if len(head) < 8 or n > min(MAX_HEADER_BYTES, st.st_size - 8):
+                raise WeightsError(f"{path}: not a safetensors file (no header of the length it states)")
+            header_bytes = f.read(n)
+            try:
+                end = _tensor_bytes(json.loads(header_bytes))
+            except ValueError as exc:
+                raise WeightsError(f"{path}: not a safetensors file ({exc})") from None
+            if 8 + n + end != st.st_size:
+                raise WeightsError(f"{path}: {st.st_size} bytes, but its safetensors header "
+                                   f"accounts for {8 + n + end}")
+            data = head + header_bytes + f.read(end)
+        except OSError as exc:
+            raise WeightsError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
+    if len(data) != st.st_size:
+        raise WeightsError(f"{path}: the file changed while it was read")
+    return data
+
+
+def _metadata(data: bytes) -> tuple[str, dict[str, Any]]:
+    """(model id, config) from a safetensors header's ``__metadata__``.
+
+    Not safetensors.safe_open: it opens a path, and load() must read the id and config
+    from the very bytes whose sha256 it checked (a path can change between the check
+    and a second read); safetensors has no metadata reader for bytes."""
     if len(data) < 8:
         raise ValueError("too short")
     n = int.from_bytes(data[:8], "little")
     if n > len(data) - 8:
         raise ValueError("header length beyond the file")
-    return json.loads(data[8 : 8 + n]).get("__metadata__", {})
+    header = json.loads(data[8 : 8 + n])
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise ValueError("the header's __metadata__ is not an object")
+    model_id, config = meta.get("model_id"), meta.get("config")
+    if not isinstance(model_id, str) or not isinstance(config, str):
+        raise ValueError("its metadata lacks the text fields model_id and config")
+    config = json.loads(config)
+    if not isinstance(config, dict):
+        raise ValueError(f"its config is not a JSON object: {config!r:.60}")
+    return model_id, config
 
 
 def load_bytes(data: bytes, *, expected_id: str | None = None, name: str = "weights") -> CodecModel:
     """Build a model from safetensors bytes carrying their own id and config."""
     try:
-        meta = _metadata(data)
-        model_id = meta["model_id"]
-        config = json.loads(meta["config"])
+        model_id, config = _metadata(data)
         state = load_safetensors_bytes(data)
-    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         raise WeightsError(f"{name}: not a pacodec safetensors file ({exc})") from None
     build_id = model_id
     if expected_id is not None and model_id != expected_id:
@@ -139,7 +254,14 @@ def load_bytes(data: bytes, *, expected_id: str | None = None, name: str = "weig
         if spec.weights_of != model_id:
             raise WeightsError(f"{name}: holds {model_id!r}, expected {expected_id!r}")
         build_id = expected_id  # e.g. pac-q3 built from the shared "pac" weights
-    model = build_model(build_id, config)
+    try:
+        model = build_model(build_id, config)
+    except WeightsError as exc:
+        raise WeightsError(f"{name}: {exc}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError,
+            OverflowError, RuntimeError) as exc:  # a config value of the wrong type or range
+        raise WeightsError(f"{name}: its config does not build {build_id} "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     want = model.state_dict()
     state = {k: v.to(want[k].dtype) if k in want else v for k, v in state.items()}
     try:
@@ -173,10 +295,7 @@ def load(
     found = find(model_id, weights_dir)
     if found is None:
         raise WeightsError(f"no weights for {model_id!r} (train them or pass --weights DIR)")
-    try:
-        data = found.path.read_bytes()
-    except OSError as exc:
-        raise WeightsError(f"{found.path}: cannot read weights ({exc.strerror})") from None
+    data = read_weights(found.path)
     actual = hashlib.sha256(data).hexdigest()
     if actual != found.sha256:
         raise WeightsError(f"{found.path}: sha256 {actual[:16]}… differs from its manifest")
@@ -209,4 +328,4 @@ def unknown_id(model_id: str) -> WeightsError:
 
 
 __all__ = ["find", "load", "save", "serialize", "load_bytes", "sha256_of", "read_manifest",
-           "write_manifest_entry", "SHIPPED_DIR", "WeightsEntry"]
+           "write_manifest_entry", "read_weights", "SHIPPED_DIR", "WeightsEntry"]

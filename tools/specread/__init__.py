@@ -41,16 +41,22 @@ def read(path, weights=(), salvage: bool = False, symbols: bool = True) -> Resul
     if c.header.quantizer == 3 and c.params is None and not salvage:
         raise Refused("a kmeans stream needs its PARAMS record (§3.6)")
     digest = None
+    corrupt: set[int] = set()   # §7.2: sound records whose payload is corrupt (salvage)
     if symbols:
         decoder = Decoder(c.header, Weights(weights))
         sha = hashlib.sha256()
         for frame in c.frames:
             if not frame.damaged:
-                sha.update(decoder.symbols(frame))
-            else:
-                decoder.forget()   # §14.5: a lost record leaves no previous P-frame
+                try:
+                    sha.update(decoder.symbols(frame))
+                    continue
+                except Refused:
+                    if not salvage:
+                        raise
+                    corrupt.add(frame.number)
+            decoder.forget()   # §14.5: a lost record leaves no previous P-frame
         digest = sha.hexdigest()
-    return Result(c, survivors(c), digest, info(c, str(path)))
+    return Result(c, survivors(c, corrupt), digest, info(c, str(path)))
 
 
 REFINED = {"pac-hi", "tiny-pac-hi", "pac-q6", "pac-q7", "pac-q8", "pac-q9", "pac-q10"}   # §17: two-layer ids

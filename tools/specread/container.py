@@ -401,14 +401,16 @@ def _frames_lost(data: bytes, c: Container, pos: int, nxt: int, frame: int) -> i
     return 0 if data[pos] == PARAMS and frame == 0 else 1
 
 
-def survivors(c: Container) -> list[bool]:
-    """§7.2: which frames decode: a sound record, and for a PREDICTED frame every frame
-    back to its INTRA frame sound too."""
-    out, broken = [], False
+def survivors(c: Container, corrupt: set[int] = frozenset()) -> list[bool]:
+    """§7.2: which frames decode: a sound record with a payload that is not ``corrupt``,
+    and for a PREDICTED frame every frame back to its INTRA frame (there must be one)
+    the same."""
+    out, broken = [], True   # a PREDICTED frame before any INTRA frame has no reference
     for f in c.frames:
-        if f.type == INTRA and not f.damaged:
+        lost = f.damaged or f.number in corrupt
+        if f.type == INTRA and not lost:
             broken = False
-        if f.damaged or broken:
+        if lost or broken:
             broken = True
             out.append(False)
         else:

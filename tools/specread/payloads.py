@@ -190,6 +190,8 @@ class Decoder:
     def symbols(self, frame) -> bytes:
         """The digest bytes of one sound frame record (§16)."""
         payload = frame.payload
+        if not payload:
+            raise Refused(f"frame {frame.number}: an empty payload, which no layout allows (§10)")
         if self.layout == "fixed":
             body = payload[self.h.frame_param_bytes:]
             entries = int(np.prod(self.h.code_shape))
