@@ -1,0 +1,98 @@
+"""Undeclared errors and hangs (issue 13, findings 5, 6, 7, 10, 12 and 13).
+
+Each test goes through the real ``pacodec`` entry point (exit status, one line on
+stderr, no traceback) or the public API, and fails on the code before its fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def one_line(r, status: int, *texts: str) -> str:
+    """The run exited ``status`` with one ``pacodec: error:`` line holding ``texts``."""
+    assert r.returncode == status, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pacodec: error: "), r.stderr
+    for text in texts:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def pcz(tmp_path_factory, clip, tiny_weights) -> Path:
+    import pacodec
+
+    path = tmp_path_factory.mktemp("pcz") / "clip.pcz"
+    pacodec.encode(clip, path, model="tiny-conv", quantizer="naive", weights_dir=tiny_weights,
+                   max_frames=4)
+    return path
+
+
+def with_header(pcz: Path, out: Path, **fields) -> Path:
+    """``pcz`` with header fields replaced (same header size, CRC recomputed by the
+    writer's own build_header), the records, index and trailer kept byte for byte."""
+    from pacodec.pcz import PczReader
+    from pacodec.pcz.header import build_header
+
+    data = pcz.read_bytes()
+    with pcz.open("rb") as f:
+        header = PczReader(f).header
+    old, new = build_header(header), build_header(dataclasses.replace(header, **fields))
+    assert data.startswith(old) and len(new) == len(old)
+    out.write_bytes(new + data[len(old):])
+    return out
+
+
+# --- 5. frame rates a video container cannot hold ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["mkv", "mp4"])
+def test_a_frame_rate_no_video_holds_is_refused_in_one_line(tmp_path, pcz, tiny_weights, kind):
+    """1/4294967295 fps is a valid header (pcz.md §3.5); a video cannot hold it (§8.1)."""
+    slow = with_header(pcz, tmp_path / "slow.pcz", fps_num=1, fps_den=0xFFFFFFFF)
+    r = run_cli("info", str(slow))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / f"out.{kind}"
+    r = run_cli("decode", str(slow), "-o", str(out), "--weights", str(tiny_weights), "-q")
+    one_line(r, 3, str(out), "1/4294967295", "PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.pcz"]  # no output, no .partial
+
+
+def test_a_frame_rate_no_video_holds_decodes_to_png(tmp_path, pcz, tiny_weights):
+    slow = with_header(pcz, tmp_path / "slow.pcz", fps_num=1, fps_den=0xFFFFFFFF)
+    r = run_cli("decode", str(slow), "-o", str(tmp_path / "frames"), "--weights", str(tiny_weights), "-q")
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 4
+
+
+@pytest.mark.parametrize("kind", ["mkv", "mp4"])
+@pytest.mark.parametrize("num, den, written", [
+    (4294967295, 4294967294, Fraction(1)),  # terms over 2^31: PyAV's OverflowError before
+    (1, 65535, Fraction(1, 65535)),  # the slowest a video takes, exactly
+    (30000, 1001, Fraction(30000, 1001)),
+])
+def test_frame_rates_with_large_terms_are_written_as_the_nearest_that_fits(tmp_path, pcz, tiny_weights,
+                                                                          kind, num, den, written):
+    import av
+
+    odd = with_header(pcz, tmp_path / "odd.pcz", fps_num=num, fps_den=den)
+    out = tmp_path / f"out.{kind}"
+    r = run_cli("decode", str(odd), "-o", str(out), "--weights", str(tiny_weights), "-q")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.frames in (0, 4)
+        if kind == "mp4":  # Matroska keeps times in milliseconds, so only MP4 reads back the rate
+            assert stream.average_rate == written
+    assert sum(1 for _ in av.open(str(out)).decode(video=0)) == 4
