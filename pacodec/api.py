@@ -23,6 +23,7 @@ import numpy as np
 
 from . import quantize as quantizers
 from .errors import FormatError, InputError, OutputError, PacodecError, TruncatedError, WeightsError
+from .inputs import open_regular
 from .output import atomic_output, check_target, describe_os_error
 from .pcz import CURRENT_VERSION, EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
@@ -506,14 +507,7 @@ class Reader:
         force_weights: bool = False,
     ) -> None:
         self.path = Path(path)
-        try:
-            self._file: BinaryIO = builtins.open(self.path, "rb")
-        except FileNotFoundError:
-            raise InputError(f"{self.path}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{self.path}: is a folder, not a .pcz file") from None
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot read ({exc.strerror})") from None
+        self._file: BinaryIO = open_regular(self.path, what="a .pcz file")
         try:
             self.pcz = PczReader(self._file, salvage=salvage, name=str(self.path))
             h = self.pcz.header
@@ -801,12 +795,7 @@ def _output_psnr(path: Path, decoded: list[np.ndarray]) -> float:
 def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The facts and byte accounting of a ``.pcz`` (header, index, trailer; no model)."""
     path = Path(path)
-    try:
-        f = builtins.open(path, "rb")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    f = open_regular(path, what="a .pcz file")
     from .models.pac import REFINED_IDS
 
     intra_at: list[int] = []  # the GOP structure: where a decoder can start

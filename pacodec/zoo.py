@@ -21,6 +21,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .errors import WeightsError
+from .inputs import open_regular
 from .models import CodecModel, build_model
 from .models.base import REGISTRY
 
@@ -38,7 +39,7 @@ class WeightsEntry:
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, error=WeightsError, what="a weights file") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -169,7 +170,8 @@ def load(
     if found is None:
         raise WeightsError(f"no weights for {model_id!r} (train them or pass --weights DIR)")
     try:
-        data = found.path.read_bytes()
+        with open_regular(found.path, error=WeightsError, what="a weights file") as f:
+            data = f.read()
     except OSError as exc:
         raise WeightsError(f"{found.path}: cannot read weights ({exc.strerror})") from None
     actual = hashlib.sha256(data).hexdigest()

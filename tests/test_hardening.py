@@ -96,3 +96,52 @@ def test_frame_rates_with_large_terms_are_written_as_the_nearest_that_fits(tmp_p
         if kind == "mp4":  # Matroska keeps times in milliseconds, so only MP4 reads back the rate
             assert stream.average_rate == written
     assert sum(1 for _ in av.open(str(out)).decode(video=0)) == 4
+
+
+# --- 6. FIFOs and devices where a regular file is read whole ---------------------------
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["info", "decode"])
+def test_a_fifo_as_pcz_input_is_refused_without_blocking(tmp_path, tiny_weights, command):
+    """open() on a FIFO waits for a writer: before the fix this run hung (the timeout
+    only turns a hang into a failure)."""
+    source = fifo(tmp_path / "in.pcz")
+    extra = ("-o", str(tmp_path / "out.mkv"), "--weights", str(tiny_weights)) if command == "decode" else ()
+    r = run_cli(command, str(source), *extra, timeout=120)
+    one_line(r, 2, str(source), "FIFO")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.pcz"]
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_device_as_pcz_input_is_refused(device):
+    r = run_cli("info", device, timeout=120)
+    one_line(r, 2, device, "character device")
+
+
+def test_a_fifo_as_the_weights_file_a_manifest_names_is_refused(tmp_path, pcz, tiny_weights):
+    import json
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    entry = next(m for m in json.loads((tiny_weights / "manifest.json").read_text())["models"]
+                 if m["id"] == "tiny-conv")
+    (weights / "manifest.json").write_text(json.dumps({"models": [{**entry, "file": "pipe.safetensors"}]}))
+    pipe = fifo(weights / "pipe.safetensors")
+    r = run_cli("decode", str(pcz), "-o", str(tmp_path / "out.mkv"), "--weights", str(weights), timeout=120)
+    one_line(r, 2, str(pipe), "FIFO")
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_a_fifo_as_initial_weights_is_refused(tmp_path):
+    import pacodec
+    from pacodec.models import build_model
+    from pacodec.train import init_from
+
+    with pytest.raises(pacodec.WeightsError, match="FIFO"):
+        init_from(build_model("tiny-conv", None), fifo(tmp_path / "init.safetensors"))
+
