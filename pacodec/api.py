@@ -542,7 +542,7 @@ class Reader:
             self._file.close()
             raise
         self.salvage = salvage
-        self._chain_damaged: list[int] = []
+        self._chain_damaged: set[int] = set()  # a set: salvage tests each frame against it
         self.header = h
         self.width, self.height = h.width, h.height
         self.source_width, self.source_height = h.source_width, h.source_height
@@ -555,7 +555,7 @@ class Reader:
     def damaged(self) -> list[int]:
         """Frames that could not be decoded: damaged records, and with prediction the
         frames that depend on one, up to the next intra frame."""
-        return sorted(set(self.pcz.damaged) | set(self._chain_damaged))
+        return sorted(self._chain_damaged.union(self.pcz.damaged))
 
     def __len__(self) -> int:
         return len(self.pcz)
@@ -610,8 +610,7 @@ class Reader:
                 broken = False
             if record.damaged or record.payload is None or broken:
                 broken = True
-                if record.index not in self._chain_damaged:
-                    self._chain_damaged.append(record.index)
+                self._chain_damaged.add(record.index)
                 yield history[0] if history else np.zeros((self.height, self.width, 3), np.uint8)
                 continue
             history = self._decode_record(record, history)
