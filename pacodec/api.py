@@ -288,6 +288,9 @@ class Writer:
         gop: int | None = None,
         lam: float = 1.0,
     ) -> None:
+        from .zoo import check_device
+
+        check_device(device)
         self.path = Path(path)
         wdir = Path(weights_dir) if weights_dir else None
         loaded, sha = _load_model(model, wdir, device)
@@ -506,6 +509,9 @@ class Reader:
         device: str = "cpu",
         force_weights: bool = False,
     ) -> None:
+        from .zoo import check_device
+
+        check_device(device)
         self.path = Path(path)
         self._file: BinaryIO = open_regular(self.path, what="a .pcz file")
         try:
@@ -703,8 +709,10 @@ def encode(
     models that can predict, else 1); ``lam`` scales λ of the block decisions.
     """
     from . import video
+    from .zoo import check_device
 
     src, dst = Path(src), Path(dst)
+    check_device(device)
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {max_frames}")
     check_target(dst, force=force, inputs=[src])
@@ -740,7 +748,9 @@ def decode(
     OUTPUT_PSNR_WARN dB.
     """
     from . import video
+    from .zoo import check_device
 
+    check_device(device)
     if size not in ("coded", "source"):
         raise InputError(f"--size must be coded or source, got {size!r}")
     dst = Path(dst)

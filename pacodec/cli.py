@@ -359,6 +359,9 @@ def train(
     if epochs < (0 if pca or init else 1) or batch_size < 1 or lr <= 0 or every < 1:
         raise InputError("--epochs (0 allowed with --pca or --init), --batch-size and --every must be "
                          "at least 1, --lr positive")
+    from .zoo import check_device
+
+    check_device(device)  # before the frames are read
     from .errors import WeightsError
     from .models import build_model
 

@@ -213,6 +213,7 @@ def train(
     draws a bar with it). Stops early, after a whole epoch, when ``time_limit_min``
     would be exceeded by another epoch.
     """
+    zoo.check_device(cfg.device)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dist_info = _distributed(cfg.device)

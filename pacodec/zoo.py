@@ -164,6 +164,7 @@ def load(
     """
     from .models import registered_ids
 
+    check_device(device)
     if model_id not in registered_ids():
         raise unknown_id(model_id)
     found = find(model_id, weights_dir)
@@ -186,6 +187,48 @@ def load(
     return model.to(device), actual
 
 
+def available_devices() -> list[str]:
+    """The torch devices this build and machine can run models on, cpu first."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+        if torch.cuda.device_count() > 1:
+            devices += [f"cuda:{k}" for k in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: Any) -> str:
+    """``device`` if models can run on it here, else InputError naming those that can:
+    checked before any work, since torch answers a bad name with a RuntimeError and
+    a CUDA device on a build without CUDA with an AssertionError, deep in loading."""
+    import torch
+
+    from .errors import InputError
+
+    available = available_devices()
+    here = f"available here: {', '.join(available)}"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown device {device!r} ({here})") from None
+    if parsed.type == "cpu":
+        return str(device)
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InputError(f"device {device!r} is not available: {why} ({here})")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r} is not available: {torch.cuda.device_count()} CUDA GPU(s) ({here})")
+        return str(device)
+    if parsed.type == "mps" and "mps" in available:
+        return str(device)
+    raise InputError(f"device {device!r} is not available ({here})")
+
+
 def spec_of(model_id: str):
     from .models import registered_ids
 
@@ -205,5 +248,5 @@ def unknown_id(model_id: str) -> WeightsError:
     return WeightsError(f"unknown model id {model_id!r} (known: {known})")
 
 
-__all__ = ["find", "load", "save", "serialize", "load_bytes", "sha256_of", "read_manifest",
+__all__ = ["find", "load", "check_device", "available_devices", "save", "serialize", "load_bytes", "sha256_of", "read_manifest",
            "write_manifest_entry", "SHIPPED_DIR", "WeightsEntry"]

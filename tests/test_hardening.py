@@ -203,3 +203,37 @@ def test_salvaging_broken_chains_of_many_predicted_records_is_linear(tmp_path, p
     spent = time.process_time() - start
     assert frames == gops * length and damaged == list(range(gops * length))
     assert spent < 20, f"{spent:.1f} s of CPU to salvage {frames} records"
+
+
+# --- 10. devices ------------------------------------------------------------------------
+
+
+def _cuda_devices() -> list[str]:
+    import torch
+
+    # "cuda" itself is only refused where torch sees no CUDA GPU; cuda:99 everywhere.
+    return ["cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+
+
+@pytest.mark.parametrize("device", ["bogus", *_cuda_devices()])
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_a_device_that_is_not_there_is_refused_up_front(tmp_path, clip, pcz, tiny_weights, command, device):
+    """Before: exit 1 with torch's RuntimeError (a bad name) or AssertionError (no CUDA)."""
+    source, extra = (clip, ("--model", "tiny-conv", "--quantizer", "naive")) if command == "encode" else (pcz, ())
+    out = tmp_path / ("out.pcz" if command == "encode" else "out.mkv")
+    r = run_cli(command, str(source), "-o", str(out), *extra, "--weights", str(tiny_weights),
+                "--device", device, "-q")
+    one_line(r, 2, repr(device), "available here: cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("device", ["bogus", *_cuda_devices()])
+def test_the_api_refuses_a_device_that_is_not_there(tmp_path, pcz, tiny_weights, device):
+    import pacodec
+
+    with pytest.raises(pacodec.InputError, match="available here: cpu"):
+        pacodec.Writer(tmp_path / "out.pcz", model="tiny-conv", quantizer="naive", weights_dir=tiny_weights,
+                       device=device)
+    with pytest.raises(pacodec.InputError, match="available here: cpu"):
+        pacodec.open(pcz, weights_dir=tiny_weights, device=device)
+    assert list(tmp_path.iterdir()) == []
