@@ -547,6 +547,7 @@ class Reader:
         except BaseException:
             self._file.close()
             raise
+        self._closed = False
         self.salvage = salvage
         self._chain_damaged: set[int] = set()  # a set: salvage tests each frame against it
         self.header = h
@@ -566,10 +567,26 @@ class Reader:
     def __len__(self) -> int:
         return len(self.pcz)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InputError(f"{self.path}: I/O operation on a closed .pcz reader")
+
+    def _open_only(self, items: Iterator[Any]) -> Iterator[Any]:
+        """``items``, checking before each step that the reader is still open (so a
+        reader closed during a loop stops it with the same error, not a damaged frame)."""
+        while True:
+            self._check_open()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            yield item
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        if self.predictor is not None:
-            yield from self._iter_predictive()
-            return
+        self._check_open()
+        return self._open_only(self._iter_predictive() if self.predictor is not None else self._iter_intra())
+
+    def _iter_intra(self) -> Iterator[np.ndarray]:
         last: np.ndarray | None = None
         batch: list[np.ndarray] = []
         holes: list[int] = []  # positions in the batch of damaged records
@@ -623,6 +640,7 @@ class Reader:
             yield history[0]
 
     def __getitem__(self, i: int) -> np.ndarray:
+        self._check_open()
         n = len(self)
         if i < 0:
             i += n
@@ -644,7 +662,10 @@ class Reader:
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
         vectors and residual symbols."""
+        self._check_open()
+        return self._open_only(self._symbols())
 
+    def _symbols(self) -> Iterator[np.ndarray]:
         motion = None  # the last P-frame's re-prediction: format 2.x codes the next against it
         for record in self.pcz:
             if record.payload is None:
@@ -671,6 +692,8 @@ class Reader:
         return digest.hexdigest()
 
     def close(self) -> None:
+        """Close the file; every later access but ``len()`` raises InputError. Safe to call twice."""
+        self._closed = True
         self._file.close()
 
     def __enter__(self) -> Reader:

@@ -237,3 +237,61 @@ def test_the_api_refuses_a_device_that_is_not_there(tmp_path, pcz, tiny_weights,
     with pytest.raises(pacodec.InputError, match="available here: cpu"):
         pacodec.open(pcz, weights_dir=tiny_weights, device=device)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- 12. a closed Reader --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def q8(tmp_path_factory, atari_frames) -> Path:
+    """Five frames of the default model (pac-q8) in one GOP: an intra frame, then
+    predicted frames (the decoder's own frames carry their motion internally)."""
+    import pacodec
+
+    path = tmp_path_factory.mktemp("q8") / "q8.pcz"
+    with pacodec.Writer(path, gop=8) as w:
+        for frame in atari_frames[-5:]:
+            w.write(frame)
+    assert pacodec.probe(path)["predicted_frames"] >= 2
+    return path
+
+
+def closed_error(excinfo) -> None:
+    import pacodec
+
+    assert isinstance(excinfo.value, ValueError) and isinstance(excinfo.value, pacodec.PacodecError)
+    assert "closed .pcz reader" in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("which", ["intra", "predicted"])
+def test_every_access_to_a_closed_reader_raises_one_clear_error(request, tiny_weights, which):
+    """Before: r[0] answered from a cache, other frames said the file was damaged, and
+    a loop died partway with a bare ValueError of the file object."""
+    import pacodec
+
+    path = request.getfixturevalue("pcz" if which == "intra" else "q8")
+    reader = pacodec.open(path, weights_dir=tiny_weights)
+    n = len(reader)
+    frames = iter(reader)
+    next(frames)
+    reader[0], reader[n - 1]
+    reader.close()
+    reader.close()  # twice is fine, as for files
+    assert len(reader) == n
+    accesses = [lambda: reader[0], lambda: reader[n - 1], lambda: reader[-1], lambda: list(reader),
+                lambda: next(iter(reader)), lambda: next(frames), lambda: next(reader.iter_symbols()),
+                lambda: reader.symbol_digest()]
+    for access in accesses:
+        with pytest.raises(pacodec.InputError) as excinfo:
+            access()
+        closed_error(excinfo)
+
+
+def test_a_reader_closed_by_its_with_block_refuses_access(q8):
+    import pacodec
+
+    with pacodec.open(q8) as reader:
+        pass
+    with pytest.raises(pacodec.InputError) as excinfo:
+        reader[1]
+    closed_error(excinfo)
