@@ -10,12 +10,13 @@ long the video is.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, overload
 
 import builtins
 
@@ -263,6 +264,49 @@ def _remember(coder: Any, frame: np.ndarray, history: list[np.ndarray]) -> list[
 #: gives later frames a better reference.
 SCENE_CUT_SHARE = 0.5
 
+def _path_arg(value: Any, what: str) -> str | os.PathLike[str]:
+    """``value`` if it names a file (str or os.PathLike), else InputError."""
+    if isinstance(value, (str, os.PathLike)):
+        return value
+    hint = ("; to encode frames you hold, write them to a pacodec.Writer"
+            if isinstance(value, np.ndarray) and what.startswith("encode") else "")
+    raise InputError(f"{what} must be a file path (str or os.PathLike), not {type(value).__name__}{hint}")
+
+
+def _integer(value: Any, what: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InputError(f"{what} must be an integer, got {value!r}") from None
+
+
+def _frame_rate(fps: Any) -> Fraction:
+    """A Writer's ``fps`` as the header stores it (denominator at most 65536), or
+    InputError: a number over 0 and at most MAX_FPS (formats/pcz.md §8)."""
+    from .pcz.limits import MAX_FPS
+
+    try:
+        rate = Fraction(fps)  # NaN: ValueError, inf: OverflowError, None: TypeError
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        raise InputError(f"fps must be a number of frames per second, got {fps}") from None
+    if not 0 < rate <= MAX_FPS:
+        raise InputError(f"fps must be over 0 and at most {MAX_FPS}, got {fps}")
+    stored = rate.limit_denominator(1 << 16)
+    if stored <= 0:
+        raise InputError(f"fps {fps} is under the slowest rate a file stores, 1/131072")
+    return stored
+
+
+def _lambda_scale(lam: Any) -> float:
+    try:
+        value = float(lam)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"lam (--lambda) must be a number, got {lam!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"lam (--lambda) must be finite and at least 0, got {lam!r}")
+    return value
+
+
 class Writer:
     """Stream frames into a ``.pcz`` file.
 
@@ -290,8 +334,13 @@ class Writer:
     ) -> None:
         from .zoo import check_device
 
+        # Arguments first, before any weights are loaded or any file is made.
+        self.path = Path(_path_arg(path, "Writer's path"))
+        self.fps = _frame_rate(fps)
+        lam = _lambda_scale(lam)
+        if gop is not None:
+            gop = _integer(gop, "gop")
         check_device(device)
-        self.path = Path(path)
         wdir = Path(weights_dir) if weights_dir else None
         loaded, sha = _load_model(model, wdir, device)
         self.codec = Codec(loaded, sha, _make_quantizer(loaded, quantizer))
@@ -302,9 +351,6 @@ class Writer:
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self._since_intra = 0  # frames since the last intra frame
         self._intra_bytes = 0  # payload bytes of the last intra frame
-        self.fps = Fraction(fps).limit_denominator(1 << 16)
-        if self.fps <= 0:
-            raise InputError(f"frame rate must be positive, got {fps}")
         self._context = atomic_output(self.path, force=force)
         self._partial = self._context.__enter__()
         try:  # from here on the .partial file exists: any failure (Ctrl-C too) removes it
@@ -322,11 +368,23 @@ class Writer:
 
     # -- public ---------------------------------------------------------------
     def write(self, frame: np.ndarray) -> None:
-        """Add one H×W×3 uint8 RGB frame."""
-        frame = np.asarray(frame)
+        """Add one H×W×3 uint8 RGB frame (H and W at least 1)."""
+        from .video import _check_geometry
+
+        if self._closed:
+            raise InputError(f"{self.path}: write() on a closed Writer")
+        try:
+            frame = np.asarray(frame)
+        except (TypeError, ValueError):  # e.g. a ragged list
+            raise InputError(f"frames must be H×W×3 uint8 RGB arrays, got a {type(frame).__name__} "
+                             "numpy cannot make one array of") from None
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise InputError(f"frames must be H×W×3 uint8 RGB, got {frame.shape} {frame.dtype}")
-        if self.frames + len(self._pending) + len(self._fit_codes) >= MAX_FRAMES:
+        number = self.frames + len(self._pending) + len(self._fit_codes)
+        if 0 in frame.shape:
+            raise InputError(f"frame {number} is empty ({frame.shape[1]}x{frame.shape[0]})")
+        _check_geometry(f"frame {number}", frame.shape[1], frame.shape[0])
+        if number >= MAX_FRAMES:
             raise InputError(f"more than {MAX_FRAMES} frames")
         if self._source is None:
             self._source = (frame.shape[1], frame.shape[0])
@@ -492,7 +550,9 @@ class Writer:
 # Reading
 # ----------------------------------------------------------------------------
 class Reader:
-    """A decoded ``.pcz`` stream: ``len()``, iteration of H×W×3 uint8 frames, ``reader[i]``.
+    """A decoded ``.pcz`` stream: ``len()``, iteration of H×W×3 uint8 frames, ``reader[i]``
+    (any integer, negative from the end) and ``reader[a:b:step]`` (a list of frames).
+    Every frame handed out is a plain C-contiguous ``np.ndarray`` the caller owns.
 
     Header facts are attributes (``width``, ``height``, ``source_width``,
     ``source_height``, ``fps``, ``model``, ``weights_sha256``, ``quantizer``). With
@@ -511,8 +571,8 @@ class Reader:
     ) -> None:
         from .zoo import check_device
 
+        self.path = Path(_path_arg(path, "a .pcz file's path"))
         check_device(device)
-        self.path = Path(path)
         self._file: BinaryIO = open_regular(self.path, what="a .pcz file")
         try:
             self.pcz = PczReader(self._file, salvage=salvage, name=str(self.path))
@@ -584,7 +644,8 @@ class Reader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self._check_open()
-        return self._open_only(self._iter_predictive() if self.predictor is not None else self._iter_intra())
+        frames = self._iter_predictive() if self.predictor is not None else self._iter_intra()
+        return (_plain(frame) for frame in self._open_only(frames))
 
     def _iter_intra(self) -> Iterator[np.ndarray]:
         last: np.ndarray | None = None
@@ -639,25 +700,57 @@ class Reader:
             history = self._decode_record(record, history)
             yield history[0]
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | list[np.ndarray]:
+        """Frame ``i`` (any integer, numpy's too; negative counts from the end), or for
+        a slice the list of its frames; each decoded from its GOP's intra frame."""
         self._check_open()
         n = len(self)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"frame {i} of {n}")
-        if self.predictor is not None:
-            history: list[np.ndarray] = []
-            for k in range(self.pcz.start_of(i), i + 1):
-                record = self.pcz.record(k)
-                if record.payload is None:
-                    raise FormatError(f"{self.path}: frame {k} is damaged")
-                history = self._decode_record(record, history)
-            return history[0]
-        record = self.pcz.record(i)
-        if record.payload is None:
-            raise FormatError(f"{self.path}: frame {i} is damaged")
-        return self.codec.decode_payloads([record.payload])[0]
+        if isinstance(i, slice):
+            return self._frames_at(range(*i.indices(n)))
+        try:
+            k = operator.index(i)
+        except TypeError:
+            raise InputError(f"{self.path}: frame index must be an integer or a slice, "
+                             f"not {type(i).__name__}") from None
+        if not -n <= k < n:
+            raise IndexError(f"{self.path}: frame {k} out of range ({n} frames)")
+        return self._frames_at([k % n])[0]
+
+    def _frames_at(self, wanted: Iterable[int]) -> list[np.ndarray]:
+        """Frames of the numbers in ``wanted`` (0 <= k < len), decoded in ascending order,
+        each GOP's run once; a damaged frame on the way raises FormatError."""
+        wanted = list(wanted)
+        decoded: dict[int, np.ndarray] = {}
+
+        def payload(k: int) -> Any:
+            record = self.pcz.record(k)
+            if record.payload is None:
+                raise FormatError(f"{self.path}: frame {k} is damaged")
+            return record
+
+        order = sorted(set(wanted))
+        if self.predictor is None:  # every frame decodes alone: in batches
+            for at in range(0, len(order), BATCH):
+                part = order[at:at + BATCH]
+                decoded.update(zip(part, self.codec.decode_payloads([payload(k).payload for k in part])))
+        history: list[np.ndarray] = []
+        last = -1  # the frame history[0] holds
+        for i in order if self.predictor is not None else ():
+            start = self.pcz.start_of(i)
+            if start <= last:  # the same GOP as the frame before: go on from it
+                start = last + 1
+            else:
+                history = []
+            for k in range(start, i + 1):
+                history = self._decode_record(payload(k), history)
+            last, decoded[i] = i, history[0]
+        return [_plain(decoded[i]) for i in wanted]
 
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
@@ -703,6 +796,14 @@ class Reader:
         self.close()
 
 
+def _plain(frame: np.ndarray) -> np.ndarray:
+    """What a Reader hands out: the caller's own C-contiguous H×W×3 uint8 ndarray.
+    Decoded frames stay the decoder's references (refine.MotionFrame, which carries
+    the motion the next P-frame is coded against): a copy keeps that subclass inside
+    and lets the caller write to the frame without changing the frames after it."""
+    return np.array(frame, dtype=np.uint8, order="C")
+
+
 def open(path: str | os.PathLike[str], *, salvage: bool = False, **kwargs: Any) -> Reader:  # noqa: A001
     """Open a ``.pcz`` file for decoding (see :class:`Reader`)."""
     return Reader(path, salvage=salvage, **kwargs)
@@ -734,7 +835,7 @@ def encode(
     from . import video
     from .zoo import check_device
 
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(_path_arg(src, "encode()'s source")), Path(_path_arg(dst, "encode()'s output"))
     check_device(device)
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {max_frames}")
@@ -776,7 +877,7 @@ def decode(
     check_device(device)
     if size not in ("coded", "source"):
         raise InputError(f"--size must be coded or source, got {size!r}")
-    dst = Path(dst)
+    src, dst = _path_arg(src, "decode()'s source"), Path(_path_arg(dst, "decode()'s output"))
     # Judge the output type on the name given, before any work (and not on <dst>.partial).
     kind = video._output_kind(dst, os.fspath(dst))
     check_target(dst, force=force, inputs=[src])
@@ -826,7 +927,7 @@ def _output_psnr(path: Path, decoded: list[np.ndarray]) -> float:
 
 def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The facts and byte accounting of a ``.pcz`` (header, index, trailer; no model)."""
-    path = Path(path)
+    path = Path(_path_arg(path, "a .pcz file's path"))
     f = open_regular(path, what="a .pcz file")
     from .models.pac import REFINED_IDS
 

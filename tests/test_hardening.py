@@ -295,3 +295,133 @@ def test_a_reader_closed_by_its_with_block_refuses_access(q8):
     with pytest.raises(pacodec.InputError) as excinfo:
         reader[1]
     closed_error(excinfo)
+
+
+# --- 13. API arguments, and plain frames out ------------------------------------------
+
+
+def one_line_error(excinfo) -> None:
+    assert "\n" not in str(excinfo.value) and str(excinfo.value)
+
+
+@pytest.mark.parametrize("which", ["intra", "predicted"])
+def test_numpy_integers_negative_indices_and_slices_index_a_reader(request, tiny_weights, which):
+    """Before: TypeError for numpy integers and slices."""
+    import pacodec
+
+    path = request.getfixturevalue("pcz" if which == "intra" else "q8")
+    with pacodec.open(path, weights_dir=tiny_weights) as reader:
+        frames = list(reader)
+        n = len(frames)
+        for k in range(n):
+            for index in (k, np.int64(k), np.int32(k), np.uint8(k), k - n, np.int64(k - n)):
+                assert np.array_equal(reader[index], frames[k]), index
+        for cut in (slice(None), slice(1, 3), slice(None, None, -1), slice(-2, None), slice(3, 0, -2),
+                    slice(n, n + 5), slice(np.int64(1), None)):
+            got, want = reader[cut], frames[cut]
+            assert isinstance(got, list) and len(got) == len(want), cut
+            assert all(np.array_equal(a, b) for a, b in zip(got, want)), cut
+        for index in (n, -n - 1, np.int64(n)):
+            with pytest.raises(IndexError):
+                reader[index]
+        for index in ("1", 1.0, None, (0, 1), np.float64(1)):
+            with pytest.raises(pacodec.InputError) as excinfo:
+                reader[index]
+            one_line_error(excinfo)
+
+
+def test_a_reader_hands_out_plain_contiguous_arrays_of_its_own(q8):
+    """Predicted frames came out as refine.MotionFrame, an ndarray subclass carrying
+    the decoder's motion, and the very array the next frame was predicted from."""
+    import pacodec
+
+    with pacodec.open(q8) as reader:
+        frames = list(reader)
+        handed = frames + [reader[1], reader[len(reader) - 1], *reader[1:]]
+        for frame in handed:
+            assert type(frame) is np.ndarray
+            assert frame.dtype == np.uint8 and frame.shape == (reader.height, reader.width, 3)
+            assert frame.flags.c_contiguous and frame.flags.writeable
+        # Writing to a frame changes neither the frames after it nor a later read.
+        for k, frame in enumerate(reader):
+            assert np.array_equal(frame, frames[k])
+            frame[:] = 255
+        assert all(np.array_equal(reader[k], frames[k]) for k in range(len(reader)))
+
+
+def test_write_after_close_raises(tmp_path, tiny_weights, atari_frames):
+    """Before: silently dropped."""
+    import pacodec
+
+    path = tmp_path / "out.pcz"
+    with pacodec.Writer(path, model="tiny-conv", quantizer="naive", weights_dir=tiny_weights) as writer:
+        writer.write(atari_frames[0])
+    before = path.read_bytes()
+    with pytest.raises(pacodec.InputError, match="closed") as excinfo:
+        writer.write(atari_frames[1])
+    one_line_error(excinfo)
+    assert path.read_bytes() == before and pacodec.probe(path)["frames"] == 1
+
+
+@pytest.mark.parametrize("frame", [
+    np.zeros((0, 0, 3), np.uint8),  # cv2.error before
+    np.zeros((0, 16, 3), np.uint8),
+    np.zeros((16, 16, 3), np.float32),
+    np.zeros((16, 16), np.uint8),
+    np.zeros((16, 16, 4), np.uint8),
+    [[1, 2], [3]],
+    "frame",
+], ids=["0x0", "0x16", "float32", "gray", "rgba", "ragged", "str"])
+def test_a_frame_the_writer_cannot_take_raises_input_error(tmp_path, tiny_weights, frame):
+    import pacodec
+
+    writer = pacodec.Writer(tmp_path / "out.pcz", model="tiny-conv", quantizer="naive", weights_dir=tiny_weights)
+    try:
+        with pytest.raises(pacodec.InputError) as excinfo:
+            writer.write(frame)
+        one_line_error(excinfo)
+    finally:
+        writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("arguments", [
+    {"fps": float("nan")}, {"fps": float("inf")}, {"fps": None}, {"fps": 0}, {"fps": -30}, {"fps": "fast"},
+    {"fps": 1e-12}, {"fps": 5000},
+    {"lam": float("nan")}, {"lam": -1.0}, {"lam": float("inf")}, {"lam": None},
+    {"gop": 2.5},
+], ids=lambda a: f"{next(iter(a))}={next(iter(a.values()))}")
+def test_writer_arguments_out_of_range_raise_input_error(tmp_path, tiny_weights, arguments):
+    """Before: NaN, inf and None fps raised bare ValueError, OverflowError and
+    TypeError; a NaN or negative lam was accepted."""
+    import pacodec
+
+    with pytest.raises(pacodec.InputError) as excinfo:
+        pacodec.Writer(tmp_path / "out.pcz", model="tiny-pac", weights_dir=tiny_weights, **arguments)
+    one_line_error(excinfo)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("lam", ["nan", "-1"])
+def test_a_lambda_out_of_range_is_refused_by_the_cli(tmp_path, clip, tiny_weights, lam):
+    out = tmp_path / "out.pcz"
+    r = run_cli("encode", str(clip), "-o", str(out), "--model", "tiny-pac", "--weights", str(tiny_weights),
+                "--lambda", lam, "-q")
+    one_line(r, 2, "--lambda")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encoding_an_array_says_what_to_do(tmp_path, atari_frames):
+    """Before: TypeError from pathlib."""
+    import pacodec
+
+    for call in (lambda: pacodec.encode(atari_frames, tmp_path / "out.pcz"),
+                 lambda: pacodec.encode(tmp_path / "in.mkv", atari_frames),
+                 lambda: pacodec.open(atari_frames), lambda: pacodec.probe(None),
+                 lambda: pacodec.Writer(atari_frames)):
+        with pytest.raises(pacodec.InputError) as excinfo:
+            call()
+        one_line_error(excinfo)
+    with pytest.raises(pacodec.InputError, match="pacodec.Writer"):
+        pacodec.encode(atari_frames, tmp_path / "out.pcz")
+    assert list(tmp_path.iterdir()) == []
