@@ -739,17 +739,18 @@ class Reader:
             for at in range(0, len(order), BATCH):
                 part = order[at:at + BATCH]
                 decoded.update(zip(part, self.codec.decode_payloads([payload(k).payload for k in part])))
-        history: list[np.ndarray] = []
-        last = -1  # the frame history[0] holds
-        for i in order if self.predictor is not None else ():
-            start = self.pcz.start_of(i)
-            if start <= last:  # the same GOP as the frame before: go on from it
-                start = last + 1
-            else:
-                history = []
-            for k in range(start, i + 1):
-                history = self._decode_record(payload(k), history)
-            last, decoded[i] = i, history[0]
+        else:
+            history: list[np.ndarray] = []
+            last = -1  # the frame history[0] holds
+            for i in order:
+                start = self.pcz.start_of(i)
+                if start <= last:  # the same GOP as the frame before: go on from it
+                    start = last + 1
+                else:
+                    history = []
+                for k in range(start, i + 1):
+                    history = self._decode_record(payload(k), history)
+                last, decoded[i] = i, history[0]
         return [_plain(decoded[i]) for i in wanted]
 
     def iter_symbols(self) -> Iterator[np.ndarray]:

@@ -444,7 +444,8 @@ class VideoWriter:
       stored). The directory is created if needed; one already holding ``frame_*.png``
       is refused.
 
-    ``fps`` is kept as the stream's exact rational rate. Frames of another shape or
+    ``fps`` is kept as the stream's exact rational rate (``.mp4``/``.mkv``: within
+    container_rate's range, else the nearest rate in it). Frames of another shape or
     dtype raise InputError; failures to write (missing directory, no permission, disk
     full) raise OutputError. :meth:`close` flushes the encoder; use as a context manager.
     """
@@ -510,7 +511,7 @@ class VideoWriter:
         options = {"movflags": "+faststart"}
         if self.fps < 1:
             # MP4 stores B-frame reordering as signed 32-bit tick offsets; FFmpeg's own
-            # timescale (>= 10000 ticks a second) overflows them below about 1/20000 fps.
+            # timescale (>= 10000 ticks a second) overflowed them at 1/32767 fps (measured).
             # p/q fps in ticks of 1/(p*k) s: a frame is q*k ticks, k kept so that
             # 16 frames of offset still fit.
             p, q = self.fps.numerator, self.fps.denominator
