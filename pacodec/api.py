@@ -25,6 +25,7 @@ import numpy as np
 
 from . import quantize as quantizers
 from .errors import FormatError, InputError, OutputError, PacodecError, TruncatedError, WeightsError
+from .inputs import open_regular
 from .output import atomic_output, check_target, describe_os_error
 from .pcz import CURRENT_VERSION, EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
@@ -277,6 +278,49 @@ def _remember(coder: Any, frame: np.ndarray, history: list[np.ndarray]) -> list[
 #: gives later frames a better reference.
 SCENE_CUT_SHARE = 0.5
 
+def _path_arg(value: Any, what: str) -> str | os.PathLike[str]:
+    """``value`` if it names a file (str or os.PathLike), else InputError."""
+    if isinstance(value, (str, os.PathLike)):
+        return value
+    hint = ("; to encode frames you hold, write them to a pacodec.Writer"
+            if isinstance(value, np.ndarray) and what.startswith("encode") else "")
+    raise InputError(f"{what} must be a file path (str or os.PathLike), not {type(value).__name__}{hint}")
+
+
+def _integer(value: Any, what: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InputError(f"{what} must be an integer, got {value!r}") from None
+
+
+def _frame_rate(fps: Any) -> Fraction:
+    """A Writer's ``fps`` as the header stores it (denominator at most 65536), or
+    InputError: a number over 0 and at most MAX_FPS (formats/pcz.md §8)."""
+    from .pcz.limits import MAX_FPS
+
+    try:
+        rate = Fraction(fps)  # NaN: ValueError, inf: OverflowError, None: TypeError
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        raise InputError(f"fps must be a number of frames per second, got {fps}") from None
+    if not 0 < rate <= MAX_FPS:
+        raise InputError(f"fps must be over 0 and at most {MAX_FPS}, got {fps}")
+    stored = rate.limit_denominator(1 << 16)
+    if stored <= 0:
+        raise InputError(f"fps {fps} is under the slowest rate a file stores, 1/131072")
+    return stored
+
+
+def _lambda_scale(lam: Any) -> float:
+    try:
+        value = float(lam)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"lam (--lambda) must be a number, got {lam!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"lam (--lambda) must be finite and at least 0, got {lam!r}")
+    return value
+
+
 class Writer:
     """Stream frames into a ``.pcz`` file.
 
@@ -302,7 +346,15 @@ class Writer:
         gop: int | None = None,
         lam: float = 1.0,
     ) -> None:
-        self.path = Path(path)
+        from .zoo import check_device
+
+        # Arguments first, before any weights are loaded or any file is made.
+        self.path = Path(_path_arg(path, "Writer's path"))
+        self.fps = _frame_rate(fps)
+        lam = _lambda_scale(lam)
+        if gop is not None:
+            gop = _integer(gop, "gop")
+        check_device(device)
         wdir = Path(weights_dir) if weights_dir else None
         loaded, sha = _load_model(model, wdir, device)
         if not getattr(loaded, "codes_frames", True):
@@ -318,9 +370,6 @@ class Writer:
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self._since_intra = 0  # frames since the last intra frame
         self._intra_bytes = 0  # payload bytes of the last intra frame
-        self.fps = Fraction(fps).limit_denominator(1 << 16)
-        if self.fps <= 0:
-            raise InputError(f"frame rate must be positive, got {fps}")
         self._context = atomic_output(self.path, force=force)
         self._partial = self._context.__enter__()
         try:  # from here on the .partial file exists: any failure (Ctrl-C too) removes it
@@ -338,11 +387,23 @@ class Writer:
 
     # -- public ---------------------------------------------------------------
     def write(self, frame: np.ndarray) -> None:
-        """Add one H×W×3 uint8 RGB frame."""
-        frame = np.asarray(frame)
+        """Add one H×W×3 uint8 RGB frame (H and W at least 1)."""
+        from .video import _check_geometry
+
+        if self._closed:
+            raise InputError(f"{self.path}: write() on a closed Writer")
+        try:
+            frame = np.asarray(frame)
+        except (TypeError, ValueError):  # e.g. a ragged list
+            raise InputError(f"frames must be H×W×3 uint8 RGB arrays, got a {type(frame).__name__} "
+                             "numpy cannot make one array of") from None
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise InputError(f"frames must be H×W×3 uint8 RGB, got {frame.shape} {frame.dtype}")
-        if self.frames + len(self._pending) + len(self._fit_codes) >= MAX_FRAMES:
+        number = self.frames + len(self._pending) + len(self._fit_codes)
+        if 0 in frame.shape:
+            raise InputError(f"frame {number} is empty ({frame.shape[1]}x{frame.shape[0]})")
+        _check_geometry(f"frame {number}", frame.shape[1], frame.shape[0])
+        if number >= MAX_FRAMES:
             raise InputError(f"more than {MAX_FRAMES} frames")
         if self._source is None:
             self._source = (frame.shape[1], frame.shape[0])
@@ -514,7 +575,9 @@ class Writer:
 # Reading
 # ----------------------------------------------------------------------------
 class Reader:
-    """A decoded ``.pcz`` stream: ``len()``, iteration of H×W×3 uint8 frames, ``reader[i]``.
+    """A decoded ``.pcz`` stream: ``len()``, iteration of H×W×3 uint8 frames, ``reader[i]``
+    (any integer, negative from the end) and ``reader[a:b:step]`` (a list of frames).
+    Every frame handed out is a plain C-contiguous ``np.ndarray`` the caller owns.
 
     Header facts are attributes (``width``, ``height``, ``source_width``,
     ``source_height``, ``fps``, ``model``, ``weights_sha256``, ``quantizer``). With
@@ -532,15 +595,11 @@ class Reader:
         device: str = "cpu",
         force_weights: bool = False,
     ) -> None:
-        self.path = Path(path)
-        try:
-            self._file: BinaryIO = builtins.open(self.path, "rb")
-        except FileNotFoundError:
-            raise InputError(f"{self.path}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{self.path}: is a folder, not a .pcz file") from None
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot read ({exc.strerror})") from None
+        from .zoo import check_device
+
+        self.path = Path(_path_arg(path, "a .pcz file's path"))
+        check_device(device)
+        self._file: BinaryIO = open_regular(self.path, what="a .pcz file")
         try:
             self.pcz = PczReader(self._file, salvage=salvage, name=str(self.path))
             h = self.pcz.header
@@ -584,8 +643,9 @@ class Reader:
         except BaseException:
             self._file.close()
             raise
+        self._closed = False
         self.salvage = salvage
-        self._chain_damaged: list[int] = []
+        self._chain_damaged: set[int] = set()  # a set: salvage tests each frame against it
         # Frames whose records passed their CRC but whose contents could not be decoded.
         self._undecodable: set[int] = set()
         self.header = h
@@ -600,14 +660,29 @@ class Reader:
     def damaged(self) -> list[int]:
         """Frames that could not be decoded: damaged records, and with prediction the
         frames that depend on one, up to the next intra frame."""
-        return sorted(set(self.pcz.damaged) | set(self._chain_damaged) | self._undecodable)
+        return sorted(self._chain_damaged.union(self.pcz.damaged, self._undecodable))
 
     def __len__(self) -> int:
         return len(self.pcz)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InputError(f"{self.path}: I/O operation on a closed .pcz reader")
+
+    def _open_only(self, items: Iterator[Any]) -> Iterator[Any]:
+        """``items``, checking before each step that the reader is still open (so a
+        reader closed during a loop stops it with the same error, not a damaged frame)."""
+        while True:
+            self._check_open()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            yield item
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        for frame in self._decoded():
-            yield _public(frame)
+        self._check_open()
+        return (_public(frame) for frame in self._open_only(self._decoded()))
 
     def _decoded(self) -> Iterator[np.ndarray]:
         if self.predictor is not None:
@@ -704,8 +779,7 @@ class Reader:
                     self._cannot_decode(record.index, exc)  # raises unless salvaging
             if decoded is None:
                 broken = True
-                if record.index not in self._chain_damaged:
-                    self._chain_damaged.append(record.index)
+                self._chain_damaged.add(record.index)
                 yield history[0] if history else np.zeros((self.height, self.width, 3), np.uint8)
                 continue
             history = decoded
@@ -715,6 +789,7 @@ class Reader:
         """``reader[i]``: frame ``i`` (any integer, NumPy's too; negative counts from
         the end), H×W×3. ``reader[a:b:c]``: those frames as one N×H×W×3 array. A
         predicted frame is decoded from the intra frame before it."""
+        self._check_open()
         n = len(self)
         if isinstance(key, slice):
             wanted = list(range(*key.indices(n)))
@@ -725,7 +800,8 @@ class Reader:
         try:
             i = operator.index(key)
         except TypeError:
-            raise TypeError(f"frame indices are integers or slices, not {type(key).__name__}") from None
+            raise InputError(f"{self.path}: frame indices are integers or slices, "
+                             f"not {type(key).__name__}") from None
         if not -n <= i < n:
             raise IndexError(f"frame {i} of {n}")
         i %= n
@@ -775,7 +851,10 @@ class Reader:
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
         vectors and residual symbols."""
+        self._check_open()
+        return self._open_only(self._symbols())
 
+    def _symbols(self) -> Iterator[np.ndarray]:
         motion = None  # the last P-frame's re-prediction: format 2.x codes the next against it
         for record in self.pcz:
             if record.payload is None:
@@ -805,6 +884,8 @@ class Reader:
         return digest.hexdigest()
 
     def close(self) -> None:
+        """Close the file; every later access but ``len()`` raises InputError. Safe to call twice."""
+        self._closed = True
         self._file.close()
 
     def __enter__(self) -> Reader:
@@ -825,9 +906,12 @@ def _nonempty(record: Any) -> Any:
 
 
 def _public(frame: np.ndarray) -> np.ndarray:
-    """A decoded frame as users get it: a plain C-contiguous H×W×3 uint8 array (OpenCV
-    draws on it; internal subclasses and strided views stay inside)."""
-    return np.ascontiguousarray(np.asarray(frame), dtype=np.uint8)
+    """What a Reader hands out: the caller's own C-contiguous H×W×3 uint8 ndarray
+    (OpenCV draws on it). Decoded frames stay the decoder's references (refine.MotionFrame,
+    which carries the motion the next P-frame is coded against): a copy keeps that
+    subclass inside and lets the caller write to the frame without changing the frames
+    after it."""
+    return np.array(frame, dtype=np.uint8, order="C")
 
 
 def open(  # noqa: A001
@@ -876,8 +960,10 @@ def encode(
     models that can predict, else 1); ``lam`` scales λ of the block decisions.
     """
     from . import video
+    from .zoo import check_device
 
-    dst = Path(dst)
+    dst = Path(_path_arg(dst, "encode()'s output"))
+    check_device(device)
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {max_frames}")
     if isinstance(src, (str, bytes, os.PathLike)):
@@ -935,10 +1021,12 @@ def decode(
     about 1 GB (its lookahead is shortened for large frames, video.VideoWriter).
     """
     from . import video
+    from .zoo import check_device
 
+    check_device(device)
     if size not in ("coded", "source"):
         raise InputError(f"--size must be coded or source, got {size!r}")
-    dst = Path(dst)
+    src, dst = _path_arg(src, "decode()'s source"), Path(_path_arg(dst, "decode()'s output"))
     # Judge the output type on the name given, before any work (and not on <dst>.partial).
     kind = video._output_kind(dst, os.fspath(dst))
     check_target(dst, force=force, inputs=[src])
@@ -992,13 +1080,8 @@ def _output_psnr(path: Path, decoded: list[np.ndarray]) -> float:
 
 def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The facts and byte accounting of a ``.pcz`` (header, index, trailer; no model)."""
-    path = Path(path)
-    try:
-        f = builtins.open(path, "rb")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    path = Path(_path_arg(path, "a .pcz file's path"))
+    f = open_regular(path, what="a .pcz file")
     from .models.pac import REFINED_IDS
 
     intra_at: list[int] = []  # the GOP structure: where a decoder can start

@@ -435,7 +435,7 @@ def train(
                          "at least 1, --lr positive")
     from .device import check_device
 
-    check_device(device)
+    check_device(device)  # before the frames are read
     from .errors import WeightsError
     from .models import build_model
 

@@ -158,10 +158,16 @@ def init_from(model: CodecModel, path: Path) -> int:
     """Copy tensors of a safetensors file into ``model`` where a name matches, directly
     or under one of the model's submodule prefixes (e.g. conv4's ``down.*`` into a pac
     model's ``ae.down.*``), with the same shape. Returns how many were copied."""
+    from safetensors.torch import load
+
     from .errors import WeightsError
+    from .inputs import open_regular
 
     try:
-        tensors = load_file(str(path))
+        with open_regular(path, error=WeightsError, what="a weights file") as f:  # never a FIFO or device
+            tensors = load(f.read())
+    except WeightsError:
+        raise
     except Exception as exc:  # safetensors raises its own error types
         raise WeightsError(f"{path}: cannot read initial weights ({exc})") from None
     state = model.state_dict()
@@ -207,6 +213,7 @@ def train(
     draws a bar with it). Stops early, after a whole epoch, when ``time_limit_min``
     would be exceeded by another epoch.
     """
+    zoo.check_device(cfg.device)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dist_info = _distributed(cfg.device)

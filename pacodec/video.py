@@ -429,6 +429,31 @@ def _output_kind(path: Path, text: str) -> str:
     raise InputError(f"{text}: unknown output type {suffix!r} (use .mp4, .mkv or a directory)")
 
 
+#: An output video's frame rate is p/q with 1 <= p, q <= MAX_RATE_TERM (formats/pcz.md
+#: §8.1): FFmpeg keeps rates and time bases as 32-bit rationals, and MP4 writes its
+#: timescale from the rate: measured with PyAV, both fail (OverflowError) once a term
+#: passes 2^31 - 1 and MP4 from 1/1048576 fps, while every p/q in this range writes and
+#: reads back in both (MP4 under 1 fps with the timescale _open_mp4 sets).
+MAX_RATE_TERM = 65535
+
+
+def container_rate(fps: Fraction, name: str) -> Fraction:
+    """The rate an ``.mp4`` or ``.mkv`` is written at: ``fps`` itself when both its terms
+    are at most MAX_RATE_TERM, else the nearest rate whose terms are (a best rational
+    approximation: off by less than one part in 65536). Raises OutputError outside
+    1/65535 … 65535 fps, which no such video holds."""
+    lowest, highest = Fraction(1, MAX_RATE_TERM), Fraction(MAX_RATE_TERM)
+    if not lowest <= fps <= highest:
+        raise OutputError(
+            f"{name}: a video file cannot hold {fps} fps (it takes 1/{MAX_RATE_TERM} … {MAX_RATE_TERM} fps, "
+            f"at most one frame every {MAX_RATE_TERM / 3600:.1f} hours); decode to a folder of PNG frames")
+    if fps.numerator <= MAX_RATE_TERM and fps.denominator <= MAX_RATE_TERM:
+        return fps
+    if fps < 1:  # p < q: bounding q bounds p
+        return fps.limit_denominator(MAX_RATE_TERM)
+    return 1 / (1 / fps).limit_denominator(MAX_RATE_TERM)
+
+
 class VideoWriter:
     """Write (H, W, 3) uint8 RGB frames to ``path``, exactly that path.
 
@@ -450,7 +475,8 @@ class VideoWriter:
       stored). The directory is created if needed; one already holding ``frame_*.png``
       is refused.
 
-    ``fps`` is kept as the stream's exact rational rate. Frames of another shape or
+    ``fps`` is kept as the stream's exact rational rate (``.mp4``/``.mkv``: within
+    container_rate's range, else the nearest rate in it). Frames of another shape or
     dtype raise InputError; failures to write (missing directory, no permission, disk
     full) raise OutputError. :meth:`close` flushes the encoder; use as a context manager.
     """
@@ -479,6 +505,8 @@ class VideoWriter:
         self.fps = Fraction(fps)
         if self.fps <= 0:
             raise InputError(f"{text}: frame rate must be positive, got {self.fps}")
+        if self.kind != "png":
+            self.fps = container_rate(self.fps, text)
         if width <= 0 or height <= 0:
             raise InputError(f"{text}: frame size must be positive, got {width}x{height}")
         _check_geometry(text, width, height, output=True)
@@ -511,7 +539,16 @@ class VideoWriter:
             raise OutputError(f"{self.path}: directory already holds frame_*.png files")
 
     def _open_mp4(self, name: str, crf: int) -> None:
-        self._container = av.open(name, mode="w", format="mp4", options={"movflags": "+faststart"})
+        options = {"movflags": "+faststart"}
+        if self.fps < 1:
+            # MP4 stores B-frame reordering as signed 32-bit tick offsets; FFmpeg's own
+            # timescale (>= 10000 ticks a second) overflowed them at 1/32767 fps (measured).
+            # p/q fps in ticks of 1/(p*k) s: a frame is q*k ticks, k kept so that
+            # 16 frames of offset still fit.
+            p, q = self.fps.numerator, self.fps.denominator
+            k = max(1, min(-(-10000 // p), (1 << 31) // 16 // q))
+            options["video_track_timescale"] = str(p * k)
+        self._container = av.open(name, mode="w", format="mp4", options=options)
         # x264 holds its rc-lookahead frames (40 at preset medium): at 4096×2304 its memory
         # grew by ~42 MB a frame for the first 40 frames (measured). Large frames get a
         # shorter lookahead, about X264_LOOKAHEAD_BYTES of RGB frames; frames up to 1080p

@@ -23,6 +23,8 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .errors import WeightsError
+from .device import available_devices, check_device  # noqa: F401 (zoo.check_device, as before)
+from .inputs import open_regular
 from .models import CodecModel, build_model
 from .models.base import REGISTRY
 
@@ -40,7 +42,7 @@ class WeightsEntry:
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, error=WeightsError, what="a weights file") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -186,17 +188,9 @@ def read_weights(path: Path) -> bytes:
     blocking, so a FIFO cannot hang us, and a device such as /dev/zero never ends);
     so is a file whose size is not the 8 + header + tensor bytes its header states.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: no such weights file") from None
-    except OSError as exc:
-        raise WeightsError(f"{path}: cannot read weights ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
+    with open_regular(path, error=WeightsError, what="a weights file") as f:
         try:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise WeightsError(f"{path}: not a regular file, so not weights")
             head = f.read(8)
             n = int.from_bytes(head, "little")
             if len(head) < 8 or n > min(MAX_HEADER_BYTES, st.st_size - 8):
@@ -286,7 +280,6 @@ def load(
     WeightsError for an unknown id, missing weights, a file whose hash differs from the
     manifest, or (with ``expect_sha256``) from what a ``.pcz`` header names.
     """
-    from .device import check_device
     from .models import registered_ids
 
     check_device(device)
@@ -327,5 +320,5 @@ def unknown_id(model_id: str) -> WeightsError:
     return WeightsError(f"unknown model id {model_id!r} (known: {known})")
 
 
-__all__ = ["find", "load", "save", "serialize", "load_bytes", "sha256_of", "read_manifest",
-           "write_manifest_entry", "read_weights", "SHIPPED_DIR", "WeightsEntry"]
+__all__ = ["find", "load", "check_device", "available_devices", "save", "serialize", "load_bytes", "sha256_of",
+           "read_manifest", "write_manifest_entry", "read_weights", "SHIPPED_DIR", "WeightsEntry"]

@@ -56,7 +56,7 @@ def test_any_integer_and_slices_index_a_reader(stream):
             assert all(np.array_equal(a, b) for a, b in zip(got, want)), key
         with pytest.raises(IndexError):
             reader[7]
-        with pytest.raises(TypeError, match="integers or slices"):
+        with pytest.raises(pacodec.InputError, match="integers or slices"):
             reader[1.5]
 
 

@@ -63,7 +63,7 @@ def test_a_device_this_machine_lacks_is_bad_input_not_a_bug(tmp_path, atari_fram
     pcz = tmp_path / "x.pcz"
     r = run_cli("encode", str(mkv), "-o", str(tmp_path / "tpu.pcz"), "--device", "tpu")
     assert r.returncode == 2 and r.stderr.strip() == (
-        "pacodec: error: device 'tpu': not a device pacodec runs on (cpu, cuda or cuda:N)"), r.stderr
+        "pacodec: error: device 'tpu': not a device pacodec runs on (cpu, cuda or cuda:N; available here: cpu)"), r.stderr
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     assert run_cli("encode", str(mkv), "-o", str(pcz), "-q").returncode == 0
