@@ -344,16 +344,22 @@ def train(
     crop: Annotated[Optional[int], typer.Option("--crop", help="Train on random NxN windows (fully convolutional models).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes; stops after the last whole epoch that fits.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --output.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Start over in an --output that holds a run of this id (its weights, checkpoint and log are replaced); without it or --resume such a folder is refused.")] = False,
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (.safetensors; tensors matched by name and shape).")] = None,
     block: Annotated[Optional[int], typer.Option("--block", help="Block models (vanilla-fc-*, multilayer-fc-*): train only block K (0-15); the 16 shards are joined when all are in --output.")] = None,
     pca: Annotated[bool, typer.Option("--pca", help="Start from the closed-form principal-components solution on --data (workshop-size FC models, the VAE's linear layers); --epochs 0 keeps it as is.")] = False,
     device: DeviceOpt = "cpu",
     settings: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: override one field of the model's config (JSON value, e.g. --set beta=0.001); stored in the weights (repeatable).")] = None,
 ) -> None:
-    """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end."""
+    """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end.
+
+    Prints the train and validation loss of each epoch (also in <output>/<id>.log.csv,
+    and in <output>/tensorboard/ where TensorBoard is installed). An --output that
+    holds a run of the same id is refused unless --resume or --force.
+    """
     from . import data as datasets
     from .errors import InputError
-    from .train import TrainConfig
+    from .train import TrainConfig, check_run_target, run_name
     from .train import train as run_training
 
     if epochs < (0 if pca or init else 1) or batch_size < 1 or lr <= 0 or every < 1:
@@ -362,6 +368,8 @@ def train(
     from .errors import WeightsError
     from .models import build_model
 
+    if resume and force:
+        raise InputError("--resume continues a run and --force starts it over: pass one")
     model_config = _config_overrides(settings or [])
     try:
         built = build_model(model, model_config)
@@ -373,6 +381,8 @@ def train(
     if block is not None and (built.family != "fc" or built.config.shared or not 0 <= block < 16):
         raise InputError(f"--block takes 0-15 and only per-block models (vanilla-fc-*, multilayer-fc-*), "
                          f"not {model}")
+    # Before the frames are read (minutes for a big dataset): a run is never overwritten.
+    check_run_target(output, run_name(model, block), resume=resume, force=force)
     frames = _training_frames(list(data), every, pairs)
     if len(frames) == 0:
         raise InputError("--data holds no frames")
@@ -381,7 +391,8 @@ def train(
     argv = [a for a in sys.argv[1:] if a not in GLOBAL_FLAGS]
     command = "pacodec " + shlex.join(argv) if argv[:1] == ["train"] else ""  # quoted: it can be rerun
     cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
-                      seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop, init=init, block=block,
+                      seed=seed, time_limit_min=time_limit, resume=resume, force=force, device=device, crop=crop,
+                      init=init, block=block,
                       pca=pca, model_config=model_config,
                       data_description=[str(p) for p in data], command=command)
     bar = None
@@ -401,7 +412,18 @@ def train(
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
 
-    summary = run_training(cfg, frames, val_frames, progress=progress)
+    def on_epoch(facts: dict[str, Any]) -> None:
+        nonlocal bar
+        if _state["quiet"]:
+            return
+        if bar is not None:  # the epoch's bar makes way for its line
+            bar.close()
+            bar = None
+        val = f"{facts['val_loss']:.6g}" if facts["val_loss"] is not None else "- (no --val)"
+        typer.echo(f"epoch {facts['epoch']}/{facts['epochs']}: train loss {facts['train_loss']:.6g}, "
+                   f"val loss {val} ({facts['seconds']:.1f} s)")
+
+    summary = run_training(cfg, frames, val_frames, progress=progress, on_epoch=on_epoch)
     if bar is not None:
         bar.close()
     if summary.get("pca"):
