@@ -15,6 +15,7 @@ import signal
 import shlex
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -41,6 +42,14 @@ def _note(message: str) -> None:
     """One line on stderr that the user should see, unless --quiet."""
     if not _state["quiet"]:
         typer.echo(f"pacodec: note: {message}", err=True)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Library warnings (``warnings.warn``) as one line on stderr, none under --quiet."""
+    if not _state["quiet"]:
+        text = " ".join(str(message).split())
+        typer.echo(f"pacodec: warning: {text}", err=True)
 
 
 def _guarded(command: F) -> F:
@@ -106,6 +115,7 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["quiet"], _state["debug"] = quiet, debug
+    warnings.showwarning = _show_warning
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id (see `pacodec models`; default pac-q8).")]
@@ -127,18 +137,23 @@ def encode(
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after N frames.")] = None,
     gop: GopOpt = None,
     lam: LambdaOpt = 1.0,
+    fit: Annotated[str, typer.Option("--fit", help="How a video of another shape meets the model's 160x200 (a 0.8 aspect ratio). stretch (default): resized to fill it, so the aspect ratio changes (a 640x360 video's circles become ellipses; a warning says so when it changes by over 6%). pad: resized to fit inside keeping the aspect ratio, the rest black (letterbox); the file records where the picture is, and `decode --size source` crops it back.")] = "stretch",
     force: ForceOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Compress a video into a .pcz file."""
+    """Compress a video into a .pcz file.
+
+    Every model codes a fixed geometry (160x200 for the shipped ones): a video of
+    another size is resized to it, stretched (default) or letterboxed (--fit pad)."""
     from . import api, video
 
     known = [n for n in (video.probe(input).frames, max_frames) if n]
     bar = _Bar(min(known) if known else None, "encode")
     try:
         info = api.encode(input, output, model=model, quantizer=quantizer, max_frames=max_frames,
-                          force=force, weights_dir=weights, device=device, progress=bar, gop=gop, lam=lam)
+                          force=force, weights_dir=weights, device=device, progress=bar, gop=gop, lam=lam,
+                          fit=fit)
     finally:
         bar.close()
     if not _state["quiet"]:
@@ -151,7 +166,7 @@ def encode(
 def decode(
     input: Annotated[Path, typer.Argument(help="The .pcz file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".mkv (lossless FFV1: exactly the decoded frames), a folder for PNGs (lossless), or .mp4 (H.264, lossy: see --pix-fmt).")],
-    size: Annotated[str, typer.Option("--size", help="coded (the model's geometry) or source.")] = "coded",
+    size: Annotated[str, typer.Option("--size", help="coded (the model's geometry as decoded, letterbox bars included) or source (the input's size and aspect ratio: a --fit pad file's picture is cropped out, then resized).")] = "coded",
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help=".mp4 only. yuv444p (default): full colour resolution, about 47 dB from the decoded frames (~1 KB a frame); plays in FFmpeg, VLC, mpv, Chrome, not Safari/QuickTime. yuv420p: plays anywhere, but halves colour resolution, which pixel art cannot take (about 26 dB).")] = None,
     salvage: Annotated[bool, typer.Option("--salvage", help="Skip damaged records, stop cleanly at a cut.")] = False,
     force: ForceOpt = False,
@@ -203,7 +218,9 @@ def render_info(facts: dict[str, Any]) -> str:
         f"file        {facts['file']}  (format {facts['version']}{'' if facts['complete'] else ', no trailer: read by scanning'})",
         f"frames      {facts['frames']} ({facts['intra_frames']} intra, {facts['predicted_frames']} predicted), "
         f"{facts['fps']:g} fps",
-        f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source",
+        f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source"
+        + (f"; fit {facts['fit']}, picture {facts['picture'][2]}x{facts['picture'][3]} at "
+           f"({facts['picture'][0]}, {facts['picture'][1]})" if "fit" in facts else ", stretched"),
         *(f"{'model' if i == 0 else 'residual':<12}{m['id']}  weights sha256 {m['weights_sha256']}"
           for i, m in enumerate(facts["models"])),
         f"quantizer   {facts['quantizer']}, codes {facts['code_dtype']} {'x'.join(map(str, facts['code_shape']))}",
@@ -298,7 +315,8 @@ def compare(
         typer.echo(json.dumps(result))
         return
     for name in result["resized"]:
-        _note(f"{name}: resized to {result['width']}x{result['height']} to compare")
+        how = "letterboxed into" if result.get("fit") == "pad" else "resized to"
+        _note(f"{name}: {how} {result['width']}x{result['height']} to compare")
     typer.echo(f"{result['frames']} frames: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}")
 
 
