@@ -77,8 +77,6 @@ def _disc_extent(frame):
 def test_a_wide_video_is_stretched_with_a_warning_or_letterboxed_with_fit_pad(tmp_path):
     import json
 
-    import numpy as np
-
     from pacodec.video import iter_frames
 
     src = tmp_path / "wide.mkv"
