@@ -932,14 +932,24 @@ def _coder_name(coder: EntropyCoder) -> str:
     return "none" if coder == EntropyCoder.NONE else CODER_NAME
 
 
-def list_models(weights_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Registered models with their geometry, code bytes per quantizer and shipped figures."""
+def list_models(weights_dir: str | os.PathLike[str] | None = None, *,
+                include_internal: bool = False) -> list[dict[str, Any]]:
+    """Registered models with their geometry, code bytes per quantizer and shipped figures.
+
+    ``defaults`` is what ``encode`` uses when given only the id (quantizer, GOP), and
+    ``measured`` the manifest's figures at those settings (None where they were not
+    measured); ``measured_all`` every measured setting. Ids not meant for coding with
+    (``internal``: pac, pac-hi, pac-res, tiny-*) are left out unless
+    ``include_internal``.
+    """
     from . import zoo
     from .models import REGISTRY, registered_ids
 
     out = []
     for model_id in registered_ids():
         spec = REGISTRY[model_id]
+        if spec.internal and not include_internal:
+            continue
         model = spec.build(None)
         found = zoo.find(model_id, Path(weights_dir) if weights_dir else None)
         entries = model.code_entries
@@ -950,13 +960,19 @@ def list_models(weights_dir: str | os.PathLike[str] | None = None) -> list[dict[
         else:
             code_bytes = {name: quantizers.make(name).frame_bytes(entries)
                           for name in sorted(quantizers_for(model), key=list(quantizers.QUANTIZERS).index)}
+        defaults = {"quantizer": quantizers_for(model)[0], "gop": _choose_gop(model, None)}
+        entry = found.entry if found else {}
+        measured_all = list(entry.get("measured_all") or ([entry["measured"]] if entry.get("measured") else []))
+        at_defaults = next((m for m in measured_all if m.get("quantizer") == defaults["quantizer"]
+                            and m.get("gop", 1) == defaults["gop"]), None)
         out.append({
             "id": model_id, "family": spec.family, "description": spec.description,
+            "internal": spec.internal,
             "weights": found is not None and found.path.is_file(),
             "geometry": {"width": model.width, "height": model.height},
             "code_shape": list(model.code_shape), "code_bytes": code_bytes,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "measured": (found.entry.get("measured") if found else None),
+            "defaults": defaults, "measured": at_defaults, "measured_all": measured_all,
         })
     return out
 

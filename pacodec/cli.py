@@ -267,25 +267,31 @@ def render_info(facts: dict[str, Any]) -> str:
 def models(
     json_out: JsonOpt = False,
     weights: WeightsOpt = None,
+    all_ids: Annotated[bool, typer.Option("--all", help="Also the ids not meant for coding with: networks used through other ids (pac, pac-hi, pac-res) and the tests' tiny-* models.")] = False,
 ) -> None:
-    """The registered models, their code sizes, and whether weights are present."""
+    """The models to code with: what each is, its default settings, and the figures the
+    manifest measured at them (PSNR, bytes a frame; `--json` adds code sizes and every
+    measured setting)."""
     from . import api
 
-    rows = api.list_models(weights)
+    rows = api.list_models(weights, include_internal=all_ids)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = []
+    table, clips = [], set()
     for r in rows:
-        code = "x".join(map(str, r["code_shape"]))
-        sizes = ", ".join(f"{k} {v}" if v is not None else f"{k} varies" for k, v in r["code_bytes"].items())
-        m = r["measured"] or {}
-        measured = (f"{m['psnr']:.2f} dB, {m['bytes_per_frame']:.0f} B/frame ({m.get('quantizer', '')}, {m.get('data', '')})"
-                    if m.get("psnr") is not None else "")
-        table.append((r["id"], "yes" if r["weights"] else "no", code, sizes, measured))
-    widths = [max(len(head), *(len(row[i]) for row in table)) + 2
-              for i, head in enumerate(("id", "weights", "code", "bytes/frame by quantizer"))]
-    for row in [("id", "weights", "code", "bytes/frame by quantizer", "measured"), *table]:
+        d = r["defaults"]
+        defaults = d["quantizer"] + (f", GOP {d['gop']}" if d["gop"] > 1 else ", all intra")
+        m = r["measured"]
+        measured = f"{m['psnr']:.2f} dB, {m['bytes_per_frame']:,.0f} B/frame" if m else "-"
+        if m:
+            clips.add(f"{m.get('data', '?')}, {m.get('frames', '?')} frames")
+        table.append((r["id"], "yes" if r["weights"] else "no", defaults, measured, r["description"]))
+    # The clip the figures were measured on heads their column (PSNR and bytes a frame).
+    head = ("id", "weights", "defaults", "measured" + (f" on {clips.pop()}" if len(clips) == 1 else ""),
+            "description")
+    widths = [max(len(head[i]), *(len(row[i]) for row in table)) + 2 for i in range(len(head) - 1)]
+    for row in [head, *table]:
         typer.echo("".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + row[-1])
 
 

@@ -52,6 +52,43 @@ def test_python_dash_m_pacodec_is_the_cli():
     assert r.returncode == 0 and r.stdout.strip() == f"pacodec {pacodec.__version__}", r.stderr
 
 
+def test_models_lists_what_to_code_with_described_with_its_figures_at_its_defaults():
+    """Issue 15, item 8: descriptions; internal ids (pac, pac-hi, pac-res, tiny-*) only
+    with --all; figures from the manifest at each model's defaults (pac-q8: GOP 250)."""
+    import json
+
+    from pacodec import zoo
+
+    manifest = {e["id"]: e for e in zoo.read_manifest(zoo.SHIPPED_DIR)}
+
+    def at(model_id, quantizer, gop):
+        return next(m for m in manifest[model_id]["measured_all"]
+                    if m["quantizer"] == quantizer and m.get("gop", 1) == gop)
+
+    r = run_cli("models")
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.strip()}
+    for hidden in ("pac", "pac-hi", "pac-res", "tiny-conv", "tiny-pac", "tiny-pac-res", "tiny-pac-hi"):
+        assert hidden not in lines, hidden
+    pac_q8, conv4 = lines["pac-q8"], lines["conv4"]
+    default_gop = at("pac-q8", "entropy", 250)
+    assert "entropy, GOP 250" in pac_q8 and f"{default_gop['psnr']:.2f} dB" in pac_q8, pac_q8
+    assert f"{default_gop['bytes_per_frame']:,.0f} B/frame" in pac_q8
+    assert f"{at('pac-q8', 'entropy', 1)['psnr']:.2f} dB" not in pac_q8  # not the all-intra figure
+    assert "pixel residual" in pac_q8  # its description
+    naive = at("conv4", "naive", 1)
+    assert "naive" in conv4 and f"{naive['psnr']:.2f} dB, {naive['bytes_per_frame']:,.0f} B/frame" in conv4
+    assert "workshop conv4" in conv4
+
+    everything = run_cli("models", "--all").stdout
+    assert all(f"\n{i} " in everything for i in ("pac", "pac-res", "tiny-conv"))
+    rows = {m["id"]: m for m in json.loads(run_cli("models", "--json").stdout)}
+    assert "pac-res" not in rows and rows["pac-q8"]["defaults"] == {"quantizer": "entropy", "gop": 250}
+    assert rows["pac-q8"]["measured"] == default_gop and rows["conv4"]["measured"] == naive
+    rows = {m["id"]: m for m in json.loads(run_cli("models", "--json", "--all").stdout)}
+    assert rows["pac-res"]["internal"] and not rows["pac-q8"]["internal"]
+
+
 # -- other shapes (issue 15, item 5) ---------------------------------------------------
 def _disc_video(path, width, height, frames=2):
     """A white disc of radius height/3 at the centre of a dark frame: round only while
