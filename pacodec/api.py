@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import operator
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,7 +28,7 @@ from . import quantize as quantizers
 from .errors import FormatError, InputError, OutputError, PacodecError, TruncatedError, WeightsError
 from .inputs import open_regular
 from .output import atomic_output, check_target, describe_os_error
-from .pcz import CURRENT_VERSION, EntropyCoder, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
+from .pcz import CURRENT_VERSION, EntropyCoder, Fit, ModelRef, PczReader, PczWriter, RecordType, StreamHeader
 from .pcz import Quantizer as QuantizerKind
 from .pcz.limits import MAX_FRAMES
 
@@ -328,9 +329,13 @@ class Writer:
     ...     for frame in frames:          # H×W×3 uint8 RGB, any size
     ...         w.write(frame)
 
-    Frames of another size are resized to the model's geometry (OpenCV INTER_AREA);
-    the first frame's size is recorded as the source geometry. The file appears only
-    when the writer closes without error (it is written as ``<path>.partial``).
+    Frames of another size are resized to the model's geometry (OpenCV INTER_AREA),
+    as ``fit`` says: ``"stretch"`` (the default) fills it whatever the aspect ratio, with
+    a warning when that changes the aspect ratio noticeably; ``"pad"`` keeps the aspect
+    ratio and letterboxes (black bars), and the file records where the picture is so a
+    decoder can crop it back (formats/pcz.md §3.2.1). The first frame's size is recorded
+    as the source geometry. The file appears only when the writer closes without error
+    (it is written as ``<path>.partial``).
     """
 
     def __init__(
@@ -345,10 +350,15 @@ class Writer:
         device: str = "cpu",
         gop: int | None = None,
         lam: float = 1.0,
+        fit: str = "stretch",
     ) -> None:
+        from .video import FITS
         from .zoo import check_device
 
         # Arguments first, before any weights are loaded or any file is made.
+        if fit not in FITS:
+            raise InputError(f"--fit must be one of {', '.join(FITS)}, got {fit!r}")
+        self.fit = fit
         self.path = Path(_path_arg(path, "Writer's path"))
         self.fps = _frame_rate(fps)
         lam = _lambda_scale(lam)
@@ -405,11 +415,24 @@ class Writer:
         _check_geometry(f"frame {number}", frame.shape[1], frame.shape[0])
         if number >= MAX_FRAMES:
             raise InputError(f"more than {MAX_FRAMES} frames")
+        from . import video
+
+        width, height = self.codec.model.width, self.codec.model.height
         if self._source is None:
             self._source = (frame.shape[1], frame.shape[0])
-        from .video import fit
-
-        self._pending.append(fit(frame, self.codec.model.width, self.codec.model.height))
+            change = video.aspect_change(*self._source, width, height)
+            if self.fit == "stretch" and change > video.ASPECT_TOLERANCE:
+                warnings.warn(f"{self.path}: {self._source[0]}x{self._source[1]} frames are stretched to "
+                              f"{self.codec.model.model_id}'s {width}x{height}, changing their aspect ratio "
+                              f"{change:.2f}x (fit pad keeps it, letterboxed)", stacklevel=2)
+        if self.fit == "pad" and (frame.shape[1], frame.shape[0]) != (width, height):
+            # every frame into the rectangle the first one set (the file records it)
+            x, y, w, h = self._picture()
+            padded = np.zeros((height, width, 3), np.uint8)
+            padded[y : y + h, x : x + w] = video.fit(frame, w, h)
+            self._pending.append(padded)
+        else:
+            self._pending.append(video.fit(frame, width, height))
         if len(self._pending) >= BATCH:
             self._flush_pending()
 
@@ -481,9 +504,20 @@ class Writer:
             models=tuple(models),
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
-            # The lowest version that holds the file: only refined predicted frames need 3.0.
-            version=CURRENT_VERSION if self._layered() else (1, 0),
+            # The lowest version that holds the file (pcz.md §9): only refined predicted
+            # frames need major 3, only a fit other than stretch needs minor 1.
+            version=(3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
+            fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
+            picture=self._picture() if self.fit == "pad" else None,
         )
+
+    def _picture(self) -> tuple[int, int, int, int]:
+        """Where the picture lies in a coded frame (the whole frame unless padded)."""
+        from .video import picture_rect
+
+        width, height = self.codec.model.width, self.codec.model.height
+        assert self._source is not None
+        return picture_rect(*self._source, width, height) if self.fit == "pad" else (0, 0, width, height)
 
     def _layered(self) -> bool:
         return self.predictor is not None and getattr(self.predictor.coder, "references", 1) > 1
@@ -651,6 +685,9 @@ class Reader:
         self.header = h
         self.width, self.height = h.width, h.height
         self.source_width, self.source_height = h.source_width, h.source_height
+        #: how frames were fitted to the coded geometry ("stretch" or "pad") and where the
+        #: picture lies in a decoded frame, (x, y, width, height)
+        self.fit, self.picture = h.fit.name.lower(), h.picture_rect
         self.fps = Fraction(h.fps_num, h.fps_den)
         self.model = ref.model_id
         self.weights_sha256 = ref.weights_sha256.hex()
@@ -950,6 +987,7 @@ def encode(
     gop: int | None = None,
     lam: float = 1.0,
     fps: float | Fraction | None = None,
+    fit: str = "stretch",
 ) -> dict[str, Any]:
     """Encode a video file (or folder of frames) into a ``.pcz``; returns its ``probe``.
 
@@ -957,7 +995,8 @@ def encode(
     uint8 frames, at ``fps`` (default 30; a file's own rate is used for a file).
     ``gop``: at most N frames from an intra frame to the next, and an intra frame at a
     scene cut (default predict.DEFAULT_GOP, 250, for
-    models that can predict, else 1); ``lam`` scales λ of the block decisions.
+    models that can predict, else 1); ``lam`` scales λ of the block decisions; ``fit``:
+    how frames of another shape meet the model's geometry (see :class:`Writer`).
     """
     from . import video
     from .zoo import check_device
@@ -986,7 +1025,7 @@ def encode(
         rate = 30 if fps is None else fps
         check_target(dst, force=force)
     with Writer(dst, model=model, quantizer=quantizer, fps=rate, force=force,
-                weights_dir=weights_dir, device=device, gop=gop, lam=lam) as writer:
+                weights_dir=weights_dir, device=device, gop=gop, lam=lam, fit=fit) as writer:
         for frame in frames:
             writer.write(frame)
             if progress:
@@ -1008,6 +1047,9 @@ def decode(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Decode a ``.pcz`` into a video (.mp4, .mkv) or a folder of PNGs.
+
+    ``size``: ``coded`` (the model's geometry, as decoded, letterbox bars included) or
+    ``source`` (the input's geometry: a padded file's picture is cropped out first).
 
     ``pix_fmt`` (.mp4 only): ``yuv444p`` (default) or ``yuv420p`` (video.VideoWriter
     says what each costs). A lossy output is read back: ``output_psnr`` in the result
@@ -1045,7 +1087,8 @@ def decode(
             with video.VideoWriter(partial, fps=reader.fps, width=width, height=height, kind=kind,
                                    pix_fmt=pix_fmt or video.MP4_PIX_FMTS[0]) as out:
                 for frame in reader:
-                    frame = video.fit(frame, width, height) if size == "source" else frame
+                    # source: the picture alone (a letterbox's bars cropped off) at the source size
+                    frame = video.unfit(frame, width, height, reader.picture) if size == "source" else frame
                     out.write(frame)
                     if kind == "mp4" and count < check_frames:
                         first.append(frame)
@@ -1145,6 +1188,8 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "entropy_coder": _coder_name(h.entropy_coder), "table_digest": h.table_digest.hex()
         if h.entropy_coder != EntropyCoder.NONE else None,
         "gop": h.gop, "complete": reader.complete,
+        # pcz.md §3.2.1, in files that carry it (minor version 1 on)
+        **({"fit": h.fit.name.lower(), "picture": list(h.picture_rect)} if h.version[1] >= 1 else {}),
         # gop > 1: the frames a decoder can start from (every frame when gop is 1)
         "intra_at": intra_at if h.gop > 1 else None, "longest_gop": longest_gop,
         # Bytes in no whole record (a cut tail, damage): 0 for a sound file.
@@ -1175,14 +1220,24 @@ def _coder_name(coder: EntropyCoder) -> str:
     return "none" if coder == EntropyCoder.NONE else CODER_NAME
 
 
-def list_models(weights_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Registered models with their geometry, code bytes per quantizer and shipped figures."""
+def list_models(weights_dir: str | os.PathLike[str] | None = None, *,
+                include_internal: bool = False) -> list[dict[str, Any]]:
+    """Registered models with their geometry, code bytes per quantizer and shipped figures.
+
+    ``defaults`` is what ``encode`` uses when given only the id (quantizer, GOP), and
+    ``measured`` the manifest's figures at those settings (None where they were not
+    measured); ``measured_all`` every measured setting. Ids not meant for coding with
+    (``internal``: pac, pac-hi, pac-res, tiny-*) are left out unless
+    ``include_internal``.
+    """
     from . import zoo
     from .models import REGISTRY, registered_ids
 
     out = []
     for model_id in registered_ids():
         spec = REGISTRY[model_id]
+        if spec.internal and not include_internal:
+            continue
         model = spec.build(None)
         found = zoo.find(model_id, Path(weights_dir) if weights_dir else None)
         entries = model.code_entries
@@ -1193,13 +1248,19 @@ def list_models(weights_dir: str | os.PathLike[str] | None = None) -> list[dict[
         else:
             code_bytes = {name: quantizers.make(name).frame_bytes(entries)
                           for name in sorted(quantizers_for(model), key=list(quantizers.QUANTIZERS).index)}
+        defaults = {"quantizer": quantizers_for(model)[0], "gop": _choose_gop(model, None)}
+        entry = found.entry if found else {}
+        measured_all = list(entry.get("measured_all") or ([entry["measured"]] if entry.get("measured") else []))
+        at_defaults = next((m for m in measured_all if m.get("quantizer") == defaults["quantizer"]
+                            and m.get("gop", 1) == defaults["gop"]), None)
         out.append({
             "id": model_id, "family": spec.family, "description": spec.description,
+            "internal": spec.internal,
             "weights": found is not None and found.path.is_file(),
             "geometry": {"width": model.width, "height": model.height},
             "code_shape": list(model.code_shape), "code_bytes": code_bytes,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "measured": (found.entry.get("measured") if found else None),
+            "defaults": defaults, "measured": at_defaults, "measured_all": measured_all,
         })
     return out
 
@@ -1232,8 +1293,11 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every:
         return info.width, info.height
 
     sizes = [geometry(name, pcz) for name, pcz in zip(names, is_pcz)]
+    fit_mode = "stretch"
     if is_pcz[0] != is_pcz[1]:
         size = sizes[0] if is_pcz[0] else sizes[1]
+        # the video side is fitted as the encoder fitted it (letterboxed for a padded file)
+        fit_mode = probe(names[0] if is_pcz[0] else names[1]).get("fit", "stretch")
     else:
         size = min(sizes, key=lambda wh: (wh[0] * wh[1], wh))
     resized = [name for name, wh in zip(names, sizes) if wh != size]
@@ -1246,7 +1310,7 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every:
                     yield frame if frame.shape[1::-1] == size else video.fit(frame, *size)
         else:
             for frame in video.iter_frames(name):
-                yield frame if frame.shape[1::-1] == size else video.fit(frame, *size)
+                yield frame if frame.shape[1::-1] == size else video.fit(frame, *size, fit_mode)
 
     counts = [0, 0]
 
@@ -1278,7 +1342,7 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], *, ssim_every:
             f"{names[0]} has {counts[0]} frames, {names[1]} {counts[1]}"
             + (f": {short} has fewer than --frames {frames}" if frames is not None
                else f"; compare the first {min(counts)} with --frames {min(counts)}"))
-    return {**quality.as_dict(), "width": size[0], "height": size[1], "resized": resized}
+    return {**quality.as_dict(), "width": size[0], "height": size[1], "resized": resized, "fit": fit_mode}
 
 
 def _pcz_geometry(path: str) -> tuple[int, int]:
@@ -1339,7 +1403,7 @@ def evaluate(
                     yield frame
 
             sources = video.iter_frames(data, max_frames=max_frames)
-            pairs = ((video.fit(s, reader.width, reader.height), d) for s, d in zip(sources, timed()))
+            pairs = ((video.fit(s, reader.width, reader.height, reader.fit), d) for s, d in zip(sources, timed()))
             quality = compare_pairs(pairs, ssim_every=ssim_every)
     import torch
 

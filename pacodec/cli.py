@@ -49,7 +49,8 @@ def _warning(message: Warning | str, category: type[Warning], filename: str, lin
     """``warnings.showwarning`` while a command runs: one line, none under --quiet (and
     not Python's default of the warning's class, file, line number and source line)."""
     if not _state["quiet"]:
-        typer.echo(f"pacodec: warning: {message}", err=True)
+        text = " ".join(str(message).split())
+        typer.echo(f"pacodec: warning: {text}", err=True)
 
 
 def _guarded(command: F) -> F:
@@ -128,6 +129,7 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["quiet"], _state["debug"] = quiet, debug
+    warnings.showwarning = _warning
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id (see `pacodec models`; default pac-q8).")]
@@ -149,6 +151,7 @@ def encode(
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after N frames.")] = None,
     gop: GopOpt = None,
     lam: LambdaOpt = 1.0,
+    fit: Annotated[str, typer.Option("--fit", help="How a video of another shape meets the model's 160x200 (a 0.8 aspect ratio). stretch (default): resized to fill it, so the aspect ratio changes (a 640x360 video's circles become ellipses; a warning says so when it changes by over 6%). pad: resized to fit inside keeping the aspect ratio, the rest black (letterbox); the file records where the picture is, and `decode --size source` crops it back.")] = "stretch",
     force: ForceOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "cpu",
@@ -156,8 +159,10 @@ def encode(
 ) -> None:
     """Compress a video into a .pcz file, or several videos into a folder of them.
 
-    Several inputs: one process per core and one progress bar for all their frames.
+    Every model codes a fixed geometry (160x200 for the shipped ones): a video of
+    another size is resized to it, stretched (default) or letterboxed (--fit pad).
 
+    Several inputs: one process per core and one progress bar for all their frames.
     A file that fails is reported in one line, the others are finished; exit status: the first failure's.
     """
     from . import api, video
@@ -171,7 +176,8 @@ def encode(
     bar = _Bar(min(known) if known else None, "encode")
     try:
         info = api.encode(input, output, model=model, quantizer=quantizer, max_frames=max_frames,
-                          force=force, weights_dir=weights, device=device, progress=bar, gop=gop, lam=lam)
+                          force=force, weights_dir=weights, device=device, progress=bar, gop=gop, lam=lam,
+                          fit=fit)
     finally:
         bar.close()
     if not _state["quiet"]:
@@ -221,7 +227,7 @@ def _encode_many(inputs: list[str], output: Path, *, jobs: int | None, max_frame
 def decode(
     input: Annotated[Path, typer.Argument(help="The .pcz file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".mkv (lossless FFV1: exactly the decoded frames), a folder for PNGs (lossless), or .mp4 (H.264, lossy: see --pix-fmt).")],
-    size: Annotated[str, typer.Option("--size", help="coded (the model's geometry) or source.")] = "coded",
+    size: Annotated[str, typer.Option("--size", help="coded (the model's geometry as decoded, letterbox bars included) or source (the input's size and aspect ratio: a --fit pad file's picture is cropped out, then resized).")] = "coded",
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help=".mp4 only. yuv444p (default): full colour resolution, about 47 dB from the decoded frames (~1 KB a frame); plays in FFmpeg, VLC, mpv, Chrome, not Safari/QuickTime. yuv420p: plays anywhere, but halves colour resolution, which pixel art cannot take (about 26 dB).")] = None,
     salvage: Annotated[bool, typer.Option("--salvage", help="Skip damaged records, stop cleanly at a cut.")] = False,
     force: ForceOpt = False,
@@ -273,7 +279,9 @@ def render_info(facts: dict[str, Any]) -> str:
         f"file        {facts['file']}  (format {facts['version']}{'' if facts['complete'] else ', no trailer: read by scanning'})",
         f"frames      {facts['frames']} ({facts['intra_frames']} intra, {facts['predicted_frames']} predicted), "
         f"{facts['fps']:g} fps",
-        f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source",
+        f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source"
+        + (f"; fit {facts['fit']}, picture {facts['picture'][2]}x{facts['picture'][3]} at "
+           f"({facts['picture'][0]}, {facts['picture'][1]})" if "fit" in facts else ", stretched"),
         *(f"{('model', 'residual', 'key ref')[min(i, 2)]:<12}{m['id']}  weights sha256 {m['weights_sha256']}"
           for i, m in enumerate(facts["models"])),
         f"quantizer   {facts['quantizer']}, codes {facts['code_dtype']} {'x'.join(map(str, facts['code_shape']))}",
@@ -324,25 +332,31 @@ def render_info(facts: dict[str, Any]) -> str:
 def models(
     json_out: JsonOpt = False,
     weights: WeightsOpt = None,
+    all_ids: Annotated[bool, typer.Option("--all", help="Also the ids not meant for coding with: networks used through other ids (pac, pac-hi, pac-res) and the tests' tiny-* models.")] = False,
 ) -> None:
-    """The registered models, their code sizes, and whether weights are present."""
+    """The models to code with: what each is, its default settings, and the figures the
+    manifest measured at them (PSNR, bytes a frame; `--json` adds code sizes and every
+    measured setting)."""
     from . import api
 
-    rows = api.list_models(weights)
+    rows = api.list_models(weights, include_internal=all_ids)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = []
+    table, clips = [], set()
     for r in rows:
-        code = "x".join(map(str, r["code_shape"]))
-        sizes = ", ".join(f"{k} {v}" if v is not None else f"{k} varies" for k, v in r["code_bytes"].items())
-        m = r["measured"] or {}
-        measured = (f"{m['psnr']:.2f} dB, {m['bytes_per_frame']:.0f} B/frame ({m.get('quantizer', '')}, {m.get('data', '')})"
-                    if m.get("psnr") is not None else "")
-        table.append((r["id"], "yes" if r["weights"] else "no", code, sizes, measured))
-    widths = [max(len(head), *(len(row[i]) for row in table)) + 2
-              for i, head in enumerate(("id", "weights", "code", "bytes/frame by quantizer"))]
-    for row in [("id", "weights", "code", "bytes/frame by quantizer", "measured"), *table]:
+        d = r["defaults"]
+        defaults = d["quantizer"] + (f", GOP {d['gop']}" if d["gop"] > 1 else ", all intra")
+        m = r["measured"]
+        measured = f"{m['psnr']:.2f} dB, {m['bytes_per_frame']:,.0f} B/frame" if m else "-"
+        if m:
+            clips.add(f"{m.get('data', '?')}, {m.get('frames', '?')} frames")
+        table.append((r["id"], "yes" if r["weights"] else "no", defaults, measured, r["description"]))
+    # The clip the figures were measured on heads their column (PSNR and bytes a frame).
+    head = ("id", "weights", "defaults", "measured" + (f" on {clips.pop()}" if len(clips) == 1 else ""),
+            "description")
+    widths = [max(len(head[i]), *(len(row[i]) for row in table)) + 2 for i in range(len(head) - 1)]
+    for row in [head, *table]:
         typer.echo("".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + row[-1])
 
 
@@ -372,7 +386,8 @@ def compare(
         typer.echo(json.dumps(result))
         return
     for name in result["resized"]:
-        _note(f"{name}: resized to {result['width']}x{result['height']} to compare")
+        how = "letterboxed into" if result.get("fit") == "pad" else "resized to"
+        _note(f"{name}: {how} {result['width']}x{result['height']} to compare")
     typer.echo(f"{result['frames']} frames: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}")
 
 
@@ -418,16 +433,22 @@ def train(
     crop: Annotated[Optional[int], typer.Option("--crop", help="Train on random NxN windows (fully convolutional models).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes; stops after the last whole epoch that fits.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --output.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Start over in an --output that holds a run of this id (its weights, checkpoint and log are replaced); without it or --resume such a folder is refused.")] = False,
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (.safetensors; tensors matched by name and shape).")] = None,
     block: Annotated[Optional[int], typer.Option("--block", help="Block models (vanilla-fc-*, multilayer-fc-*): train only block K (0-15); the 16 shards are joined when all are in --output.")] = None,
     pca: Annotated[bool, typer.Option("--pca", help="Start from the closed-form principal-components solution on --data (workshop-size FC models, the VAE's linear layers); --epochs 0 keeps it as is.")] = False,
     device: DeviceOpt = "cpu",
     settings: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: override one field of the model's config (JSON value, e.g. --set beta=0.001); stored in the weights (repeatable).")] = None,
 ) -> None:
-    """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end."""
+    """Train a model (Adam, its own loss); checkpoints every epoch; weights + manifest at the end.
+
+    Prints the train and validation loss of each epoch (also in <output>/<id>.log.csv,
+    and in <output>/tensorboard/ where TensorBoard is installed). An --output that
+    holds a run of the same id is refused unless --resume or --force.
+    """
     from . import data as datasets
     from .errors import InputError
-    from .train import TrainConfig
+    from .train import TrainConfig, check_run_target, run_name
     from .train import train as run_training
 
     if epochs < (0 if pca or init else 1) or batch_size < 1 or lr <= 0 or every < 1:
@@ -439,6 +460,8 @@ def train(
     from .errors import WeightsError
     from .models import build_model
 
+    if resume and force:
+        raise InputError("--resume continues a run and --force starts it over: pass one")
     model_config = _config_overrides(settings or [])
     try:
         built = build_model(model, model_config)
@@ -450,6 +473,8 @@ def train(
     if block is not None and (built.family != "fc" or built.config.shared or not 0 <= block < 16):
         raise InputError(f"--block takes 0-15 and only per-block models (vanilla-fc-*, multilayer-fc-*), "
                          f"not {model}")
+    # Before the frames are read (minutes for a big dataset): a run is never overwritten.
+    check_run_target(output, run_name(model, block), resume=resume, force=force)
     frames = _training_frames(list(data), every, pairs)
     if len(frames) == 0:
         raise InputError("--data holds no frames")
@@ -458,7 +483,8 @@ def train(
     argv = [a for a in sys.argv[1:] if a not in GLOBAL_FLAGS]
     command = "pacodec " + shlex.join(argv) if argv[:1] == ["train"] else ""  # quoted: it can be rerun
     cfg = TrainConfig(model_id=model, out_dir=output, epochs=epochs, batch_size=batch_size, lr=lr,
-                      seed=seed, time_limit_min=time_limit, resume=resume, device=device, crop=crop, init=init, block=block,
+                      seed=seed, time_limit_min=time_limit, resume=resume, force=force, device=device, crop=crop,
+                      init=init, block=block,
                       pca=pca, model_config=model_config,
                       data_description=[str(p) for p in data], command=command)
     bar = None
@@ -478,7 +504,18 @@ def train(
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
 
-    summary = run_training(cfg, frames, val_frames, progress=progress)
+    def on_epoch(facts: dict[str, Any]) -> None:
+        nonlocal bar
+        if _state["quiet"]:
+            return
+        if bar is not None:  # the epoch's bar makes way for its line
+            bar.close()
+            bar = None
+        val = f"{facts['val_loss']:.6g}" if facts["val_loss"] is not None else "- (no --val)"
+        typer.echo(f"epoch {facts['epoch']}/{facts['epochs']}: train loss {facts['train_loss']:.6g}, "
+                   f"val loss {val} ({facts['seconds']:.1f} s)")
+
+    summary = run_training(cfg, frames, val_frames, progress=progress, on_epoch=on_epoch)
     if bar is not None:
         bar.close()
     if summary.get("pca"):

@@ -6,6 +6,11 @@ nothing is pickled) that ``resume`` continues from, train and validation loss pe
 epoch in ``log.csv``, and at the end the weights plus a manifest entry in the output
 directory. Under ``torchrun`` it runs as DistributedDataParallel (gloo on CPU, NCCL on
 GPUs), each process training on its own shard of the frames.
+
+A run never destroys another: an output folder that already holds a run of the same
+id is refused unless the run is resumed or ``force`` says to start over. After each
+epoch ``on_epoch`` hears the losses (the CLI prints them), and where TensorBoard is
+installed they go to ``<out>/tensorboard/<run>`` as well.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import zoo
+from .errors import OutputError
 from .models import CodecModel, build_model
 from .models.base import frames_to_tensor
+
 
 def checkpoint_paths(out_dir: Path, model_id: str) -> tuple[Path, Path, Path]:
     """(tensors, state, log) of a model's run: named by id, so runs can share a folder."""
@@ -53,6 +60,47 @@ class TrainConfig:
     pca: bool = False  # start from the model's closed-form PCA solution on the training frames
     data_description: list[str] = field(default_factory=list)
     command: str = ""
+    force: bool = False  # start over in a folder that holds a run of this id
+
+
+def run_name(model_id: str, block: int | None = None) -> str:
+    """A run is named by its id, or <id>.blockKK when it trains one block of a block model."""
+    if block is None:
+        return model_id
+    from .models.fc import shard_name
+
+    return shard_name(model_id, block)
+
+
+def run_files(out_dir: Path, run: str) -> list[Path]:
+    """The files of ``run`` that ``out_dir`` holds (checkpoint, log, weights)."""
+    tensors, state, log = checkpoint_paths(out_dir, run)
+    return [p for p in (tensors, state, log, out_dir / f"{run}.safetensors") if p.exists()]
+
+
+def check_run_target(out_dir: Path, run: str, *, resume: bool, force: bool) -> None:
+    """Refuse to train into a folder that holds a run of the same name, unless it is
+    resumed (--resume) or started over on purpose (--force): the weights, checkpoint
+    and log of a run that took hours are not overwritten by a rerun of its command."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a folder")
+    if resume or force:
+        return
+    found = run_files(out_dir, run)
+    if found:
+        names = ", ".join(p.name for p in found)
+        raise OutputError(f"{out_dir}: already holds a training run of {run} ({names}); "
+                          "pass --resume to continue it, --force to start over, or another --output")
+
+
+def _tensorboard(out_dir: Path, run: str) -> Any:
+    """A TensorBoard SummaryWriter under <out>/tensorboard/<run>, or None where
+    TensorBoard is not installed (it is optional: the CSV log always exists)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch raises this when the tensorboard package is absent
+        return None
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard" / run))
 
 
 @dataclass
@@ -206,15 +254,21 @@ def train(
     val_frames: np.ndarray | None = None,
     *,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.model_id`` on N×H×W×3 uint8 frames; returns a summary dict.
 
     ``progress(step, steps_per_epoch, logs)`` is called after every batch (the CLI
-    draws a bar with it). Stops early, after a whole epoch, when ``time_limit_min``
-    would be exceeded by another epoch.
+    draws a bar with it), ``on_epoch({"epoch", "epochs", "train_loss", "val_loss",
+    "seconds"})`` after every epoch (val_loss is None without validation frames). Stops
+    early, after a whole epoch, when ``time_limit_min`` would be exceeded by another
+    epoch. Raises OutputError when ``cfg.out_dir`` holds a run of this id and neither
+    ``cfg.resume`` nor ``cfg.force`` is set.
     """
     zoo.check_device(cfg.device)
     out_dir = Path(cfg.out_dir)
+    # Before any process group or file: every rank sees the folder as it was.
+    check_run_target(out_dir, run_name(cfg.model_id, cfg.block), resume=cfg.resume, force=cfg.force)
     out_dir.mkdir(parents=True, exist_ok=True)
     dist_info = _distributed(cfg.device)
     device = cfg.device
@@ -223,13 +277,9 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed + dist_info.rank)
 
-    # A run is named by its id, or <id>.blockKK when it trains one block of a block model.
-    run = cfg.model_id
+    run = run_name(cfg.model_id, cfg.block)
     model_config = cfg.model_config
     if cfg.block is not None:
-        from .models.fc import shard_name
-
-        run = shard_name(cfg.model_id, cfg.block)
         model_config = {**(model_config or {}), "blocks": [cfg.block]}
     model = build_model(cfg.model_id, model_config)
     if hasattr(model, "materialize"):
@@ -267,6 +317,13 @@ def train(
             start_val = evaluate_loss(model, val_frames, cfg.batch_size, device)
             with open(log_path, "a", newline="") as f:
                 csv.writer(f).writerow([0, "", f"{start_val:.6g}", "0.0", len(shard) * dist_info.world])
+    board = None
+    if dist_info.main and cfg.epochs > start_epoch:
+        if cfg.force and not cfg.resume:  # starting over: the old run's curves go with it
+            import shutil
+
+            shutil.rmtree(out_dir / "tensorboard" / run, ignore_errors=True)
+        board = _tensorboard(out_dir, run)
     started = time.monotonic()
     epoch_seconds = 0.0
     epoch = start_epoch
@@ -304,7 +361,19 @@ def train(
                 csv.writer(f).writerow([epoch + 1, f"{train_loss:.6g}", f"{val_loss:.6g}",
                                         f"{epoch_seconds:.1f}", len(shard) * dist_info.world])
             save_checkpoint(out_dir, model, opt, {"epoch": epoch + 1, "seed": cfg.seed}, run)
+            has_val = not math.isnan(val_loss)
+            if board is not None:
+                board.add_scalar("loss/train", train_loss, epoch + 1)
+                if has_val:
+                    board.add_scalar("loss/val", val_loss, epoch + 1)
+                board.add_scalar("lr", opt.param_groups[0]["lr"], epoch + 1)
+                board.flush()
+            if on_epoch is not None:
+                on_epoch({"epoch": epoch + 1, "epochs": cfg.epochs, "train_loss": train_loss,
+                          "val_loss": val_loss if has_val else None, "seconds": epoch_seconds})
         epoch += 1
+    if board is not None:
+        board.close()
     completed = epoch if cfg.epochs > start_epoch else start_epoch
     if dist_info.world > 1:
         # DDP broadcasts rank 0's buffers before each forward, but the last forward

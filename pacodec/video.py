@@ -41,7 +41,10 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "VideoWriter",
+    "FITS",
     "fit",
+    "unfit",
+    "picture_rect",
     "iter_frames",
     "probe",
 ]
@@ -390,14 +393,57 @@ def _take(reader: VideoReader, max_frames: int | None) -> Iterator[np.ndarray]:
                 return
 
 
-def fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``frame`` (H, W, C) resized to (height, width, C) with area interpolation
-    (cv2.INTER_AREA); a copy when it already has that size."""
+#: How a frame of another shape is fitted to a model's geometry (formats/pcz.md §3.2.1):
+#: "stretch" resizes it to width × height, changing its aspect ratio when the shapes
+#: differ; "pad" letterboxes it: resized to the largest rectangle of its own aspect
+#: ratio that fits, centred, the rest black.
+FITS = ("stretch", "pad")
+#: A stretch that changes the aspect ratio by more than this factor is worth a warning.
+#: Atari's own 160×210 frames squeezed to the models' 160×200 (5 %) are not: that is
+#: the geometry every model was trained on (`pacodec dataset extract`).
+ASPECT_TOLERANCE = 1.06
+
+
+def picture_rect(source_width: int, source_height: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h): where a source_width × source_height picture goes, letterboxed, in a
+    width × height frame. Integer arithmetic (round half up), so every writer agrees."""
+    if source_width * height >= source_height * width:  # as wide as the frame or wider: full width
+        w, h = width, (2 * source_height * width + source_width) // (2 * source_width)
+    else:
+        w, h = (2 * source_width * height + source_height) // (2 * source_height), height
+    w, h = min(max(w, 1), width), min(max(h, 1), height)
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def aspect_change(source_width: int, source_height: int, width: int, height: int) -> float:
+    """How much a stretch from one geometry to the other changes the aspect ratio (≥ 1)."""
+    ratio = (source_width * height) / (source_height * width)
+    return max(ratio, 1 / ratio)
+
+
+def fit(frame: np.ndarray, width: int, height: int, mode: str = "stretch") -> np.ndarray:
+    """``frame`` (H, W, C) fitted to (height, width, C) with area interpolation
+    (cv2.INTER_AREA), stretched or letterboxed (``mode``, see FITS); a copy when it
+    already has that size."""
     if width <= 0 or height <= 0:
         raise InputError(f"target size must be positive, got {width}x{height}")
+    if mode not in FITS:
+        raise InputError(f"fit must be one of {', '.join(FITS)}, got {mode!r}")
     if frame.shape[0] == height and frame.shape[1] == width:
         return frame.copy()
+    if mode == "pad":
+        x, y, w, h = picture_rect(frame.shape[1], frame.shape[0], width, height)
+        out = np.zeros((height, width, *frame.shape[2:]), frame.dtype)
+        out[y : y + h, x : x + w] = fit(frame, w, h)
+        return out
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def unfit(frame: np.ndarray, width: int, height: int, picture: tuple[int, int, int, int]) -> np.ndarray:
+    """A decoded frame back at a width × height source: the picture rectangle (x, y, w,
+    h) cropped out (dropping a letterbox's bars), then resized (cv2.INTER_AREA)."""
+    x, y, w, h = picture
+    return fit(np.ascontiguousarray(frame[y : y + h, x : x + w]), width, height)
 
 
 # --- output ------------------------------------------------------------------------

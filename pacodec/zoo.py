@@ -316,7 +316,7 @@ def unknown_id(model_id: str) -> WeightsError:
     def natural(name: str) -> list:  # pac-q2 before pac-q10
         return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
-    known = ", ".join(sorted((i for i in registered_ids() if not i.startswith("tiny-")), key=natural))
+    known = ", ".join(sorted((i for i in registered_ids() if not REGISTRY[i].internal), key=natural))
     return WeightsError(f"unknown model id {model_id!r} (known: {known})")
 
 

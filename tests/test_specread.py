@@ -20,7 +20,7 @@ import pytest
 
 import pacodec
 from pacodec import api
-from pacodec.errors import PacodecError
+from pacodec.errors import FormatError, PacodecError
 from tools import specread
 from tools.specread.rangecoder import RangeDecoder, RangeEncoder, model
 
@@ -132,6 +132,18 @@ def test_specread_matches_fresh_predicted_files(tmp_path, frames, model_id):
     assert result.info["predicted_frames"] == n - 1
     if model_id == "pac-q9":   # 3.0: Atari frames are far from pac-key's maze, coded on their own
         assert result.info["key_frames"] == {"own": 1, "reference": 0}
+
+
+@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "2.1")])
+def test_specread_reads_letterboxed_files_of_both_majors(tmp_path, frames, model_id, gop, version):
+    """§3.2.1: a padded file is x.1 and both readers agree on its fit and picture."""
+    wide = np.ascontiguousarray(np.concatenate([frames[:2], frames[:2]], axis=2))   # 320x200: twice as wide
+    with pacodec.Writer(tmp_path / "a.pcz", model=model_id, gop=gop, fps=30, fit="pad") as writer:
+        for frame in wide:
+            writer.write(frame)
+    result = _same_as_pacodec(tmp_path / "a.pcz")
+    assert result.info["version"] == version
+    assert result.info["fit"] == "pad" and result.info["picture"] == [0, 50, 160, 100]
 
 
 def test_specread_imports_neither_pacodec_nor_its_libraries():
@@ -288,13 +300,47 @@ def _rebuild(data: bytes, *, major: int = 1, minor: int = 0, extension: bytes = 
     return head + data[12 + body_length : index_at] + record + trailer + crc(trailer)
 
 
+def _fit_fields(fit: int, x: int, y: int, w: int, h: int) -> bytes:
+    """§3.2.1's 9 bytes: fit and the picture rectangle."""
+    import struct
+
+    return struct.pack("<BHHHH", fit, x, y, w, h)
+
+
 def test_a_newer_minor_version_with_header_fields_appended_decodes(tmp_path):
+    """A 1.2 file: §3.2.1's fields, then fields this build does not know, skipped."""
     name = "pac-q3-intra"
     expected = json.loads((SAMPLES / f"{name}.json").read_text())["symbols_sha256"]
-    path = tmp_path / "v11.pcz"
-    path.write_bytes(_rebuild((SAMPLES / f"{name}.pcz").read_bytes(), minor=1, extension=b"\x07new"))
+    path = tmp_path / "v12.pcz"
+    path.write_bytes(_rebuild((SAMPLES / f"{name}.pcz").read_bytes(), minor=2,
+                              extension=_fit_fields(1, 0, 10, 160, 180) + b"\x07new"))
     result = _same_as_pacodec(path, expected)
-    assert result.info["version"] == "1.1" and result.container.header.extension == b"\x07new"
+    assert result.info["version"] == "1.2" and result.container.header.extension == b"\x07new"
+    assert result.info["fit"] == "pad" and result.info["picture"] == [0, 10, 160, 180]
+
+
+def test_both_readers_hold_a_1_1_header_to_its_fields(tmp_path):
+    """§3.2.1, §3.5: a x.1 header has exactly its 9 bytes after gop, a known fit, and a
+    picture inside the frame (whole for stretch)."""
+    data = (SAMPLES / "conv4-naive.pcz").read_bytes()
+    good = tmp_path / "good.pcz"
+    good.write_bytes(_rebuild(data, minor=1, extension=_fit_fields(0, 0, 0, 160, 200)))
+    result = _same_as_pacodec(good)
+    assert result.info["fit"] == "stretch" and result.info["picture"] == [0, 0, 160, 200]
+    for name, extension, why in (
+        ("short", _fit_fields(1, 0, 0, 160, 200)[:8], "fit|ends inside"),
+        ("long", _fit_fields(1, 0, 0, 160, 200) + b"\0", "after"),
+        ("unknown-fit", _fit_fields(2, 0, 0, 160, 200), "fit"),
+        ("outside", _fit_fields(1, 0, 20, 160, 190), "picture"),
+        ("empty", _fit_fields(1, 0, 20, 160, 0), "picture"),
+        ("stretch-not-whole", _fit_fields(0, 0, 10, 160, 180), "picture"),
+    ):
+        path = tmp_path / f"{name}.pcz"
+        path.write_bytes(_rebuild(data, minor=1, extension=extension))
+        with pytest.raises(FormatError, match=why):
+            api.probe(path)
+        with pytest.raises(specread.Refused):
+            specread.read(path, [SHIPPED])
 
 
 def test_versions_a_reader_cannot_read_are_refused_naming_them(tmp_path):
@@ -304,9 +350,12 @@ def test_versions_a_reader_cannot_read_are_refused_naming_them(tmp_path):
     def unknown_quantizer(body):
         body[quantizer_at] = 9
 
-    for version, kwargs in (("4.0", {"major": 4}), ("3.1", {"major": 3, "minor": 1, "body_edit": unknown_quantizer}),
-                            ("2.1", {"major": 2, "minor": 1, "body_edit": unknown_quantizer}),
-                            ("1.1", {"minor": 1, "body_edit": unknown_quantizer})):
+    fields = _fit_fields(0, 0, 0, 160, 200)   # §3.2.1, which minor 2 keeps
+    for version, kwargs in (("4.0", {"major": 4}),
+                            ("3.2", {"major": 3, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
+                            ("2.2", {"major": 2, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
+                            ("1.2", {"minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
+                            ("1.2", {"minor": 2, "extension": _fit_fields(7, 0, 0, 160, 200)})):
         path = tmp_path / f"v{version}.pcz"
         path.write_bytes(_rebuild(data, **kwargs))
         with pytest.raises(PacodecError, match=version.replace(".", r"\.")):

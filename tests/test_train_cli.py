@@ -129,3 +129,76 @@ def test_dataset_atari_writes_n_frames_deterministically(tmp_path):
     assert len(a) == 50 and a.shape[1:] == (210, 160, 3)
     assert np.array_equal(a, b)  # same seed, same frames
     # (50 frames are all the intro tune, before the agent moves, so seeds agree there too.)
+
+
+# -- a run is never destroyed; its losses are shown (issue 15, item 7) --------------
+def test_a_rerun_into_a_run_s_folder_is_refused_unless_resumed_or_forced(tmp_path, clip):
+    out = tmp_path / "run"
+    args = ("train", "tiny-conv", "--data", str(clip), "--val", str(clip), "--epochs", "1",
+            "--batch-size", "4", "-o", str(out))
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    # Each epoch's losses on the terminal, the same figures as the CSV's.
+    row = _log(out)[0]
+    assert f"epoch 1/1: train loss {row['train_loss']}, val loss {row['val_loss']}" in r.stdout, r.stdout
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    r = run_cli(*args[:-2], "--seed", "7", "-o", str(out))
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "already holds a training run of tiny-conv" in r.stderr
+    assert "--resume" in r.stderr and "--force" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files  # untouched
+
+    r = run_cli("-q", *args[:-2], "--seed", "7", "--force", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("epoch 1/1") == 0  # -q: no epoch lines
+    assert [row["epoch"] for row in _log(out)] == ["1"]  # started over, not appended
+    assert (out / "tiny-conv.safetensors").read_bytes() != files["tiny-conv.safetensors"]
+
+
+def test_losses_go_to_tensorboard_where_it_is_installed(tmp_path, clip):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    r = run_cli("-q", "train", "tiny-conv", "--data", str(clip), "--val", str(clip), "--epochs", "2",
+                "--batch-size", "4", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    events = EventAccumulator(str(out / "tensorboard" / "tiny-conv"))
+    events.Reload()
+    rows = _log(out)
+    for tag, column in (("loss/train", "train_loss"), ("loss/val", "val_loss")):
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [1, 2]
+        assert [s.value for s in scalars] == pytest.approx([float(row[column]) for row in rows], rel=1e-5)
+
+
+TOY_FAMILY = '''
+from pacodec.models.base import ModelSpec, register
+from pacodec.models.conv import ConvAutoencoder, ConvConfig
+from pacodec.models.base import config_from
+
+register(ModelSpec("toy-conv", "toy", lambda o: ConvAutoencoder("toy-conv", config_from(ConvConfig, {"channels": (4,), **(o or {})})),
+                   "a toy family from another distribution"))
+'''
+
+
+def test_a_model_family_from_another_distribution_is_found_and_trains(tmp_path, clip):
+    """Families are discovered (this package's modules and the ``pacodec.models`` entry
+    points), not listed by hand: a plug-in installed beside pacodec adds its ids."""
+    site = tmp_path / "site"
+    (site / "toy_family-0.1.dist-info").mkdir(parents=True)
+    (site / "toy_family.py").write_text(TOY_FAMILY)
+    (site / "toy_family-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-family\nVersion: 0.1\n")
+    (site / "toy_family-0.1.dist-info" / "entry_points.txt").write_text("[pacodec.models]\ntoy = toy_family\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), str(ROOT), os.environ.get("PYTHONPATH")]))}
+    r = run_cli("models", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    rows = {m["id"]: m for m in json.loads(r.stdout)}
+    assert rows["toy-conv"]["description"] == "a toy family from another distribution"
+    assert "pac-q8" in rows  # pacodec's own families are still all there
+    out = tmp_path / "run"
+    r = run_cli("-q", "train", "toy-conv", "--data", str(clip), "--epochs", "1", "--batch-size", "4",
+                "-o", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    assert (out / "toy-conv.safetensors").is_file()

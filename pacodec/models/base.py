@@ -134,6 +134,10 @@ class ModelSpec:
     #: The id whose trained weights this id uses (one network serving several ids,
     #: e.g. pac-q1…q5 are quality levels of "pac"); None means its own.
     weights_of: str | None = None
+    #: Not for coding with: a network trained under this id and used through others
+    #: (pac, pac-hi, pac-res), or a test model (tiny-*). ``pacodec models`` lists
+    #: internal ids only with ``--all``.
+    internal: bool = False
 
 
 REGISTRY: dict[str, ModelSpec] = {}

@@ -103,4 +103,4 @@ register(ModelSpec("conv4", "conv", _conv_builder("conv4", {"channels": (16, 32,
 register(ModelSpec("conv5", "conv", _conv_builder("conv5", {"channels": (16, 32, 64, 128, 256)}),
                    "workshop conv5: 5 stages to 256 channels, codes 256x7x5 in [0,1]"))
 register(ModelSpec("tiny-conv", "conv", _conv_builder("tiny-conv", {"channels": (4, 8)}),
-                   "a tiny two-stage model for tests (no shipped weights)"))
+                   "a tiny two-stage model for tests (no shipped weights)", internal=True))

@@ -212,7 +212,7 @@ def _pac_builder(model_id: str, level: int):
 
 
 register(ModelSpec("pac", "pac", lambda o: PacModel("pac", config_from(PacConfig, o)),
-                   f"ours: the network behind pac-q1…q{LEVELS} (train this id; code with a level)"))
+                   f"ours: the network behind pac-q1…q{LEVELS} (train this id; code with a level)", internal=True))
 for _level in range(LEVELS):
     register(ModelSpec(f"pac-q{_level + 1}", "pac", _pac_builder(f"pac-q{_level + 1}", _level),
                        f"ours: rate-distortion trained, entropy-coded, quality {_level + 1} of {LEVELS}",
@@ -220,7 +220,7 @@ for _level in range(LEVELS):
 TINY = {"channels": (4, 4, 8, 8), "max_symbol": 15, "gain_range": (2.0, 8.0)}
 register(ModelSpec("tiny-pac", "pac",
                    lambda o: PacModel("tiny-pac", config_from(PacConfig, {**TINY, **(o or {})})),
-                   "a tiny pac model for tests (no shipped weights)"))
+                   "a tiny pac model for tests (no shipped weights)", internal=True))
 
 
 class ResidualPacModel(PacModel):
@@ -293,10 +293,10 @@ class ResidualPacModel(PacModel):
 
 
 register(ModelSpec("pac-res", "pac", lambda o: ResidualPacModel("pac-res", config_from(PacConfig, o)),
-                   "ours: residual coder of predicted frames (used with pac-q*, not on its own)"))
+                   "ours: residual coder of predicted frames (used with pac-q*, not on its own)", internal=True))
 register(ModelSpec("tiny-pac-res", "pac",
                    lambda o: ResidualPacModel("tiny-pac-res", config_from(PacConfig, {**TINY, **(o or {})})),
-                   "a tiny residual model for tests (no shipped weights)"))
+                   "a tiny residual model for tests (no shipped weights)", internal=True))
 
 
 # ----------------------------------------------------------------------------
@@ -457,7 +457,7 @@ def _refined_builder(model_id: str, refine_level: int, defaults: dict[str, Any] 
 
 register(ModelSpec("pac-hi", "pac", _refined_builder("pac-hi", 0),
                    f"ours: pac's network plus the refinement tables behind pac-q{LEVELS + 1}…"
-                   f"q{LEVELS + REFINED_LEVELS} (train this id)"))
+                   f"q{LEVELS + REFINED_LEVELS} (train this id)", internal=True))
 for _k in range(REFINED_LEVELS):
     _id = f"pac-q{LEVELS + _k + 1}"
     _base, _step = RefinedConfig.refinements[_k]
@@ -466,7 +466,7 @@ for _k in range(REFINED_LEVELS):
                        f"quality {LEVELS + _k + 1} of {LEVELS + REFINED_LEVELS}", weights_of="pac-hi"))
 TINY_REFINED = {**TINY, "refinements": ((0, 32), (1, 16))}
 register(ModelSpec("tiny-pac-hi", "pac", _refined_builder("tiny-pac-hi", 1, TINY_REFINED),
-                   "a tiny refined model for tests (no shipped weights)"))
+                   "a tiny refined model for tests (no shipped weights)", internal=True))
 
 
 @dataclass(frozen=True)
@@ -504,4 +504,4 @@ class KeyReference(CodecModel):
 
 register(ModelSpec("pac-key", "pac", lambda o: KeyReference("pac-key", config_from(KeyReferenceConfig, o)),
                    "ours: the learned reference frame that key frames of two-layer streams are "
-                   "predicted from (used with pac-q6…q10, not on its own)"))
+                   "predicted from (used with pac-q6…q10, not on its own)", internal=True))

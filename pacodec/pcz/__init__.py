@@ -10,6 +10,7 @@ from pacodec.pcz.schema import (
     INDEX_INTERVAL,
     CodeDtype,
     EntropyCoder,
+    Fit,
     Quantizer,
     RecordType,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Accounting",
     "CodeDtype",
     "EntropyCoder",
+    "Fit",
     "FrameRecord",
     "ModelRef",
     "PczReader",

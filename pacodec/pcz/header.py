@@ -18,14 +18,17 @@ from pacodec.errors import (
 from pacodec.pcz import limits
 from pacodec.pcz.schema import (
     CURRENT_VERSION,
+    HEADER_EXTENSION1_SIZE,
     MAGIC,
     PREAMBLE_SIZE,
     SUPPORTED_MAJOR,
     KNOWN_MINOR,
     CodeDtype,
     EntropyCoder,
+    Fit,
     Header,
     HeaderBody,
+    HeaderExtension1,
     Preamble,
     Quantizer,
     crc32,
@@ -67,7 +70,17 @@ class StreamHeader:
     entropy_coder: EntropyCoder = EntropyCoder.NONE
     table_digest: bytes = bytes(32)
     gop: int = 1
-    version: tuple[int, int] = (1, 0)  # the lowest that holds a file; api.Writer asks for 2.0 where needed
+    version: tuple[int, int] = (1, 0)  # the lowest that holds a file; api.Writer asks for more where needed
+    #: §3.2.1 (minor version 1 on): how frames were fitted to width × height, and the
+    #: rectangle (x, y, width, height) of the coded frame that holds the picture; a
+    #: x.0 file is a stretch whose picture is the whole frame.
+    fit: Fit = Fit.STRETCH
+    picture: tuple[int, int, int, int] | None = None
+
+    @property
+    def picture_rect(self) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of the picture in a decoded frame."""
+        return self.picture if self.picture is not None else (0, 0, self.width, self.height)
 
 
 def validate_header(header: StreamHeader, where: str = "header") -> None:
@@ -139,6 +152,17 @@ def validate_header(header: StreamHeader, where: str = "header") -> None:
         fail("table_digest", "must be all zeros when entropy_coder is 0 (none)")
     if not isinstance(header.gop, int) or not 1 <= header.gop <= 0xFFFF:
         fail("gop", f"must be in 1..65535, got {header.gop!r}")
+    # §3.2.1
+    if header.fit not in Fit._value2member_map_:
+        fail("fit", f"unknown value {header.fit!r}")
+    if header.version[1] == 0 and (header.fit != Fit.STRETCH or header.picture is not None):
+        fail("fit", f"a {header.version[0]}.0 header cannot carry a fit or picture (minor version 1 can)")
+    x, y, w, h = header.picture_rect
+    if not (all(isinstance(v, int) for v in (x, y, w, h)) and w >= 1 and h >= 1 and x >= 0 and y >= 0
+            and x + w <= header.width and y + h <= header.height):
+        fail("picture", f"{w}x{h} at ({x}, {y}) is not a rectangle inside the {header.width}x{header.height} frame")
+    if header.fit == Fit.STRETCH and (x, y, w, h) != (0, 0, header.width, header.height):
+        fail("picture", "a stretched stream's picture is the whole frame")
 
 
 def build_header(header: StreamHeader) -> bytes:
@@ -164,10 +188,13 @@ def build_header(header: StreamHeader) -> bytes:
         gop=header.gop,
         extension=b"",
     )
-    if header.version not in ((1, 0), (2, 0), CURRENT_VERSION):
-        # 2.0 only for tools/make_golden.py's frozen samples; pacodec writes 1.0 or 3.0.
-        raise ValueError(f"this build writes versions 1.0, 2.0 and {CURRENT_VERSION[0]}.{CURRENT_VERSION[1]}, "
+    if header.version[0] not in KNOWN_MINOR or not 0 <= header.version[1] <= KNOWN_MINOR[header.version[0]]:
+        raise ValueError(f"this build writes versions 1.0 to {CURRENT_VERSION[0]}.{CURRENT_VERSION[1]}, "
                          f"not {header.version}")
+    if header.version[1] >= 1:  # §3.2.1
+        x, y, w, h = header.picture_rect
+        body["extension"] = HeaderExtension1.build(dict(
+            fit=int(header.fit), picture_x=x, picture_y=y, picture_width=w, picture_height=h))
     signed = dict(version_major=header.version[0], version_minor=header.version[1], body=body)
     return Header.build(dict(signed=dict(value=signed)))
 
@@ -232,8 +259,17 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
     except cs.ConstructError as exc:
         raise FormatError(f"{where}: {exc}") from None
     body = parsed.body
-    if body.extension and minor <= KNOWN_MINOR[major]:
-        raise FormatError(f"{where}: {len(body.extension)} unexpected bytes after field gop")
+    extension, last_field = bytes(body.extension), "gop"
+    fit, picture = Fit.STRETCH, None
+    if minor >= 1:  # §3.2.1: the fields of minor version 1 start the extension
+        if len(extension) < HEADER_EXTENSION1_SIZE:
+            raise FormatError(f"{where}: field fit: a {major}.{minor} header has "
+                              f"{HEADER_EXTENSION1_SIZE} bytes after field gop, this one {len(extension)}")
+        ext = HeaderExtension1.parse(extension[:HEADER_EXTENSION1_SIZE])
+        fit, picture = ext.fit, (ext.picture_x, ext.picture_y, ext.picture_width, ext.picture_height)
+        extension, last_field = extension[HEADER_EXTENSION1_SIZE:], "picture_height"
+    if extension and minor <= KNOWN_MINOR[major]:
+        raise FormatError(f"{where}: {len(extension)} unexpected bytes after field {last_field}")
     try:
         models = tuple(
             ModelRef(m.model_id.decode("ascii"), bytes(m.weights_sha256)) for m in body.models
@@ -256,6 +292,8 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
         table_digest=bytes(body.table_digest),
         gop=body.gop,
         version=(major, minor),
+        fit=fit,
+        picture=picture,
     )
     try:
         validate_header(header, where)
@@ -271,6 +309,7 @@ def read_header(read_at, file_size: int, name: str) -> tuple[StreamHeader, int]:
             "quantizer": Quantizer(body.quantizer),
             "code_dtype": CodeDtype(body.code_dtype),
             "entropy_coder": EntropyCoder(body.entropy_coder),
+            "fit": Fit(fit),
         }
     )
     return header, size

@@ -25,11 +25,14 @@ import numpy as np
 MAGIC = b"PCZ\x00"
 TRAILER_MAGIC = b"PCZE"
 #: The newest version this build writes, and the newest minor of each major it reads.
-#: 2.0: refined predicted frames code their 4×4 re-prediction with contexts (§14.5);
+#: 2.0: refined predicted frames code their 4×4 re-prediction with contexts (§14.5).
 #: 3.0: their intra frames may be predicted from a learned reference frame (§14.6).
-#: A writer uses 3.0 only for such files, 1.0 for every other (pcz.md §9).
-CURRENT_VERSION = (3, 0)
-KNOWN_MINOR = {1: 0, 2: 0, 3: 0}
+#: x.1 (1.1, 2.1, 3.1): the header's extension says how frames were fitted to the coded
+#: geometry (§3.2.1). A writer uses the lowest version that holds its file: the major
+#: 3 only for refined predicted frames (it no longer writes 2), the minor 1 only for a
+#: fit other than stretch (pcz.md §9).
+CURRENT_VERSION = (3, 1)
+KNOWN_MINOR = {1: 1, 2: 1, 3: 1}
 SUPPORTED_MAJOR = tuple(KNOWN_MINOR)
 
 PREAMBLE_SIZE = 8  # magic, major, minor, body_length (§3.1)
@@ -73,6 +76,13 @@ class EntropyCoder(IntEnum):
 
     NONE = 0
     CONSTRICTION_RANGE = 1  # reserved in 1.0: "constriction-range-v1"
+
+
+class Fit(IntEnum):
+    """§3.2.1 how source frames were fitted to the coded geometry. Never reused."""
+
+    STRETCH = 0  # resized to width × height, whatever the aspect ratio
+    PAD = 1  # resized into the picture rectangle keeping the aspect ratio; the rest is padding
 
 
 class RecordType(IntEnum):
@@ -123,6 +133,16 @@ HeaderBody = cs.Struct(
     # §3.2, §9: fields appended by later minor versions; empty in 1.0
     "extension" / cs.GreedyBytes,
 )
+
+# §3.2.1 fields of minor version 1, the first bytes of the extension in a x.1 file
+HeaderExtension1 = cs.Struct(
+    "fit" / cs.Int8ul,
+    "picture_x" / cs.Int16ul,
+    "picture_y" / cs.Int16ul,
+    "picture_width" / cs.Int16ul,
+    "picture_height" / cs.Int16ul,
+)
+HEADER_EXTENSION1_SIZE = 9
 
 # §3 whole header: preamble + body, then CRC32 over both
 Header = cs.Struct(

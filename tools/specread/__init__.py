@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .container import (CODE_DTYPES, ENTROPY_CODERS, INTRA, QUANTIZERS, Container, Refused, accounting,
+from .container import (CODE_DTYPES, ENTROPY_CODERS, FITS, INTRA, QUANTIZERS, Container, Refused, accounting,
                         read_container, survivors)
 
 __all__ = ["Refused", "Result", "read", "info"]
@@ -112,7 +112,9 @@ def info(c: Container, name: str) -> dict:
         "code_shape": list(h.code_shape), "frame_param_bytes": h.frame_param_bytes,
         "entropy_coder": ENTROPY_CODERS[h.entropy_coder],
         "table_digest": h.table_digest.hex() if h.entropy_coder else None,
-        "gop": h.gop, "complete": c.complete, "intra_at": intra_at, "longest_gop": longest,
+        "gop": h.gop, "complete": c.complete,
+        **({"fit": FITS[h.fit], "picture": list(h.picture)} if h.picture is not None else {}),
+        "intra_at": intra_at, "longest_gop": longest,
         "other_bytes": acc["other"],
         "parts": {k: acc[k] for k in ("header", "params", "codes", "framing", "index")},
         "bytes_by_type": {"intra": acc["intra"], "predicted": acc["predicted"]},

@@ -14,7 +14,8 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC, TRAILER_MAGIC = b"PCZ\x00", b"PCZE"
-KNOWN_MINOR = {1: 0, 2: 0, 3: 0}   # §9: the newest minor of each major this reader knows
+KNOWN_MINOR = {1: 1, 2: 1, 3: 1}   # §9: the newest minor of each major this reader knows
+FITS = {0: "stretch", 1: "pad"}   # §3.2.1
 PARAMS, INTRA, PREDICTED, INDEX = 0x01, 0x02, 0x03, 0x7F   # §4.1
 RECORD_TYPES = (PARAMS, INTRA, PREDICTED, INDEX)
 QUANTIZERS = {0: "none", 1: "naive", 2: "scale", 3: "kmeans", 4: "entropy"}                  # §3.4
@@ -79,7 +80,9 @@ class Header:
     entropy_coder: int
     table_digest: bytes
     gop: int
-    extension: bytes
+    extension: bytes   # bytes after the fields this reader knows (§3.2, §9)
+    fit: int = 0   # §3.2.1: absent from x.0 files, which are stretched
+    picture: tuple[int, int, int, int] | None = None   # (x, y, width, height); None: the whole frame
 
 
 def parse_header(data: bytes) -> Header:
@@ -131,6 +134,10 @@ def parse_header(data: bytes) -> Header:
         raise Refused(f"version {major}.{minor}: entropy coder {coder} unknown")
     (digest,) = take("<32s")
     (gop,) = take("<H")
+    fit, picture = 0, None
+    if minor >= 1:   # §3.2.1: the fields of minor version 1 start the extension
+        fit, *rect = take("<BHHHH")
+        picture = tuple(rect)
     extension = body[pos:]
     # §3.5
     sides = (sw, sh, w, h)
@@ -148,9 +155,17 @@ def parse_header(data: bytes) -> Header:
     if gop == 0:
         raise Refused("gop 0")
     if extension and minor <= KNOWN_MINOR[major]:
-        raise Refused(f"version {major}.{minor}: {len(extension)} bytes after gop")
+        raise Refused(f"version {major}.{minor}: {len(extension)} bytes after {'picture_height' if minor else 'gop'}")
+    if fit not in FITS:
+        raise Refused(f"version {major}.{minor}: fit {fit} unknown")
+    if picture is not None:
+        px, py, pw, ph = picture
+        if pw == 0 or ph == 0 or px + pw > w or py + ph > h:
+            raise Refused(f"picture {pw}x{ph} at ({px}, {py}) is not inside the {w}x{h} frame")
+        if fit == 0 and picture != (0, 0, w, h):
+            raise Refused("a stretched stream's picture is not the whole frame")
     return Header((major, minor), size, sw, sh, w, h, fps_num, fps_den, models, quantizer, code_dtype,
-                  tuple(shape), fpb, coder, digest, gop, extension)
+                  tuple(shape), fpb, coder, digest, gop, extension, fit, picture)
 
 
 @dataclass
