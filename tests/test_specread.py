@@ -134,7 +134,7 @@ def test_specread_matches_fresh_predicted_files(tmp_path, frames, model_id):
         assert result.info["key_frames"] == {"own": 1, "reference": 0}
 
 
-@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "2.1")])
+@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "3.1")])
 def test_specread_reads_letterboxed_files_of_both_majors(tmp_path, frames, model_id, gop, version):
     """§3.2.1: a padded file is x.1 and both readers agree on its fit and picture."""
     wide = np.ascontiguousarray(np.concatenate([frames[:2], frames[:2]], axis=2))   # 320x200: twice as wide
