@@ -883,7 +883,10 @@ class Reader:
         record = self.pcz.record(k)
         if record.payload is None:
             raise FormatError(f"{self.path}: frame {k} is damaged")
-        return _nonempty(record).payload
+        try:
+            return _nonempty(record).payload
+        except FormatError as exc:
+            raise self._named(k, exc) from None
 
     def iter_symbols(self) -> Iterator[np.ndarray]:
         """The decoded symbols of every frame: the quantizer's, or a P-frame's modes,
