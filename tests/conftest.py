@@ -61,3 +61,26 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     cmd = [sys.executable, "-c", "from pacodec.cli import main; main()", *args]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+
+def one_line(r, status: int, *texts: str) -> str:
+    """The run exited ``status`` with one ``pacodec: error:`` line holding ``texts``."""
+    assert r.returncode == status, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pacodec: error: "), r.stderr
+    for text in texts:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+#: The 4-frame fixture clip coded with tiny-conv + naive (test_hardening, test_safety;
+#: other files code all 20 frames in a fixture of the same name).
+@pytest.fixture(scope="module")
+def pcz(tmp_path_factory, clip, tiny_weights) -> Path:
+    import pacodec
+
+    path = tmp_path_factory.mktemp("pcz") / "clip.pcz"
+    pacodec.encode(clip, path, model="tiny-conv", quantizer="naive", weights_dir=tiny_weights,
+                   max_frames=4)
+    return path

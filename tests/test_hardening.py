@@ -15,28 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
-
-
-def one_line(r, status: int, *texts: str) -> str:
-    """The run exited ``status`` with one ``pacodec: error:`` line holding ``texts``."""
-    assert r.returncode == status, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pacodec: error: "), r.stderr
-    for text in texts:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def pcz(tmp_path_factory, clip, tiny_weights) -> Path:
-    import pacodec
-
-    path = tmp_path_factory.mktemp("pcz") / "clip.pcz"
-    pacodec.encode(clip, path, model="tiny-conv", quantizer="naive", weights_dir=tiny_weights,
-                   max_frames=4)
-    return path
+from conftest import one_line, run_cli
 
 
 def with_header(pcz: Path, out: Path, **fields) -> Path:

@@ -28,14 +28,11 @@ def reference() -> np.ndarray:
 
 
 def drawn(reference: np.ndarray, count: int) -> np.ndarray:
-    """The reference with a disc moving right and a box moving down (a game's sprites)."""
-    frames = []
-    for t in range(count):
-        frame = reference.copy()
-        cv2.circle(frame, (40 + 3 * t, 150), 5, (255, 255, 0), -1)
-        cv2.rectangle(frame, (100, 60 + 2 * t), (109, 69 + 2 * t), (255, 160, 200), -1)
-        frames.append(frame)
-    return np.stack(frames)
+    """The reference with a disc moving right and a box moving down (a game's sprites),
+    as the golden sample pac-q8-key is made."""
+    from tools.make_golden import reference_frames
+
+    return reference_frames(count)
 
 
 def encode(path: Path, frames: np.ndarray, **kwargs) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, one_line, run_cli
 
 TINY = ("--model", "tiny-conv", "--quantizer", "naive")
 
@@ -31,13 +31,7 @@ def snapshot(folder: Path) -> dict[str, bytes | str]:
 
 
 def refused(r, *texts: str) -> str:
-    assert r.returncode == 3, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pacodec: error: "), r.stderr
-    for text in texts:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
+    return one_line(r, 3, *texts)
 
 
 def unrelated_tree(folder: Path) -> None:

@@ -88,16 +88,6 @@ def test_no_code_can_unpickle():
 # --- model ids in a .pcz ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pcz(tmp_path_factory, clip, tiny_weights) -> Path:
-    import pacodec
-
-    path = tmp_path_factory.mktemp("pcz") / "clip.pcz"
-    pacodec.encode(clip, path, model="tiny-conv", quantizer="naive", weights_dir=tiny_weights,
-                   max_frames=4)
-    return path
-
-
 def with_model_id(pcz: Path, out: Path, model_id: str) -> Path:
     """``pcz`` with its header's model id replaced by another of the same length and
     the header CRC recomputed (formats/pcz.md §3), so only the id is wrong."""
