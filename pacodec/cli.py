@@ -74,6 +74,11 @@ def _guarded(command: F) -> F:
         except KeyboardInterrupt:
             _err("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of our output went away (`pacodec models | head`): stop quietly, as
+            # a tool killed by SIGPIPE would, and keep Python from complaining at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except typer.Exit:
             raise
         except Exception as exc:  # a bug: say so, and how to see more

@@ -202,3 +202,16 @@ def test_help_and_readme_say_what_happens_to_the_aspect_ratio():
     assert "--fit" in text and "aspect ratio" in text and "letterbox" in text
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "--fit pad" in readme and "aspect ratio" in readme
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    """`pacodec models --all | head -2`: was "internal error: BrokenPipeError", exit 1."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "from pacodec.cli import main; main()", "models", "--all"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader goes away before the listing is written
+    stderr = p.stderr.read().decode()
+    p.wait(timeout=300)
+    assert p.returncode in (0, 141) and "internal error" not in stderr and "Traceback" not in stderr, stderr
