@@ -353,7 +353,7 @@ class Writer:
         fit: str = "stretch",
     ) -> None:
         from .video import FITS
-        from .zoo import check_device
+        from .device import check_device
 
         # Arguments first, before any weights are loaded or any file is made.
         if fit not in FITS:
@@ -629,7 +629,7 @@ class Reader:
         device: str = "cpu",
         force_weights: bool = False,
     ) -> None:
-        from .zoo import check_device
+        from .device import check_device
 
         self.path = Path(_path_arg(path, "a .pcz file's path"))
         check_device(device)
@@ -1002,7 +1002,7 @@ def encode(
     how frames of another shape meet the model's geometry (see :class:`Writer`).
     """
     from . import video
-    from .zoo import check_device
+    from .device import check_device
 
     dst = Path(_path_arg(dst, "encode()'s output"))
     check_device(device)
@@ -1066,7 +1066,7 @@ def decode(
     about 1 GB (its lookahead is shortened for large frames, video.VideoWriter).
     """
     from . import video
-    from .zoo import check_device
+    from .device import check_device
 
     check_device(device)
     if size not in ("coded", "source"):
@@ -1139,14 +1139,14 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
         layers = {"base": 0, "refinement": 0, "layer_lengths": 0} if refined else None
         # 3.x: how many key frames were coded on their own, how many from the reference (§14.6)
         keys = {"own": 0, "reference": 0} if refined and h.version[0] >= 3 and h.gop > 1 else None
+        from .keyframe import KINDS, REFERENCE
+
         try:
             for record in (reader if h.gop > 1 or refined else ()):
                 payload = record.payload
                 if record.type == RecordType.INTRA:
                     intra_at.append(record.index)
                     if keys is not None and payload:  # the kind byte counts with the layer lengths
-                        from .keyframe import KINDS, REFERENCE
-
                         if payload[0] < len(KINDS):
                             keys[KINDS[payload[0]]] += 1
                         layers["layer_lengths"] += 1

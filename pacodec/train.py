@@ -265,7 +265,9 @@ def train(
     epoch. Raises OutputError when ``cfg.out_dir`` holds a run of this id and neither
     ``cfg.resume`` nor ``cfg.force`` is set.
     """
-    zoo.check_device(cfg.device)
+    from .device import check_device
+
+    check_device(cfg.device)
     out_dir = Path(cfg.out_dir)
     # Before any process group or file: every rank sees the folder as it was.
     check_run_target(out_dir, run_name(cfg.model_id, cfg.block), resume=cfg.resume, force=cfg.force)

@@ -23,7 +23,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .errors import WeightsError
-from .device import available_devices, check_device  # noqa: F401 (zoo.check_device, as before)
+from .device import available_devices, check_device  # noqa: F401 (re-exported: zoo.check_device)
 from .inputs import open_regular
 from .models import CodecModel, build_model
 from .models.base import REGISTRY
