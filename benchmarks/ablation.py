@@ -7,9 +7,13 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 3.0 as shipped;
+- ``default``: format 4.0 as shipped;
+- ``counted symbol tables``: the residual symbols of predicted frames coded with the
+  3.x counted tables and contexts instead of pac-ctx's network (format 3.0, §14.7);
+- ``symbol model without pixels``: pac-ctx's network, but never given the decoder's
+  frames (as in a GOP whose key frame is coded on its own);
 - ``no learned reference``: key frames always coded on their own, never predicted
-  from pac-key's learned frame (format 2.0, §14.6);
+  from pac-key's learned frame (format 2.0, §14.6), and the symbols counted (3.0);
 - ``1.0 side information``: as that, and the 4×4 re-prediction's choices and vectors
   coded with one fixed table each, and the all-SKIP base layer written (format 1.0);
 - ``no 4×4 re-prediction``: the residual layer straight on the previous frame (a
@@ -47,10 +51,24 @@ def variant(writer: pacodec.Writer, name: str) -> None:
     coder = writer.predictor.coder if writer.predictor is not None else None
     if name in ("default", "all intra") or coder is None:
         return
-    if name == "no learned reference":
+    if name == "counted symbol tables":
+        coder.refiner.symbol_model = None
+    elif name == "symbol model without pixels":
+        from pacodec.symbolnet import FrameInputs
+
+        refiner = coder.refiner
+
+        def blind(choice, base, refs):  # as refine.RefineCoder._frame_inputs for a GOP that is not exact
+            return FrameInputs(choice, getattr(refs[0], "symbols", None), None, refs, refiner.level,
+                               *refiner.board.shape)
+
+        coder.refiner._frame_inputs = blind
+    elif name == "no learned reference":
         writer.keyframes = None
+        coder.refiner.symbol_model = None
     elif name == "1.0 side information":
         writer.keyframes = None
+        coder.refiner.symbol_model = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
     elif name == "no 4×4 re-prediction":
@@ -62,7 +80,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "no learned reference", "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")
+VARIANTS = ("default", "counted symbol tables", "symbol model without pixels", "no learned reference",
+            "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")
 
 
 def run(frames: list[np.ndarray], model: str, name: str, work: Path) -> dict:

@@ -260,6 +260,19 @@ def _keyframes(codec: Codec, predictor: Predictor, weights_dir: Path | None, dev
     return KeyFrameCoder(codec, predictor.coder, key.reference()), sha
 
 
+#: The model holding the learned probability model of 4.x predicted frames' symbols (symbolnet.py).
+SYMBOL_MODEL = "pac-ctx"
+
+
+def _symbol_model(model: Any, predictor: Predictor, weights_dir: Path | None, device: str,
+                  expect: str | None = None) -> str:
+    """Code ``predictor``'s P-frame symbols with pac-ctx's network (format 4.x) at
+    ``model``'s refined level; the sha256 of pac-ctx's weights."""
+    net, sha = _load_model(SYMBOL_MODEL, weights_dir, device, expect)
+    predictor.coder.refiner.use_symbol_model(net.network(), model.config.refine_level)
+    return sha
+
+
 def _references(coder: Any, history: list[np.ndarray]) -> Any:
     """What a P-frame coder predicts from: a refined id's (refine.LayeredPredictor) the
     GOP's last decoded frames, the most recent first; predict.PredictiveCoder the last."""
@@ -377,6 +390,7 @@ class Writer:
             self.predictor = _predictor(loaded, wdir, device, lam=lam)
             if self._layered():
                 self.keyframes, self._key_sha = _keyframes(self.codec, self.predictor, wdir, device)
+                self._ctx_sha = _symbol_model(loaded, self.predictor, wdir, device)
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self._since_intra = 0  # frames since the last intra frame
         self._intra_bytes = 0  # payload bytes of the last intra frame
@@ -497,6 +511,10 @@ class Writer:
             models.append(ModelRef(self.predictor.model.model_id, bytes.fromhex(self.predictor.sha256)))
         if self.keyframes is not None:
             models.append(ModelRef(KEY_MODEL, bytes.fromhex(self._key_sha)))
+        # 4.x needs 3.x's key frames; the ablation's variants may switch either off.
+        learned = self.keyframes is not None and self.predictor.coder.refiner.symbol_model is not None
+        if learned:
+            models.append(ModelRef(SYMBOL_MODEL, bytes.fromhex(self._ctx_sha)))
         return StreamHeader(
             source_width=self._source[0], source_height=self._source[1],
             width=model.width, height=model.height,
@@ -505,8 +523,9 @@ class Writer:
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
-            # frames need major 3, only a fit other than stretch needs minor 1.
-            version=(3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
+            # frames need major 4 (3 when written without the symbol model, as the
+            # ablation does), only a fit other than stretch needs minor 1.
+            version=(4 if learned else 3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
             fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
             picture=self._picture() if self.fit == "pad" else None,
         )
@@ -663,6 +682,13 @@ class Reader:
                 key = h.models[2]
                 self.keyframes, _ = _keyframes(self.codec, self.predictor, Path(weights_dir) if weights_dir else None,
                                                device, None if force_weights else key.weights_sha256.hex())
+                if h.version[0] >= 4:
+                    if len(h.models) < 4 or h.models[3].model_id != SYMBOL_MODEL:
+                        raise FormatError(f"{self.path}: a {h.version[0]}.{h.version[1]} two-layer stream names "
+                                          f"its symbol model ({SYMBOL_MODEL}) as models[3]")
+                    ctx = h.models[3]
+                    _symbol_model(model, self.predictor, Path(weights_dir) if weights_dir else None, device,
+                                  None if force_weights else ctx.weights_sha256.hex())
         except WeightsError as exc:
             self._file.close()
             # Name the .pcz: which file wants these weights is what the user must know;
@@ -895,6 +921,10 @@ class Reader:
         return self._open_only(self._symbols())
 
     def _symbols(self) -> Iterator[np.ndarray]:
+        if self.predictor is not None and getattr(self.predictor.coder, "refiner", None) is not None \
+                and self.predictor.coder.refiner.symbol_model is not None:
+            yield from self._decoded_symbols()
+            return
         motion = None  # the last P-frame's re-prediction: format 2.x codes the next against it
         for record in self.pcz:
             if record.payload is None:
@@ -915,6 +945,25 @@ class Reader:
                     yield self.keyframes.symbols(record.payload)
                 else:
                     yield self.codec.symbols_of(record.payload)
+
+    def _decoded_symbols(self) -> Iterator[np.ndarray]:
+        """Symbols of a 4.x stream, whose predicted frames' symbols are parsed with
+        probabilities that read the decoded frames: decodes as it goes."""
+        from .refine import coded_symbols
+
+        history: list[np.ndarray] = []
+        for record in self.pcz:
+            if record.payload is None:
+                history = []
+                continue
+            if record.type == RecordType.PREDICTED:
+                if not history:  # its GOP lost a record: its symbols cannot be parsed (§16)
+                    continue
+                history = self._decode_record(record, history)
+                yield coded_symbols(history[0])
+            else:
+                yield self.keyframes.symbols(record.payload)
+                history = self._decode_record(record, history)
 
     def symbol_digest(self) -> str:
         """sha256 over every frame's decoded symbols (little-endian bytes), in order."""

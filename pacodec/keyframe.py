@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import FormatError
+from .refine import coded_symbols, exact_frame
 
 OWN, REFERENCE = 0, 1
 KINDS = ("own", "reference")
@@ -53,7 +54,7 @@ class KeyFrameCoder:
             raise ValueError("key frames predict like version 2.x P-frames, without a base layer")
         self.codec = codec
         self.predictor = predictor
-        self.reference = reference
+        self.reference = exact_frame(reference)  # integers from the weights: exact everywhere
 
     def _lambda(self) -> float:
         refiner = self.predictor.refiner
@@ -73,7 +74,7 @@ class KeyFrameCoder:
             return float(np.sum((np.asarray(out, np.int64) - source) ** 2)) + self._lambda() * 8 * len(payload)
 
         if cost(ref, ref_out) < cost(own, own_out):
-            return bytes([REFERENCE]) + ref, np.asarray(ref_out)
+            return bytes([REFERENCE]) + ref, exact_frame(ref_out)
         return bytes([OWN]) + own, own_out
 
     def split(self, payload: bytes) -> tuple[int, bytes]:
@@ -89,8 +90,9 @@ class KeyFrameCoder:
         kind, rest = self.split(payload)
         if kind == OWN:
             return self.codec.decode_payloads([rest])[0]
-        # np.asarray: a key frame starts its GOP, so the next P-frame's previous motion is none.
-        return np.asarray(self.predictor.decode(rest, [self.reference]))
+        # exact_frame: a key frame starts its GOP, so the next P-frame's previous motion
+        # and symbols are none; and its pixels, integers from the reference, are exact.
+        return exact_frame(self.predictor.decode(rest, [self.reference]))
 
     def symbols(self, payload: bytes) -> np.ndarray:
         """What the payload codes as one int32 vector: the kind, then the symbols of
@@ -98,6 +100,8 @@ class KeyFrameCoder:
         kind, rest = self.split(payload)
         if kind == OWN:
             body = self.codec.symbols_of(rest)
+        elif self.predictor.refiner.symbol_model is not None:  # 4.x: parsing reads the frames
+            body = coded_symbols(self.predictor.decode(rest, [self.reference]))
         else:
             body = self.predictor.refinement_symbols(rest, None)[0]
         return np.concatenate([np.array([kind], np.int32), body.astype(np.int32).ravel()])

@@ -58,6 +58,7 @@ REFERENCES = 4  # ... from any of the GOP's last 4 decoded frames (8 measured no
 MOTION_LAMBDA = 800.0  # squared error a re-predicted block must save (encoder's choice only)
 RD_MAX_ERROR = 4.0  # ... which never leave a subpixel further than 4Δ from its source
 RD_SCALE = 2.0  # λ of a predicted frame's rate–distortion choices, in units of Δ² (rd_optimize)
+PERSIST = 1.0  # weight of errors where the source stands still (persistence_weight)
 _Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3], dtype=np.int32)  # 3×3 counts 0…9
 
 
@@ -250,6 +251,16 @@ def _pass_layout(known: np.ndarray, index: int, board: Checkerboard,
     return CHANNEL_ORDER[index // 2], pos, ctx
 
 
+def _pass_positions(index: int, board: Checkerboard, coded: np.ndarray | None) -> np.ndarray:
+    """Flat positions of pass ``index``'s pixels (only where ``coded`` when given)."""
+    pos = board.positions[index % 2]
+    return pos if coded is None else pos[coded[pos]]
+
+
+#: Format 4.x codes each symbol with its own table (constriction's model family).
+_FAMILY = Categorical(perfect=False)
+
+
 def _groups(ctx: np.ndarray):
     """(context, indices into ``ctx``) per context present, contexts ascending, indices
     in order: the order symbols are coded in."""
@@ -287,7 +298,7 @@ def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarr
 
 def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: int, bits: np.ndarray,
                 lam: float, flag_bits: np.ndarray, board: Checkerboard, max_error: float = np.inf,
-                rounds: int = 2) -> np.ndarray:
+                rounds: int = 2, weight: np.ndarray | None = None) -> np.ndarray:
     """Encoder: lower the residual symbols of a predicted frame where the squared error
     they remove is worth less than ``lam`` per bit they cost (rate–distortion
     optimised quantization; the decoder is unchanged).
@@ -299,8 +310,12 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     No choice leaves a subpixel further than ``max_error`` from its source (or than
     where the plain quantizer left it): a dropped error stays on screen for the rest
     of the GOP wherever nothing moves, which a per-frame price does not see.
+    ``weight`` (H×W×3, default 1) scales each subpixel's squared error in these
+    choices: ``persistence_weight`` counts an error where the picture stands still
+    several times, since it stays on screen for the frames that follow.
     """
     h, w = frame.shape[:2]
+    wt = 1.0 if weight is None else weight
     r = bits.shape[2] // 2
     src = frame.astype(np.int64)
     b = base.astype(np.int64)
@@ -317,7 +332,7 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
         passes, ctx = _symbol_contexts(s, board)
         cost = bits[passes, ctx, s + r]
         lower = s - np.sign(s)
-        gain = distortion(lower) - distortion(s)  # error added by lowering
+        gain = (distortion(lower) - distortion(s)) * wt  # error added by lowering
         saved = cost - bits[passes, ctx, lower + r]
         take = (s != 0) & (gain < lam * saved) & (distortion(lower) <= bound)
         if not take.any():
@@ -326,7 +341,7 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     passes, ctx = _symbol_contexts(s, board)
     cost = bits[passes, ctx, s + r] - bits[passes, ctx, r]  # over coding a zero in its place
     d = distortion(s)
-    worth = (_block_sum(err0 - d, MOTION_BLOCK) >= lam * _block_sum(cost, MOTION_BLOCK)) \
+    worth = (_block_sum((err0 - d) * wt, MOTION_BLOCK) >= lam * _block_sum(cost, MOTION_BLOCK)) \
         | (_block_sum(too_far, MOTION_BLOCK) > 0)
     s[~_expand(worth, MOTION_BLOCK, h, w)] = 0
     flags = block_flags(s)
@@ -335,9 +350,19 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
         d = distortion(s)
         whole = bits[passes, ctx, s + r]  # every symbol of a flagged block is coded
         price = _block_sum(whole, FLAG_BLOCK) + flag_bits[1] - flag_bits[0]
-        keep = (_block_sum(err0 - d, FLAG_BLOCK) >= lam * price) | (_block_sum(too_far, FLAG_BLOCK) > 0)
+        keep = (_block_sum((err0 - d) * wt, FLAG_BLOCK) >= lam * price) | (_block_sum(too_far, FLAG_BLOCK) > 0)
         s[~_expand(keep | ~flags, FLAG_BLOCK, h, w)] = 0
     return s.astype(np.int32)
+
+
+def persistence_weight(frame: np.ndarray, previous_source: np.ndarray | None, factor: float) -> np.ndarray | None:
+    """Encoder: ``factor`` where a subpixel of the source did not change since the
+    previous source frame (by at most 2 levels), else 1; None without a previous frame.
+    What stands still tends to stay: an error left there is seen in the frames after."""
+    if previous_source is None or factor == 1:
+        return None
+    still = np.abs(frame.astype(np.int16) - previous_source.astype(np.int16)) <= 2
+    return np.where(still, float(factor), 1.0)
 
 
 def count_symbols(symbols: np.ndarray, max_symbol: int, counts: np.ndarray | None = None,
@@ -401,6 +426,58 @@ class RefineCoder:
         # Format 2.x: the re-prediction's side information is context-coded
         # (blockmotion.MotionCoder); 1.x files code it with motion_table and VECTOR_TABLE.
         self.motion_coder = motion_coder
+        # Format 4.x: predicted frames' symbols take their probabilities from pac-ctx's
+        # network (symbolnet.SymbolNet) instead of the counted tables; ``level`` is this
+        # id's refined level (0 … 4), one of its inputs. The encoder's rate–distortion
+        # choices still price symbols with the counted tables (``_bits``).
+        self.symbol_model = None
+        self.level = 0
+        self._previous_source = None  # encoder: the last source frame it coded (persistence_weight)
+
+    def use_symbol_model(self, network, level: int) -> None:
+        """Code predicted frames' symbols with ``network`` (format 4.x, pcz.md §14.7)."""
+        from .symbolnet import ALPHABET
+
+        if 2 * self.max_symbol + 1 != ALPHABET:
+            raise FormatError(f"the symbol model codes −{ALPHABET // 2}…{ALPHABET // 2}, "
+                              f"this level's symbols −{self.max_symbol}…{self.max_symbol}")
+        self.symbol_model, self.level = network, int(level)
+
+    def _frame_inputs(self, choice: np.ndarray, base: np.ndarray, refs):
+        """What the symbol model reads besides the symbols (symbolnet.FrameInputs): the
+        decoder's pixels only where they are exact integers (``refs[0].exact``)."""
+        from .symbolnet import FrameInputs
+
+        exact = bool(getattr(refs[0], "exact", False))
+        return FrameInputs(choice, getattr(refs[0], "symbols", None), base if exact else None, refs,
+                           self.level, *self.board.shape)
+
+    def _encode_learned(self, encoder, symbols: np.ndarray, coded: np.ndarray, inputs) -> None:
+        from .symbolnet import TOTAL, features, flips
+
+        planes = np.ascontiguousarray(symbols.transpose(2, 0, 1))
+        known = np.zeros_like(planes)
+        for index in range(PASSES):
+            channel, pos = CHANNEL_ORDER[index // 2], _pass_positions(index, self.board, coded)
+            values = planes[channel].reshape(-1)[pos]
+            if len(pos):
+                x = features(known, index, pos, inputs)
+                tables = self.symbol_model.tables(x)
+                signed = (values * flips(x) + self.max_symbol).astype(np.int32)
+                encoder.encode(signed, _FAMILY, tables.astype(np.float64) / TOTAL)
+            known[channel].reshape(-1)[pos] = values
+
+    def _decode_learned(self, decoder, known: np.ndarray, coded: np.ndarray, inputs) -> None:
+        from .symbolnet import TOTAL, features, flips
+
+        for index in range(PASSES):
+            channel, pos = CHANNEL_ORDER[index // 2], _pass_positions(index, self.board, coded)
+            if not len(pos):
+                continue
+            x = features(known, index, pos, inputs)
+            tables = self.symbol_model.tables(x)
+            signed = np.asarray(decoder.decode(_FAMILY, tables.astype(np.float64) / TOTAL), np.int64)
+            known[channel].reshape(-1)[pos] = (signed - self.max_symbol) * flips(x)
 
     def symbols(self, frame: np.ndarray, base: np.ndarray) -> np.ndarray:
         return quantize_residual(frame, base, self.step, self.max_symbol)
@@ -434,8 +511,10 @@ class RefineCoder:
             base = apply_motion(base, refs, choice, vectors)
         symbols = self.symbols(frame, base)
         if self.rd_scale > 0:
+            weight = persistence_weight(frame, self._previous_source, PERSIST)
             symbols = rd_optimize(frame, base, symbols, self.step, self._bits, self.rd_scale * self.step ** 2,
-                                  self._flag_bits, self.board, RD_MAX_ERROR * self.step)
+                                  self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
+        self._previous_source = frame
         return choice, vectors, base, symbols
 
     def encode(self, frame: np.ndarray, base: np.ndarray, refs=None, previous=None) -> tuple[bytes, np.ndarray]:
@@ -467,17 +546,23 @@ class RefineCoder:
             coded = _flagged_pixels(flags, *self.board.shape)
         else:
             symbols = self.symbols(frame, base)
-        for index, _, _, values, ctx in _passes(symbols, self.board, coded):
-            values = (values + self.max_symbol).astype(np.int32)
-            for c, members in _groups(ctx):
-                encoder.encode(values[members], self._models[index][c])
+        if self.predicted and self.symbol_model is not None:
+            self._encode_learned(encoder, symbols, coded, self._frame_inputs(field.choice, base, refs))
+        else:
+            for index, _, _, values, ctx in _passes(symbols, self.board, coded):
+                values = (values + self.max_symbol).astype(np.int32)
+                for c, members in _groups(ctx):
+                    encoder.encode(values[members], self._models[index][c])
         payload = encoder.get_compressed().astype("<u4").tobytes()
-        return payload, _with_motion(apply_residual(base, symbols, self.step), field)
+        return payload, _with_motion(apply_residual(base, symbols, self.step), field, symbols, refs)
 
-    def decode_layer(self, payload: bytes, previous=None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    def decode_layer(self, payload: bytes, previous=None, base: np.ndarray | None = None,
+                     refs=None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
         """Payload -> (the 4×4 blocks' reference choice (rows, cols), the full vector
         grid (rows, cols, 2) [dy, dx], H×W×3 int32 symbols); the first two are None for
-        intra frames. Raises FormatError on a payload that does not fit."""
+        intra frames. With a symbol model (4.x) a predicted frame's symbols depend on
+        the decoder's frames: ``base`` (before re-prediction) and ``refs`` are needed.
+        Raises FormatError on a payload that does not fit."""
         if len(payload) % 4:
             raise FormatError(f"refinement payload of {len(payload)} bytes is not whole 32-bit words")
         h, w = self.board.shape
@@ -506,12 +591,18 @@ class RefineCoder:
                 rows, cols = _grid(h, w, FLAG_BLOCK)
                 flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
                 coded = _flagged_pixels(flags, h, w)
-            for index in range(PASSES):
-                channel, pos, ctx = _pass_layout(known, index, self.board, coded)
-                values = np.empty(len(pos), np.int32)
-                for c, members in _groups(ctx):
-                    values[members] = decoder.decode(self._models[index][c], len(members))
-                known[channel].reshape(-1)[pos] = values - self.max_symbol
+            if self.predicted and self.symbol_model is not None:
+                if refs is None or base is None:
+                    raise ValueError("a 4.x predicted frame's symbols need the decoder's frames")
+                moved = apply_motion(base, refs[:REFERENCES], choice, vectors)
+                self._decode_learned(decoder, known, coded, self._frame_inputs(choice, moved, refs))
+            else:
+                for index in range(PASSES):
+                    channel, pos, ctx = _pass_layout(known, index, self.board, coded)
+                    values = np.empty(len(pos), np.int32)
+                    for c, members in _groups(ctx):
+                        values[members] = decoder.decode(self._models[index][c], len(members))
+                    known[channel].reshape(-1)[pos] = values - self.max_symbol
             if not decoder.maybe_exhausted():
                 raise FormatError("refinement payload has bytes left over after its symbols")
         except (ValueError, RuntimeError, AssertionError) as exc:
@@ -531,7 +622,7 @@ class RefineCoder:
         return np.concatenate([*parts, symbols.ravel()]), MotionField(choice, vectors)
 
     def decode(self, payload: bytes, base: np.ndarray, refs=None, previous=None) -> np.ndarray:
-        choice, vectors, symbols = self.decode_layer(payload, previous)
+        choice, vectors, symbols = self.decode_layer(payload, previous, base, refs)
         field = None
         if choice is not None:
             from .blockmotion import MotionField
@@ -540,23 +631,47 @@ class RefineCoder:
                 raise ValueError("a predicted frame's refinement needs its references")
             base = apply_motion(base, refs[:REFERENCES], choice, vectors)
             field = MotionField(choice, vectors)
-        return _with_motion(apply_residual(base, symbols, self.step), field)
+        return _with_motion(apply_residual(base, symbols, self.step), field, symbols, refs)
 
 
 class MotionFrame(np.ndarray):
-    """A decoded predicted frame that carries its re-prediction (``.motion``, a
-    blockmotion.MotionField): the next P-frame of the GOP codes its own against it
-    (format 2.x). Every other use sees a plain H×W×3 uint8 array."""
+    """A decoded frame that carries what the next P-frame of its GOP reads besides its
+    pixels: its re-prediction (``.motion``, a blockmotion.MotionField; format 2.x codes
+    the next one against it), its residual symbols (``.symbols``, H×W×3) and whether its
+    pixels are exact integers on every machine (``.exact``: its GOP's key frame came
+    from the learned reference; format 4.x's symbol model reads pixels only then).
+    Every other use sees a plain H×W×3 uint8 array."""
 
     motion = None
+    symbols = None
+    exact = False
 
 
-def _with_motion(frame: np.ndarray, field) -> np.ndarray:
+def exact_frame(frame: np.ndarray) -> np.ndarray:
+    """``frame`` marked as exact (a key frame from the learned reference, or that
+    reference), carrying no motion or symbols."""
+    out = np.asarray(frame).view(MotionFrame)
+    out.exact = True
+    return out
+
+
+def _with_motion(frame: np.ndarray, field, symbols: np.ndarray | None = None, refs=None) -> np.ndarray:
     if field is None:
         return frame
     out = frame.view(MotionFrame)
     out.motion = field
+    out.symbols = symbols
+    out.exact = bool(getattr(refs[0], "exact", False)) if refs else False
     return out
+
+
+def coded_symbols(frame: np.ndarray) -> np.ndarray:
+    """What a decoded predicted frame's refinement layer coded, as one int32 vector: the
+    4×4 choices, the vectors of the moved blocks, the symbols (as ``decode_symbols``)."""
+    field = frame.motion
+    return np.concatenate([field.choice.ravel().astype(np.int32),
+                           field.vectors[field.choice != 0].ravel().astype(np.int32),
+                           np.asarray(frame.symbols, np.int32).ravel()])
 
 
 def previous_motion(refs):

@@ -122,7 +122,7 @@ def test_refined_predicted_frames_stay_within_their_bound(tmp_path, clip, tiny_w
     out = tmp_path / "p.pcz"
     facts = api.encode(clip, out, model="tiny-pac-hi", weights_dir=tiny_weights, gop=4)
     assert facts["gop"] == 4 and facts["predicted_frames"] == 15 and facts["intra_frames"] == 5
-    assert [m["id"] for m in facts["models"]] == ["tiny-pac-hi", "tiny-pac-res", "pac-key"]
+    assert [m["id"] for m in facts["models"]] == ["tiny-pac-hi", "tiny-pac-res", "pac-key", "pac-ctx"]
     # Atari frames are far from pac-key's maze: every key frame is coded on its own (§14.6)
     assert facts["key_frames"] == {"own": 5, "reference": 0}
     by_type = facts["bytes_by_type"]
@@ -386,3 +386,26 @@ def test_scene_cut_starts_a_new_gop(tmp_path, atari_frames, tiny_weights):
         decoded = list(r)
         assert r.pcz.start_of(15) == 10
         assert np.array_equal(r[15], decoded[15])
+
+
+def test_errors_where_the_picture_stands_still_weigh_more():
+    """persistence_weight marks the subpixels whose source did not change since the
+    previous source frame; rd_optimize weighted by it keeps more symbols there (an
+    error left where nothing moves stays on screen) and the same elsewhere."""
+    from pacodec.refine import Checkerboard, persistence_weight, rd_optimize
+
+    rng = np.random.default_rng(6)
+    base = np.full((32, 48, 3), 128, np.uint8)
+    frame = np.clip(base.astype(int) + rng.integers(-40, 41, base.shape), 0, 255).astype(np.uint8)
+    previous = frame.copy()
+    previous[:, 24:] = (previous[:, 24:].astype(int) + 100) % 256  # the right half changed since the previous frame
+    weight = persistence_weight(frame, previous, 8.0)
+    assert (weight[:, :24] == 8).all() and (weight[:, 24:] == 1).all()
+    assert persistence_weight(frame, None, 8.0) is None and persistence_weight(frame, previous, 1.0) is None
+    symbols = quantize_residual(frame, base, 16, R)
+    bits = np.full((PASSES, CONTEXTS, 2 * R + 1), 8.0)
+    bits[:, :, R] = 0.5
+    args = (frame, base, symbols, 16, bits, 30.0, np.array([0.1, 4.0]), Checkerboard(32, 48))
+    plain, weighted = rd_optimize(*args), rd_optimize(*args, weight=weight)
+    assert (weighted[:, :24] != 0).sum() > (plain[:, :24] != 0).sum()
+    assert np.array_equal(weighted[:, 32:], plain[:, 32:])  # beyond the 16×16 blocks that straddle the halves

@@ -102,7 +102,7 @@ def _encode(path: Path, frames: np.ndarray, **kwargs) -> Path:
 
 
 SHIPPED_IDS = sorted(m["id"] for m in json.loads((SHIPPED / "manifest.json").read_text())["models"]
-                     if m["id"] not in ("pac-res", "pac-key"))   # they only serve: models[1], models[2]
+                     if m["id"] not in ("pac-res", "pac-key", "pac-ctx"))   # they only serve: models[1] … models[3]
 
 
 def test_every_shipped_id_is_covered():
@@ -130,11 +130,11 @@ def test_specread_matches_fresh_predicted_files(tmp_path, frames, model_id):
     n = 2 if model_id == "pac-q2" else 3   # pac-q2's P-frame search is the slow one
     result = _same_as_pacodec(_encode(tmp_path / "a.pcz", frames[:n], model=model_id, gop=4))
     assert result.info["predicted_frames"] == n - 1
-    if model_id == "pac-q9":   # 3.0: Atari frames are far from pac-key's maze, coded on their own
+    if model_id == "pac-q9":   # 3.0 and later: Atari frames are far from pac-key's maze, coded on their own
         assert result.info["key_frames"] == {"own": 1, "reference": 0}
 
 
-@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "3.1")])
+@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "4.1")])
 def test_specread_reads_letterboxed_files_of_both_majors(tmp_path, frames, model_id, gop, version):
     """§3.2.1: a padded file is x.1 and both readers agree on its fit and picture."""
     wide = np.ascontiguousarray(np.concatenate([frames[:2], frames[:2]], axis=2))   # 320x200: twice as wide
@@ -351,7 +351,8 @@ def test_versions_a_reader_cannot_read_are_refused_naming_them(tmp_path):
         body[quantizer_at] = 9
 
     fields = _fit_fields(0, 0, 0, 160, 200)   # §3.2.1, which minor 2 keeps
-    for version, kwargs in (("4.0", {"major": 4}),
+    for version, kwargs in (("5.0", {"major": 5}),
+                            ("4.2", {"major": 4, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("3.2", {"major": 3, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("2.2", {"major": 2, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("1.2", {"minor": 2, "extension": fields, "body_edit": unknown_quantizer}),

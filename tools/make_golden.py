@@ -40,15 +40,16 @@ GOLDEN = {
     "pac-q8-gop4": ("pac-q8", None, 4),
     "pac-q8-gop8": ("pac-q8", None, 8),
     "pac-q8-key": ("pac-q8", None, 4),
+    "pac-q8-ctx": ("pac-q8", None, 4),
 }
 #: Samples kept as an older encoder wrote them, to prove such files still decode: this
-#: build would write them differently (pac-q8-gop4 is a 1.0 file, pac-q8-gop8 a 2.0 one;
-#: both would now be 3.0).
-FROZEN = {"pac-q8-gop4", "pac-q8-gop8"}
+#: build would write them differently (pac-q8-gop4 is a 1.0 file, pac-q8-gop8 a 2.0 one,
+#: pac-q8-key a 3.0 one; all would now be 4.0).
+FROZEN = {"pac-q8-gop4", "pac-q8-gop8", "pac-q8-key"}
 #: Samples made from frames drawn on pac-key's learned reference (a moving disc and a
 #: box over the maze), so their key frames are predicted from it (pcz.md §14.6): the
 #: Atari frames look nothing like the reference and would be coded on their own.
-ON_REFERENCE = {"pac-q8-key"}
+ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx"}
 
 
 def source_frames() -> np.ndarray:

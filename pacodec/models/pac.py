@@ -505,3 +505,46 @@ class KeyReference(CodecModel):
 register(ModelSpec("pac-key", "pac", lambda o: KeyReference("pac-key", config_from(KeyReferenceConfig, o)),
                    "ours: the learned reference frame that key frames of two-layer streams are "
                    "predicted from (used with pac-q6…q10, not on its own)", internal=True))
+
+
+@dataclass(frozen=True)
+class SymbolModelConfig:
+    width: int = 160
+    height: int = 200
+
+
+class SymbolModel(CodecModel):
+    """pac-ctx: the integer network that gives the residual symbols of 4.x predicted
+    frames their probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7).
+
+    Its tensors are the integer weights, biases and shifts of symbolnet.SymbolNet,
+    trained with the symbols' code length as the loss on the training clips and
+    quantized (``tools/train_symbol_model.py``); a decoder computes only integers."""
+
+    family = "pac"
+    #: It serves the streams of other ids (as models[3]) and codes no frames itself.
+    codes_frames = False
+
+    def __init__(self, model_id: str, config: SymbolModelConfig) -> None:
+        super().__init__(model_id, config)
+        from ..symbolnet import ALPHABET, HIDDEN, INPUTS
+
+        for name, shape in (("W1", (INPUTS, HIDDEN)), ("b1", (HIDDEN,)), ("W2", (HIDDEN, HIDDEN)),
+                            ("b2", (HIDDEN,)), ("W3", (HIDDEN, ALPHABET)), ("b3", (ALPHABET,)), ("S", (3,))):
+            self.register_buffer(name, torch.zeros(shape, dtype=torch.int32))
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return (self.height, self.width, 3)
+
+    def network(self):
+        """The integer network (symbolnet.SymbolNet) these weights hold."""
+        from ..symbolnet import SymbolNet
+
+        return SymbolNet({name: getattr(self, name).cpu().numpy()
+                          for name in ("W1", "b1", "W2", "b2", "W3", "b3", "S")})
+
+
+register(ModelSpec("pac-ctx", "pac", lambda o: SymbolModel("pac-ctx", config_from(SymbolModelConfig, o)),
+                   "ours: the learned probability model of the residual symbols of predicted frames "
+                   "(used with pac-q6…q10, not on its own)", internal=True))

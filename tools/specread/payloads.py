@@ -29,6 +29,9 @@ MODE = [58000, 4000, 3536]
 VECTOR = [1000, 2000, 4000, 9000, 33536, 9000, 4000, 2000, 1000]
 CHANNELS = (1, 0, 2)   # §14: passes code G, R, B
 Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
+# §14.7: the softmax's exponential, EXP[d] = floor(2^16 · exp(−d/16) + 1/2)
+EXP = np.floor(65536 * np.exp(-np.arange(256) / 16.0) + 0.5).astype(np.int64)
+SYMBOL_NET = {"W1": (31, 32), "b1": (32,), "W2": (32, 32), "b2": (32,), "W3": (32, 65), "b3": (65,), "S": (3,)}
 
 
 def spec_motion_tables(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md"):
@@ -62,8 +65,8 @@ def layout_of(model_id: str) -> tuple[str, object]:
 
 # safetensors --------------------------------------------------------------------
 def read_safetensors(data: bytes) -> tuple[dict, dict]:
-    """u64 LE header length n, n bytes of JSON, then the tensors' bytes: ({name: int32
-    array} for every I32 tensor, the "__metadata__" strings)."""
+    """u64 LE header length n, n bytes of JSON, then the tensors' bytes: ({name: array}
+    for every I32 and U8 tensor (§18), the "__metadata__" strings)."""
     if len(data) < 8:
         raise Refused("weights: not safetensors")
     n = struct.unpack_from("<Q", data, 0)[0]
@@ -73,13 +76,14 @@ def read_safetensors(data: bytes) -> tuple[dict, dict]:
     base = 8 + n
     tensors = {}
     for name, info in head.items():
-        if name == "__metadata__" or info["dtype"] != "I32":
+        if name == "__metadata__" or info["dtype"] not in ("I32", "U8"):
             continue
+        dtype, size = ("<i4", 4) if info["dtype"] == "I32" else ("u1", 1)
         begin, end = info["data_offsets"]
         count = int(np.prod(info["shape"], dtype=np.int64))
-        if end - begin != 4 * count or base + end > len(data):
+        if end - begin != size * count or base + end > len(data):
             raise Refused(f"weights: tensor {name} does not fit")
-        tensors[name] = np.frombuffer(data, "<i4", count, base + begin).reshape(info["shape"])
+        tensors[name] = np.frombuffer(data, dtype, count, base + begin).reshape(info["shape"])
     return tensors, head.get("__metadata__", {})
 
 
@@ -173,6 +177,25 @@ class Decoder:
         if header.gop > 1 and refined is not None and header.version[0] >= 3 and (
                 len(header.models) < 3 or header.models[2][0] != "pac-key"):
             raise Refused("a 3.x two-layer stream with predicted frames names pac-key as models[2] (§14.6)")
+        self.net = None   # §14.7: 4.x symbol model
+        if header.gop > 1 and refined is not None and header.version[0] >= 4:
+            if len(header.models) < 4 or header.models[3][0] != "pac-ctx":
+                raise Refused("a 4.x two-layer stream with predicted frames names pac-ctx as models[3] (§14.7)")
+            net, _ = weights.load(header.models[3][1], "pac-ctx")
+            self.net = {k: np.asarray(net.get(k, np.zeros(0)), np.int64) for k in SYMBOL_NET}
+            for k, shape in SYMBOL_NET.items():
+                if self.net[k].shape != shape:
+                    raise Refused(f"pac-ctx tensor {k} is not {shape} (§18)")
+            if max(np.abs(self.net[k]).max() for k in ("W1", "W2", "W3")) > 1 << 15 or \
+                    self.net["S"].min() < 0 or self.net["S"].max() > 40:
+                raise Refused("pac-ctx weights outside 16 bits or shifts outside 0 … 40 (§18)")
+            if self.r_refine != 32:
+                raise Refused("the symbol model codes −32 … 32 (§14.7)")
+            key, _ = weights.load(header.models[2][1], "pac-key")
+            self.key_frame = np.asarray(key["frame"], np.int64)
+            self.k = int(rule)
+            self.gop_frames = None   # the GOP's last 4 output frames when exact, newest first
+            self.prev_symbols = None
         if header.gop > 1:   # §13: models[1], the residual model, at the same level
             if len(header.models) < 2:
                 raise Refused("predicted frames need a residual model in models[1]")
@@ -185,6 +208,8 @@ class Decoder:
 
     def forget(self) -> None:
         self.previous = None
+        if getattr(self, "net", None) is not None:   # §16: a 4.x GOP that lost a record parses no more
+            self.gop_frames, self.prev_symbols, self.broken = None, None, True
 
     # -- §16 -----------------------------------------------------------------
     def symbols(self, frame) -> bytes:
@@ -203,6 +228,10 @@ class Decoder:
                 if frame.type == INTRA:
                     return _i32(self.intra(payload))
                 return _i32(*self.predicted(payload))
+            if frame.type != INTRA and self.net is not None:   # §14.7
+                if getattr(self, "broken", False):
+                    return b""
+                return _i32(*self.refinement(payload, predicted=True, learned=True))
             if frame.type != INTRA and self.h.version[0] >= 2:   # §14.5: the refinement layer alone
                 return _i32(*self.refinement(payload, predicted=True))
             if frame.type == INTRA:
@@ -212,9 +241,14 @@ class Decoder:
                 if not payload or payload[0] > 1:
                     raise Refused(f"frame {frame.number}: key frame kind {payload[:1].hex() or 'missing'}")
                 kind, payload = [np.array([payload[0]])], payload[1:]
+                if self.net is not None:   # §14.7: a new GOP, exact when of kind 1
+                    self.broken, self.prev_symbols = False, None
+                    self.gop_frames = [self.key_frame] if kind[0][0] == 1 else None
                 if kind[0][0] == 1:   # predicted from the reference, with no previous motion
-                    parts = self.refinement(payload, predicted=True)
-                    self.previous = None
+                    parts = self.refinement(payload, predicted=True, learned=self.net is not None)
+                    self.previous, self.prev_symbols = None, None
+                    if self.net is not None:   # F is no reference of the GOP's P-frames
+                        self.gop_frames = self.gop_frames[:1]
                     return _i32(*kind, *parts)
             if len(payload) < 4:
                 raise Refused(f"frame {frame.number}: a two-layer payload without its length")
@@ -304,9 +338,10 @@ class Decoder:
                 v[r, col] = vec
         return c, v
 
-    def refinement(self, payload: bytes, predicted: bool) -> list[np.ndarray]:
+    def refinement(self, payload: bytes, predicted: bool, learned: bool = False) -> list[np.ndarray]:
         """§14: (predicted: the 4×4 blocks' references, the vectors of the moved ones as
-        dy, dx) and the H×W×3 symbols, R, G, B per pixel."""
+        dy, dx) and the H×W×3 symbols, R, G, B per pixel; ``learned``: the symbols of
+        §14.7."""
         d = self._stream(payload)
         h, w = self.h.height, self.h.width
         parts = []
@@ -325,6 +360,10 @@ class Decoder:
             rows, cols = -(-h // 16), -(-w // 16)
             flags = np.array(d.decode_many(self.flag_cdf, rows * cols)).reshape(rows, cols)
             coded = np.kron(flags, np.ones((16, 16), np.int64))[:h, :w] != 0
+        if learned:
+            known = self.learned_symbols(d, refs, vectors, coded)
+            self._end(d)
+            return parts + [known.transpose(1, 2, 0).reshape(-1)]
         cdfs = self.refine_p_cdfs if predicted else self.refine_cdfs
         known = np.zeros((3, h, w), np.int64)
         parity = (np.add.outer(np.arange(h), np.arange(w)) % 2)
@@ -350,3 +389,90 @@ class Decoder:
                 plane[members] = np.array(d.decode_many(cdfs[index][c], len(members))) - self.r_refine
         self._end(d)
         return parts + [known.transpose(1, 2, 0).reshape(-1)]
+
+    # -- §14.7 ---------------------------------------------------------------
+    def _moved(self, frames: list[np.ndarray], choices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """§14.3: reference 1 with each 4 × 4 block of choice j ≠ 0 copied from reference j
+        displaced by its vector (reads beyond the frame take the nearest edge pixel)."""
+        h, w = self.h.height, self.h.width
+        out = frames[0].copy()
+        for r, c in zip(*np.nonzero(choices)):
+            j = int(choices[r, c])
+            if j > len(frames):
+                raise CorruptStream(f"a 4 × 4 block names reference {j} of {len(frames)}")
+            dy, dx = vectors[r, c]
+            ys = np.clip(np.arange(4 * r, min(4 * r + 4, h)) + dy, 0, h - 1)
+            xs = np.clip(np.arange(4 * c, min(4 * c + 4, w)) + dx, 0, w - 1)
+            out[4 * r:4 * r + len(ys), 4 * c:4 * c + len(xs)] = frames[j - 1][np.ix_(ys, xs)]
+        return out
+
+    def _table(self, x: np.ndarray) -> list[int]:
+        """§14.7: the network's table for one symbol's 31 features."""
+        n = self.net
+        h1 = np.clip((x @ n["W1"] + n["b1"]) >> n["S"][0], 0, 255)
+        h2 = np.clip((h1 @ n["W2"] + n["b2"]) >> n["S"][1], 0, 255)
+        z = (h2 @ n["W3"] + n["b3"]) >> n["S"][2]
+        e = EXP[np.minimum(z.max() - z, 255)]
+        f = e * (65536 - 65) // e.sum() + 1
+        f[int(np.argmax(f))] += 65536 - int(f.sum())
+        return model(f)
+
+    def learned_symbols(self, d: RangeDecoder, choices: np.ndarray, vectors: np.ndarray,
+                        coded: np.ndarray) -> np.ndarray:
+        """§14.7: the residual symbols (3 × H × W) with the symbol model's tables; updates
+        the GOP's frames (when exact) and S′."""
+        h, w = self.h.height, self.h.width
+        frames = self.gop_frames
+        exact = frames is not None
+        if exact:
+            refs = [f for f in frames[:4]]
+            base = self._moved(refs, choices, vectors)
+            stack = np.stack(refs)
+            spread = stack.max(axis=0) - stack.min(axis=0)
+            spread_any = np.pad(spread.max(axis=2), 1)
+        prev = np.zeros((3, h, w), np.int64) if self.prev_symbols is None else self.prev_symbols
+        prev_any = np.pad((prev != 0).any(axis=0).astype(np.int64), 1)
+        known = np.zeros((3, h, w), np.int64)
+        choice_px = np.kron(choices, np.ones((4, 4), np.int64))[:h, :w]
+        for index in range(6):
+            c, odd = CHANNELS[index // 2], index % 2
+            earlier = list(CHANNELS[: index // 2])
+            e_abs = np.abs(known[earlier]).sum(axis=0) if earlier else np.zeros((h, w), np.int64)
+            e_any = np.pad((known[earlier] != 0).any(axis=0).astype(np.int64), 1) if earlier else None
+            e_sum = np.pad(e_abs, 2)
+            mine = np.pad(np.abs(known[c]), 1)
+            plane = known[c]
+            for y, x in zip(*np.nonzero(((np.add.outer(np.arange(h), np.arange(w)) % 2) == odd) & coded)):
+                f = np.zeros(31, np.int64)
+                if earlier:
+                    f[0] = min(abs(known[earlier[0], y, x]), 4)
+                    if len(earlier) > 1:
+                        f[1] = min(abs(known[earlier[1], y, x]), 4)
+                    f[2] = int(np.clip(known[earlier, y, x].sum(), -4, 4))
+                    f[3] = e_any[y:y + 3, x:x + 3].sum()
+                    f[4] = min(e_sum[y:y + 5, x:x + 5].sum(), 15)
+                if odd:
+                    around = [mine[y, x + 1], mine[y + 2, x + 1], mine[y + 1, x], mine[y + 1, x + 2]]
+                    f[5] = sum(1 for a in around if a)
+                    f[6] = min(sum(around), 8)
+                f[7] = min(abs(prev[c, y, x]), 4)
+                f[8] = min(prev_any[y:y + 3, x:x + 3].sum(), 9)
+                if exact:
+                    f[9] = min(spread[y, x, c] >> 3, 31)
+                    f[10] = min(spread_any[y:y + 3, x:x + 3].max() >> 3, 31)
+                    b = base[y, x, c]
+                    f[11] = min((abs(b - base[y, min(x + 1, w - 1), c]) + abs(b - base[min(y + 1, h - 1), x, c])) >> 3, 31)
+                    f[12] = min(abs(b - refs[0][y, x, c]) >> 3, 31)
+                    f[13] = b >> 4
+                    f[14] = 1
+                f[15 + index] = 1
+                f[21 + self.k] = 1
+                f[26 + choice_px[y, x]] = 1
+                sign = -1 if f[2] < 0 else 1
+                plane[y, x] = sign * (d.decode(self._table(f)) - 32)
+                mine[y + 1, x + 1] = abs(plane[y, x])
+        if exact:   # §14.3: the frame this record makes, reference 1 of the next
+            out = np.clip(base + self.step * known.transpose(1, 2, 0), 0, 255)
+            self.gop_frames = [out] + frames[:3]
+        self.prev_symbols = known.copy()
+        return known

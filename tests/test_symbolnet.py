@@ -1,0 +1,174 @@
+"""Format 4.x: predicted frames' residual symbols coded with pac-ctx's learned integer
+network (pacodec/symbolnet.py, pcz.md §14.7)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pacodec
+from pacodec import api, symbolnet, zoo
+from pacodec.errors import WeightsError
+
+from conftest import one_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def random_net(seed: int) -> symbolnet.SymbolNet:
+    """Weights at the bounds the format allows: the exactness argument's worst case."""
+    rng = np.random.default_rng(seed)
+    big = 1 << 15
+    return symbolnet.SymbolNet({
+        "W1": rng.integers(-big, big + 1, (symbolnet.INPUTS, symbolnet.HIDDEN)),
+        "b1": rng.integers(-(1 << 24), 1 << 24, symbolnet.HIDDEN),
+        "W2": rng.integers(-big, big + 1, (symbolnet.HIDDEN, symbolnet.HIDDEN)),
+        "b2": rng.integers(-(1 << 24), 1 << 24, symbolnet.HIDDEN),
+        "W3": rng.integers(-big, big + 1, (symbolnet.HIDDEN, symbolnet.ALPHABET)),
+        "b3": rng.integers(-(1 << 24), 1 << 24, symbolnet.ALPHABET),
+        "S": np.array([10, 14, 16])})
+
+
+def random_features(seed: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 32, (n, symbolnet.INPUTS))
+    x[:, 2] = rng.integers(-4, 5, n)
+    return x
+
+
+def test_the_float64_products_are_the_integer_arithmetic_of_the_spec():
+    """SymbolNet computes its sums as float64 matrix products; with integer terms far
+    below 2^53 that is exact: the logits equal int64 arithmetic (numpy's integer matmul,
+    no BLAS) bit for bit, for weights and inputs at their bounds."""
+    for seed in range(3):
+        net, x = random_net(seed), random_features(seed, 5000)
+        w, s = net.w, net.w["S"]
+        h = np.clip((np.matmul(x, w["W1"]) + w["b1"]) >> s[0], 0, 255)
+        h = np.clip((np.matmul(h, w["W2"]) + w["b2"]) >> s[1], 0, 255)
+        want = (np.matmul(h, w["W3"]) + w["b3"]) >> s[2]
+        assert np.array_equal(net.logits(x), want)
+        assert 0 < (h > 0).mean() < 1  # the test's activations are neither all clipped nor all zero
+
+
+def test_every_table_is_a_valid_coder_table_even_for_extreme_logits():
+    z = np.array([[0] * 65, [10 ** 9] + [0] * 64, [-(10 ** 9)] * 64 + [5], list(range(0, 650, 10))], np.int64)
+    f = symbolnet.softmax_table(z)
+    assert (f >= 1).all() and (f.sum(axis=1) == 1 << 16).all()
+    assert f[1, 0] == (1 << 16) - 64 and f[0, 0] == f[0, 1] + (1 << 16) - 65 * f[0, 1]
+
+
+_TABLES = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {tests!r})
+from test_symbolnet import random_features
+from pacodec import zoo
+net = zoo.load("pac-ctx")[0].network()
+print(hashlib.sha256(net.tables(random_features(7, 200000)).tobytes()).hexdigest())
+"""
+
+
+def test_the_tables_are_the_same_whatever_the_thread_count():
+    """The shipped network's tables for the same features, computed under 1 and 2 BLAS
+    and OpenMP threads in fresh processes, are identical."""
+    code = _TABLES.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    digests = set()
+    for threads in ("1", "2"):
+        env = {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+               "PATH": "/usr/bin:/bin"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def drawn(count: int) -> np.ndarray:
+    from tools.make_golden import reference_frames
+
+    return reference_frames(count)
+
+
+def encode(path: Path, frames: np.ndarray, **kwargs) -> tuple[Path, list[np.ndarray]]:
+    recon = []
+    with pacodec.Writer(path, model="pac-q8", fps=30, **kwargs) as writer:
+        for frame in frames:
+            writer.write(frame)
+            writer._flush_pending()
+            recon.append(np.array(writer._history[0]))
+    return path, recon
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    frames = drawn(6)
+    return encode(tmp_path_factory.mktemp("ctx") / "c.pcz", frames, gop=3), frames
+
+
+def test_a_4x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
+    (path, recon), _ = learned
+    facts = api.probe(path)
+    assert facts["version"] == "4.0"
+    assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx"]
+    with pacodec.open(path) as reader:
+        decoded = [np.array(f) for f in reader]
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, recon))  # exact: GOPs from the reference
+
+
+def _key_frame(path: Path) -> np.ndarray:
+    with pacodec.open(path) as reader:
+        return reader._decode_record(next(iter(reader.pcz)), [])[0]
+
+
+def test_predicted_frames_read_pixels_only_in_gops_from_the_reference(tmp_path, learned):
+    """A key frame from the learned reference makes its GOP exact (the symbol model may
+    read its pixels); one coded on its own (another maze) does not."""
+    (path, _), _ = learned
+    assert _key_frame(path).exact
+    from pacodec.data import record_atari
+    from pacodec.video import fit
+
+    other = np.stack([fit(f, 160, 200) for f in record_atari(game="ms_pacman", frames=4, seed=3)])
+    _, recon = encode(tmp_path / "o.pcz", other, gop=4)
+    assert not getattr(_key_frame(tmp_path / "o.pcz"), "exact", False)
+    with pacodec.open(tmp_path / "o.pcz") as reader:
+        assert all(np.abs(np.array(a, int) - b).max() <= 1 for a, b in zip(reader, recon))
+
+
+def test_encoding_is_byte_identical_run_to_run(tmp_path, learned):
+    (path, _), frames = learned
+    again, _ = encode(tmp_path / "again.pcz", frames, gop=3)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_a_reader_with_another_symbol_model_refuses_the_file(tmp_path, learned):
+    (path, _), _ = learned
+    weights = tmp_path / "w"
+    weights.mkdir()
+    model = zoo.load("pac-ctx")[0]
+    model.b3.add_(torch.arange(65, dtype=torch.int32))
+    sha = zoo.save(model, weights / "pac-ctx.safetensors")
+    zoo.write_manifest_entry(weights, {"id": "pac-ctx", "file": "pac-ctx.safetensors", "sha256": sha})
+    with pytest.raises(WeightsError, match="pac-ctx|file was made with"):
+        pacodec.open(path, weights_dir=weights)
+    r = subprocess.run([sys.executable, "-m", "pacodec", "decode", str(path), "-o", str(tmp_path / "o.mkv"),
+                        "--weights", str(weights)], capture_output=True, text=True)
+    one_line(r, 2, "pac-ctx")
+    assert not (tmp_path / "o.mkv").exists()
+
+
+def test_manifest_entry_says_how_the_symbol_model_was_trained():
+    entry = next(m for m in json.loads((zoo.SHIPPED_DIR / "manifest.json").read_text())["models"]
+                 if m["id"] == "pac-ctx")
+    data = (zoo.SHIPPED_DIR / entry["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert entry["training"]["command"] == "python tools/train_symbol_model.py"
+    assert not any("clip8" in d or "clip9" in d for d in entry["training"]["data"])
+    levels = entry["measured"]["levels"]
+    assert set(levels) == {"pac-q7", "pac-q8", "pac-q9", "pac-q10", "pac-q6"}
