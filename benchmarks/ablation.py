@@ -12,6 +12,9 @@ exactly for the rows a real file can hold):
   3.x counted tables and contexts instead of pac-ctx's network (format 3.0, §14.7);
 - ``symbol model without pixels``: pac-ctx's network, but never given the decoder's
   frames (as in a GOP whose key frame is coded on its own);
+- ``3.x encoder choices``: the rate–distortion choices of predicted frames as the 3.x
+  encoder made them, λ = 2Δ² and errors where the picture stands still weighed like
+  any other (refine.RD_SCALE, refine.PERSIST);
 - ``no learned reference``: key frames always coded on their own, never predicted
   from pac-key's learned frame (format 2.0, §14.6), and the symbols counted (3.0);
 - ``1.0 side information``: as that, and the 4×4 re-prediction's choices and vectors
@@ -51,7 +54,12 @@ def variant(writer: pacodec.Writer, name: str) -> None:
     coder = writer.predictor.coder if writer.predictor is not None else None
     if name in ("default", "all intra") or coder is None:
         return
-    if name == "counted symbol tables":
+    if name == "3.x encoder choices":
+        from pacodec import refine
+
+        coder.refiner.rd_scale = 2.0
+        refine.PERSIST = 1.0  # restored by run()
+    elif name == "counted symbol tables":
         coder.refiner.symbol_model = None
     elif name == "symbol model without pixels":
         from pacodec.symbolnet import FrameInputs
@@ -80,7 +88,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "counted symbol tables", "symbol model without pixels", "no learned reference",
+VARIANTS = ("default", "counted symbol tables", "symbol model without pixels", "3.x encoder choices",
+            "no learned reference",
             "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")
 
 
@@ -89,12 +98,18 @@ def run(frames: list[np.ndarray], model: str, name: str, work: Path) -> dict:
 
     path = work / "a.pcz"
     t0 = time.process_time()
-    with pacodec.Writer(path, model=model, fps=30, force=True, gop=1 if name == "all intra" else None) as w:
-        variant(w, name)
-        for frame in frames:
-            w.write(frame)
-            w._flush_pending()  # one frame at a time: the GOP's history holds its reconstruction
-            recon.append(np.array(w._history[0]) if w._history else None)
+    from pacodec import refine
+
+    persist = refine.PERSIST
+    try:
+        with pacodec.Writer(path, model=model, fps=30, force=True, gop=1 if name == "all intra" else None) as w:
+            variant(w, name)
+            for frame in frames:
+                w.write(frame)
+                w._flush_pending()  # one frame at a time: the GOP's history holds its reconstruction
+                recon.append(np.array(w._history[0]) if w._history else None)
+    finally:
+        refine.PERSIST = persist
     cpu = time.process_time() - t0
     if name == "all intra":
         with pacodec.open(path) as reader:

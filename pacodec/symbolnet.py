@@ -17,7 +17,7 @@ integer features, int32 weights, integer accumulators, activations requantized b
 arithmetic shifts, and a softmax by lookup table, so every machine builds the same
 tables. The products and sums are computed as float64 matrix products, which is
 exact: every term is an integer and every partial sum stays far below 2^53, so no
-rounding happens in any order of summation (``_dot`` checks the bound).
+rounding happens in any order of summation (``_dot``).
 
 Network (``INPUTS`` features -> ``HIDDEN`` -> ``HIDDEN`` -> ``ALPHABET`` logits)::
 
@@ -83,15 +83,15 @@ class FrameInputs:
         self.prev_any = _pad((prev != 0).any(axis=2).astype(np.int64), 1)
         self.pixels = base is not None
         if self.pixels:
-            b = np.asarray(base, np.int64)
-            stack = np.stack([np.asarray(r, np.int64) for r in refs[:REFERENCES]])
+            b = np.asarray(base, np.int32)
+            stack = np.stack([np.asarray(r) for r in refs[:REFERENCES]]).astype(np.int32)
             spread = stack.max(axis=0) - stack.min(axis=0)  # (H, W, 3)
             self.spread = np.minimum(spread >> 3, 31).transpose(2, 0, 1)
             self.spread_any = _pad(spread.max(axis=2), 1)
             gx = np.abs(b - np.concatenate([b[:, 1:], b[:, -1:]], axis=1))
             gy = np.abs(b - np.concatenate([b[1:], b[-1:]], axis=0))
             self.grad = np.minimum((gx + gy) >> 3, 31).transpose(2, 0, 1)
-            self.dref = np.minimum(np.abs(b - np.asarray(refs[0], np.int64)) >> 3, 31).transpose(2, 0, 1)
+            self.dref = np.minimum(np.abs(b - np.asarray(refs[0], np.int32)) >> 3, 31).transpose(2, 0, 1)
             self.value = (b >> 4).transpose(2, 0, 1)
 
 
@@ -155,11 +155,15 @@ def flips(x: np.ndarray) -> np.ndarray:
     return np.where(x[:, 2] < 0, -1, 1)
 
 
-def _dot(a: np.ndarray, w: np.ndarray, bound: float) -> np.ndarray:
-    """a · w of integer arrays, exactly: computed in float64 (BLAS), which is exact
-    because every |term| and partial sum is below ``bound`` ≤ 2^52."""
+def _dot(a: np.ndarray, w, bound: float) -> np.ndarray:
+    """a · w of an integer array and a float64 torch matrix of integers, exactly: a
+    float64 matrix product (torch's, faster than NumPy's BLAS on these small products
+    when other work shares the cores) is exact because every |term| and partial sum is
+    below ``bound`` ≤ 2^52, whatever the order of summation."""
+    import torch
+
     assert bound < 2.0 ** 52
-    return (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) @ w).numpy().astype(np.int64)
 
 
 class SymbolNet:
@@ -173,18 +177,21 @@ class SymbolNet:
             t = tensors.get(name)
             if t is None or tuple(t.shape) != shape:
                 raise FormatError(f"symbol model tensor {name} is not {shape}")
+        import torch
+
         self.w = {k: np.asarray(tensors[k], np.int64) for k in shapes}
+        self._matrices = {k: torch.from_numpy(self.w[k].astype(np.float64)) for k in ("W1", "W2", "W3")}
         if np.any(np.abs(self.w["W1"]) > 1 << 15) or np.any(np.abs(self.w["W2"]) > 1 << 15) \
                 or np.any(np.abs(self.w["W3"]) > 1 << 15) or np.any((self.w["S"] < 0) | (self.w["S"] > 40)):
             raise FormatError("symbol model weights are outside 16 bits or its shifts outside 0 … 40")
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) int features -> (n, ALPHABET) int64 logits in 1/16 nat."""
-        w, s = self.w, self.w["S"]
+        w, m, s = self.w, self._matrices, self.w["S"]
         bound = float(1 << 45)
-        h = np.clip((_dot(x, w["W1"], bound) + w["b1"]) >> s[0], 0, 255)
-        h = np.clip((_dot(h, w["W2"], bound) + w["b2"]) >> s[1], 0, 255)
-        return (_dot(h, w["W3"], bound) + w["b3"]) >> s[2]
+        h = np.clip((_dot(x, m["W1"], bound) + w["b1"]) >> s[0], 0, 255)
+        h = np.clip((_dot(h, m["W2"], bound) + w["b2"]) >> s[1], 0, 255)
+        return (_dot(h, m["W3"], bound) + w["b3"]) >> s[2]
 
     def tables(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) features -> (n, ALPHABET) int64 tables, rows summing to 2^16,
