@@ -26,7 +26,6 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 from pacodec import api, video  # noqa: E402
 from pacodec.pcz import PczReader, RecordType  # noqa: E402
 from pacodec.predict import SKIP  # noqa: E402
-from pacodec.blockmotion import MotionField  # noqa: E402
 from pacodec.refine import REFERENCES  # noqa: E402
 
 DEFAULT_CLIP = BENCH_DIR.parent / ".." / "shared" / "data" / "pacman" / "clip9.mp4"
@@ -53,18 +52,16 @@ def main(argv: list[str] | None = None) -> int:
             records = list(PczReader(f))
             predicted = [r for r in records if r.type == RecordType.PREDICTED]
             coder = reader.predictor.coder
-            motion = None  # the previous P-frame's re-prediction (2.x codes against it)
+            history: list[np.ndarray] = []  # decoded: 4.x parses a P-frame's symbols with its frames
             for record in records:
+                history = reader._decode_record(record, history)
                 if record.type != RecordType.PREDICTED:
-                    motion = None
                     continue
-                b, rest = coder.layers(record.payload)  # b: None in 2.x files (no base layer)
+                b, rest = coder.layers(record.payload)  # b: None in 2.x files and later (no base layer)
                 base, refinement = base + len(b or b""), refinement + len(rest)
                 p = coder.unpack(record.payload)
                 skips += coder.coder.rows * coder.coder.cols if p is None else int((p.modes == SKIP).sum())
-                choice, vectors, _ = coder.refiner.decode_layer(rest, motion)
-                motion = MotionField(choice, vectors)
-                by_reference += np.bincount(choice.ravel(), minlength=1 + REFERENCES)
+                by_reference += np.bincount(history[0].motion.choice.ravel(), minlength=1 + REFERENCES)
             blocks = coder.coder.rows * coder.coder.cols
             decoded = list(reader)
     frames = [video.fit(f, facts["width"], facts["height"]) for f in video.iter_frames(args.clip, max_frames=args.frames)]

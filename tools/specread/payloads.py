@@ -406,71 +406,82 @@ class Decoder:
             out[4 * r:4 * r + len(ys), 4 * c:4 * c + len(xs)] = frames[j - 1][np.ix_(ys, xs)]
         return out
 
-    def _table(self, x: np.ndarray) -> list[int]:
-        """§14.7: the network's table for one symbol's 31 features."""
+    def _tables(self, x: np.ndarray) -> np.ndarray:
+        """§14.7: the network's tables (n × 65) for n symbols' features (n × 31), in int64
+        arithmetic (NumPy's integer products are exact)."""
         n = self.net
         h1 = np.clip((x @ n["W1"] + n["b1"]) >> n["S"][0], 0, 255)
         h2 = np.clip((h1 @ n["W2"] + n["b2"]) >> n["S"][1], 0, 255)
         z = (h2 @ n["W3"] + n["b3"]) >> n["S"][2]
-        e = EXP[np.minimum(z.max() - z, 255)]
-        f = e * (65536 - 65) // e.sum() + 1
-        f[int(np.argmax(f))] += 65536 - int(f.sum())
-        return model(f)
+        e = EXP[np.minimum(z.max(axis=1, keepdims=True) - z, 255)]
+        f = e * (65536 - 65) // e.sum(axis=1, keepdims=True) + 1
+        rows = np.arange(len(f))
+        f[rows, f.argmax(axis=1)] += 65536 - f.sum(axis=1)   # argmax: the first largest
+        return f
 
     def learned_symbols(self, d: RangeDecoder, choices: np.ndarray, vectors: np.ndarray,
                         coded: np.ndarray) -> np.ndarray:
         """§14.7: the residual symbols (3 × H × W) with the symbol model's tables; updates
-        the GOP's frames (when exact) and S′."""
+        the GOP's frames (when exact) and S′. A pass's features read only earlier passes,
+        so they are computed for the whole pass before its symbols are read."""
         h, w = self.h.height, self.h.width
         frames = self.gop_frames
         exact = frames is not None
         if exact:
-            refs = [f for f in frames[:4]]
+            refs = frames[:4]
             base = self._moved(refs, choices, vectors)
             stack = np.stack(refs)
             spread = stack.max(axis=0) - stack.min(axis=0)
             spread_any = np.pad(spread.max(axis=2), 1)
+            right = np.concatenate([base[:, 1:], base[:, -1:]], axis=1)
+            below = np.concatenate([base[1:], base[-1:]], axis=0)
+            grad = (np.abs(base - right) + np.abs(base - below)) >> 3
         prev = np.zeros((3, h, w), np.int64) if self.prev_symbols is None else self.prev_symbols
         prev_any = np.pad((prev != 0).any(axis=0).astype(np.int64), 1)
         known = np.zeros((3, h, w), np.int64)
         choice_px = np.kron(choices, np.ones((4, 4), np.int64))[:h, :w]
+        parity = np.add.outer(np.arange(h), np.arange(w)) % 2
+
+        def window(padded, k, ys, xs, reduce):
+            values = [padded[ys + dy, xs + dx] for dy in range(2 * k + 1) for dx in range(2 * k + 1)]
+            return reduce(np.stack(values), axis=0)
+
         for index in range(6):
             c, odd = CHANNELS[index // 2], index % 2
+            ys, xs = np.nonzero((parity == odd) & coded)   # raster order
+            if not len(ys):
+                continue
+            f = np.zeros((len(ys), 31), np.int64)
             earlier = list(CHANNELS[: index // 2])
-            e_abs = np.abs(known[earlier]).sum(axis=0) if earlier else np.zeros((h, w), np.int64)
-            e_any = np.pad((known[earlier] != 0).any(axis=0).astype(np.int64), 1) if earlier else None
-            e_sum = np.pad(e_abs, 2)
-            mine = np.pad(np.abs(known[c]), 1)
-            plane = known[c]
-            for y, x in zip(*np.nonzero(((np.add.outer(np.arange(h), np.arange(w)) % 2) == odd) & coded)):
-                f = np.zeros(31, np.int64)
-                if earlier:
-                    f[0] = min(abs(known[earlier[0], y, x]), 4)
-                    if len(earlier) > 1:
-                        f[1] = min(abs(known[earlier[1], y, x]), 4)
-                    f[2] = int(np.clip(known[earlier, y, x].sum(), -4, 4))
-                    f[3] = e_any[y:y + 3, x:x + 3].sum()
-                    f[4] = min(e_sum[y:y + 5, x:x + 5].sum(), 15)
-                if odd:
-                    around = [mine[y, x + 1], mine[y + 2, x + 1], mine[y + 1, x], mine[y + 1, x + 2]]
-                    f[5] = sum(1 for a in around if a)
-                    f[6] = min(sum(around), 8)
-                f[7] = min(abs(prev[c, y, x]), 4)
-                f[8] = min(prev_any[y:y + 3, x:x + 3].sum(), 9)
-                if exact:
-                    f[9] = min(spread[y, x, c] >> 3, 31)
-                    f[10] = min(spread_any[y:y + 3, x:x + 3].max() >> 3, 31)
-                    b = base[y, x, c]
-                    f[11] = min((abs(b - base[y, min(x + 1, w - 1), c]) + abs(b - base[min(y + 1, h - 1), x, c])) >> 3, 31)
-                    f[12] = min(abs(b - refs[0][y, x, c]) >> 3, 31)
-                    f[13] = b >> 4
-                    f[14] = 1
-                f[15 + index] = 1
-                f[21 + self.k] = 1
-                f[26 + choice_px[y, x]] = 1
-                sign = -1 if f[2] < 0 else 1
-                plane[y, x] = sign * (d.decode(self._table(f)) - 32)
-                mine[y + 1, x + 1] = abs(plane[y, x])
+            if earlier:
+                e = known[earlier]
+                f[:, 0] = np.minimum(np.abs(e[0][ys, xs]), 4)
+                if len(earlier) > 1:
+                    f[:, 1] = np.minimum(np.abs(e[1][ys, xs]), 4)
+                f[:, 2] = np.clip(e[:, ys, xs].sum(axis=0), -4, 4)
+                f[:, 3] = window(np.pad((e != 0).any(axis=0).astype(np.int64), 1), 1, ys, xs, np.sum)
+                f[:, 4] = np.minimum(window(np.pad(np.abs(e).sum(axis=0), 2), 2, ys, xs, np.sum), 15)
+            if odd:
+                mine = np.pad(np.abs(known[c]), 1)
+                around = np.stack([mine[ys, xs + 1], mine[ys + 2, xs + 1], mine[ys + 1, xs], mine[ys + 1, xs + 2]])
+                f[:, 5] = (around != 0).sum(axis=0)
+                f[:, 6] = np.minimum(around.sum(axis=0), 8)
+            f[:, 7] = np.minimum(np.abs(prev[c, ys, xs]), 4)
+            f[:, 8] = np.minimum(window(prev_any, 1, ys, xs, np.sum), 9)
+            if exact:
+                f[:, 9] = np.minimum(spread[ys, xs, c] >> 3, 31)
+                f[:, 10] = np.minimum(window(spread_any, 1, ys, xs, np.max) >> 3, 31)
+                f[:, 11] = np.minimum(grad[ys, xs, c], 31)
+                f[:, 12] = np.minimum(np.abs(base[ys, xs, c] - refs[0][ys, xs, c]) >> 3, 31)
+                f[:, 13] = base[ys, xs, c] >> 4
+                f[:, 14] = 1
+            f[:, 15 + index] = 1
+            f[:, 21 + self.k] = 1
+            f[np.arange(len(ys)), 26 + choice_px[ys, xs]] = 1
+            tables = self._tables(f)
+            sign = np.where(f[:, 2] < 0, -1, 1)
+            for i in range(len(ys)):
+                known[c, ys[i], xs[i]] = sign[i] * (d.decode(model(tables[i])) - 32)
         if exact:   # §14.3: the frame this record makes, reference 1 of the next
             out = np.clip(base + self.step * known.transpose(1, 2, 0), 0, 255)
             self.gop_frames = [out] + frames[:3]
