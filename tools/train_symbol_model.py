@@ -1,7 +1,7 @@
 """Train pac-ctx, the network that gives 4.x predicted frames' residual symbols their
 probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
 
-    python tools/train_symbol_model.py [--workers 2] [--epochs 4]
+    python tools/train_symbol_model.py [--workers 2] [--epochs 6]
 
 1. Encode each training clip (clip0, clip4, clip5, clip6, clip7 of ../shared/data/pacman;
    never the validation or test clips) at every refined level (pac-q6 … pac-q10) at
@@ -18,7 +18,7 @@ probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
    against the counted contexts of 3.x.
 4. Write pacodec/weights/pac-ctx.safetensors and its manifest entry.
 
-About 15 minutes on 2 CPU cores.
+About 10 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def code_length(net, x: np.ndarray, y: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--cache", type=Path, default=None, help="keep the collected symbols in this .npz")
     args = parser.parse_args(argv)
     from pacodec.data import shared_clip
