@@ -37,7 +37,8 @@ of a step as intra frames' are: a sprite's edge pixel that costs more bits than 
 squared error it removes is worth stays at the prediction.
 
 Each (pass, context) has an int32 table over −R…R summing to 2^16, counted from
-training frames (``count_symbols``) and frozen into the weights. Within a pass the
+training frames (``count_symbols``) and frozen into the weights. (Format 4.x codes
+predicted frames' symbols with a learned integer network instead: symbolnet.py.) Within a pass the
 symbols are grouped by context (contexts ascending, raster order inside a group) and
 each group is range-coded with its table in one call (constriction).
 """
