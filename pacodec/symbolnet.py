@@ -80,23 +80,19 @@ class FrameInputs:
         self.choice = np.repeat(np.repeat(blocks, MOTION_BLOCK, 0), MOTION_BLOCK, 1)[:h, :w]
         prev = np.zeros((h, w, 3), np.int64) if previous_symbols is None else np.abs(np.asarray(previous_symbols, np.int64))
         self.prev = np.minimum(prev, 4).transpose(2, 0, 1)  # (3, H, W)
-        self.prev_any = _pad((prev != 0).any(axis=2).astype(np.int64), 1)
+        self.prev_any = np.pad((prev != 0).any(axis=2).astype(np.int64), 1)
         self.pixels = base is not None
         if self.pixels:
             b = np.asarray(base, np.int32)
             stack = np.stack([np.asarray(r) for r in refs[:REFERENCES]]).astype(np.int32)
             spread = stack.max(axis=0) - stack.min(axis=0)  # (H, W, 3)
             self.spread = np.minimum(spread >> 3, 31).transpose(2, 0, 1)
-            self.spread_any = _pad(spread.max(axis=2), 1)
+            self.spread_any = np.pad(spread.max(axis=2), 1)
             gx = np.abs(b - np.concatenate([b[:, 1:], b[:, -1:]], axis=1))
             gy = np.abs(b - np.concatenate([b[1:], b[-1:]], axis=0))
             self.grad = np.minimum((gx + gy) >> 3, 31).transpose(2, 0, 1)
             self.dref = np.minimum(np.abs(b - np.asarray(refs[0], np.int32)) >> 3, 31).transpose(2, 0, 1)
             self.value = (b >> 4).transpose(2, 0, 1)
-
-
-def _pad(plane: np.ndarray, k: int) -> np.ndarray:
-    return np.pad(plane, k)
 
 
 def _window(padded: np.ndarray, k: int, ys: np.ndarray, xs: np.ndarray, op: str) -> np.ndarray:
@@ -128,10 +124,10 @@ def features(known: np.ndarray, index: int, pos: np.ndarray, inputs: FrameInputs
         if len(earlier) > 1:
             x[:, 1] = np.minimum(np.abs(e[1][ys, xs]), 4)
         x[:, 2] = np.clip(e.sum(axis=0)[ys, xs], -4, 4)
-        x[:, 3] = _window(_pad((e != 0).any(axis=0).astype(np.int64), 1), 1, ys, xs, "sum")
-        x[:, 4] = np.minimum(_window(_pad(np.abs(e).sum(axis=0), 2), 2, ys, xs, "sum"), 15)
+        x[:, 3] = _window(np.pad((e != 0).any(axis=0).astype(np.int64), 1), 1, ys, xs, "sum")
+        x[:, 4] = np.minimum(_window(np.pad(np.abs(e).sum(axis=0), 2), 2, ys, xs, "sum"), 15)
     if index % 2:
-        m = _pad(np.abs(known[channel].astype(np.int64)), 1)
+        m = np.pad(np.abs(known[channel].astype(np.int64)), 1)
         cross = [m[ys, xs + 1], m[ys + 2, xs + 1], m[ys + 1, xs], m[ys + 1, xs + 2]]
         x[:, 5] = sum((c != 0).astype(np.int64) for c in cross)
         x[:, 6] = np.minimum(sum(cross), 8)

@@ -470,12 +470,24 @@ register(ModelSpec("tiny-pac-hi", "pac", _refined_builder("tiny-pac-hi", 1, TINY
 
 
 @dataclass(frozen=True)
-class KeyReferenceConfig:
+class ServingConfig:
     width: int = 160
     height: int = 200
 
 
-class KeyReference(CodecModel):
+class ServingModel(CodecModel):
+    """Weights that serve the streams of other ids (pac-key as models[2], pac-ctx as
+    models[3]) and code no frames themselves: integers a decoder reads, no transform."""
+
+    family = "pac"
+    codes_frames = False
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return (self.height, self.width, 3)
+
+
+class KeyReference(ServingModel):
     """pac-key: the reference frame that intra frames of format 3.x may be predicted
     from (pacodec/keyframe.py, formats/pcz.md §14.6).
 
@@ -485,35 +497,21 @@ class KeyReference(CodecModel):
     are the same in every game, so an intra frame is mostly a copy of it; a decoder
     reads these integers, never a float."""
 
-    family = "pac"
-    #: It serves the streams of other ids (as models[2]) and codes no frames itself.
-    codes_frames = False
-
-    def __init__(self, model_id: str, config: KeyReferenceConfig) -> None:
+    def __init__(self, model_id: str, config: ServingConfig) -> None:
         super().__init__(model_id, config)
         self.register_buffer("frame", torch.zeros(config.height, config.width, 3, dtype=torch.uint8))
-
-    @property
-    def code_shape(self) -> tuple[int, ...]:
-        return (self.height, self.width, 3)
 
     def reference(self) -> np.ndarray:
         """The reference frame, H×W×3 uint8 (C-contiguous)."""
         return np.ascontiguousarray(self.frame.cpu().numpy())
 
 
-register(ModelSpec("pac-key", "pac", lambda o: KeyReference("pac-key", config_from(KeyReferenceConfig, o)),
+register(ModelSpec("pac-key", "pac", lambda o: KeyReference("pac-key", config_from(ServingConfig, o)),
                    "ours: the learned reference frame that key frames of two-layer streams are "
                    "predicted from (used with pac-q6…q10, not on its own)", internal=True))
 
 
-@dataclass(frozen=True)
-class SymbolModelConfig:
-    width: int = 160
-    height: int = 200
-
-
-class SymbolModel(CodecModel):
+class SymbolModel(ServingModel):
     """pac-ctx: the integer network that gives the residual symbols of 4.x predicted
     frames their probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7).
 
@@ -521,21 +519,13 @@ class SymbolModel(CodecModel):
     trained with the symbols' code length as the loss on the training clips and
     quantized (``tools/train_symbol_model.py``); a decoder computes only integers."""
 
-    family = "pac"
-    #: It serves the streams of other ids (as models[3]) and codes no frames itself.
-    codes_frames = False
-
-    def __init__(self, model_id: str, config: SymbolModelConfig) -> None:
+    def __init__(self, model_id: str, config: ServingConfig) -> None:
         super().__init__(model_id, config)
         from ..symbolnet import ALPHABET, HIDDEN, INPUTS
 
         for name, shape in (("W1", (INPUTS, HIDDEN)), ("b1", (HIDDEN,)), ("W2", (HIDDEN, HIDDEN)),
                             ("b2", (HIDDEN,)), ("W3", (HIDDEN, ALPHABET)), ("b3", (ALPHABET,)), ("S", (3,))):
             self.register_buffer(name, torch.zeros(shape, dtype=torch.int32))
-
-    @property
-    def code_shape(self) -> tuple[int, ...]:
-        return (self.height, self.width, 3)
 
     def network(self):
         """The integer network (symbolnet.SymbolNet) these weights hold."""
@@ -545,6 +535,6 @@ class SymbolModel(CodecModel):
                           for name in ("W1", "b1", "W2", "b2", "W3", "b3", "S")})
 
 
-register(ModelSpec("pac-ctx", "pac", lambda o: SymbolModel("pac-ctx", config_from(SymbolModelConfig, o)),
+register(ModelSpec("pac-ctx", "pac", lambda o: SymbolModel("pac-ctx", config_from(ServingConfig, o)),
                    "ours: the learned probability model of the residual symbols of predicted frames "
                    "(used with pac-q6…q10, not on its own)", internal=True))
