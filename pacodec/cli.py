@@ -287,7 +287,7 @@ def render_info(facts: dict[str, Any]) -> str:
         f"geometry    {facts['width']}x{facts['height']} coded, {facts['source_width']}x{facts['source_height']} source"
         + (f"; fit {facts['fit']}, picture {facts['picture'][2]}x{facts['picture'][3]} at "
            f"({facts['picture'][0]}, {facts['picture'][1]})" if "fit" in facts else ", stretched"),
-        *(f"{('model', 'residual', 'key ref')[min(i, 2)]:<12}{m['id']}  weights sha256 {m['weights_sha256']}"
+        *(f"{('model', 'residual', 'key ref', 'symbols')[min(i, 3)]:<12}{m['id']}  weights sha256 {m['weights_sha256']}"
           for i, m in enumerate(facts["models"])),
         f"quantizer   {facts['quantizer']}, codes {facts['code_dtype']} {'x'.join(map(str, facts['code_shape']))}",
         f"entropy     {facts['entropy_coder']}" + (f", tables sha256 {facts['table_digest']}" if facts['table_digest'] else ""),

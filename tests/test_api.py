@@ -117,9 +117,10 @@ def test_failed_encode_leaves_no_partial(tmp_path, tiny_weights):
 
 def test_writer_streams_and_records_source_geometry(tmp_path, tiny_weights, atari_frames):
     out = tmp_path / "w.pcz"
-    with api.Writer(out, model="tiny-conv", quantizer="naive", fps=25, weights_dir=tiny_weights) as w:
-        for frame in atari_frames[:5]:
-            w.write(np.ascontiguousarray(frame[:, :150]))  # 150 wide: resized to 160
+    with pytest.warns(UserWarning, match="stretched to tiny-conv's 160x200"):
+        with api.Writer(out, model="tiny-conv", quantizer="naive", fps=25, weights_dir=tiny_weights) as w:
+            for frame in atari_frames[:5]:
+                w.write(np.ascontiguousarray(frame[:, :150]))  # 150 wide: resized to 160
     facts = api.probe(out)
     assert facts["frames"] == 5 and facts["source_width"] == 150 and facts["fps"] == 25
 
