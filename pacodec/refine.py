@@ -66,6 +66,7 @@ RD_MAX_ERROR = 4.0  # ... which never leave a subpixel further than 4Δ from its
 # (BD-rate), weight 4 alone 8.5 %, weight 16 only 5.5 % (it spends on noise).
 RD_SCALE = 1.0
 PERSIST = 4.0
+LEARNED_PRICES = True  # 4.x: rd_optimize prices symbols with the symbol model (encoder's choice)
 _Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3], dtype=np.int32)  # 3×3 counts 0…9
 
 
@@ -303,17 +304,32 @@ def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarr
     return (passes.reshape(3, h, w).transpose(1, 2, 0), contexts.reshape(3, h, w).transpose(1, 2, 0))
 
 
-def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: int, bits: np.ndarray,
+def table_prices(bits: np.ndarray, board: Checkerboard):
+    """A ``rd_optimize`` pricer from counted tables' code lengths ``bits`` (PASSES,
+    CONTEXTS, 2R+1): each candidate's bits in the contexts of the current symbols."""
+    r = bits.shape[2] // 2
+
+    def price(s: np.ndarray, candidates) -> list[np.ndarray]:
+        passes, ctx = _symbol_contexts(s, board)
+        return [bits[passes, ctx, v + r] for v in candidates]
+
+    return price
+
+
+def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: int, price,
                 lam: float, flag_bits: np.ndarray, board: Checkerboard, max_error: float = np.inf,
                 rounds: int = 2, weight: np.ndarray | None = None) -> np.ndarray:
     """Encoder: lower the residual symbols of a predicted frame where the squared error
     they remove is worth less than ``lam`` per bit they cost (rate–distortion
     optimised quantization; the decoder is unchanged).
 
-    ``bits`` (PASSES, CONTEXTS, 2R+1) are the tables' code lengths, ``flag_bits`` the
-    16×16 block flag's (2,). Three decisions, each priced with the contexts of the
-    current symbols: move single symbols one step toward zero, zero whole 4×4 blocks,
-    and zero whole 16×16 blocks (which then need no symbols at all, only a 0 flag).
+    ``price(s, candidates)`` gives, for each H×W×3 array of candidate values, the bits
+    each subpixel's candidate would cost where the other symbols are ``s``
+    (``table_prices``: the counted tables; ``RefineCoder._learned_prices``: the
+    symbol model's own tables, what a 4.x file pays); ``flag_bits`` is the 16×16 block
+    flag's code lengths (2,). Three decisions, each priced with the current symbols:
+    move single symbols one step toward zero, zero whole 4×4 blocks, and zero whole
+    16×16 blocks (which then need no symbols at all, only a 0 flag).
     No choice leaves a subpixel further than ``max_error`` from its source (or than
     where the plain quantizer left it): a dropped error stays on screen for the rest
     of the GOP wherever nothing moves, which a per-frame price does not see.
@@ -323,11 +339,11 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     """
     h, w = frame.shape[:2]
     wt = 1.0 if weight is None else weight
-    r = bits.shape[2] // 2
     src = frame.astype(np.int64)
     b = base.astype(np.int64)
     err0 = (src - b) ** 2
     s = symbols.astype(np.int64).copy()
+    zero = np.zeros_like(s)
 
     def distortion(values):
         return (src - np.clip(b + step * values, 0, 255)) ** 2
@@ -336,28 +352,25 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     too_far = err0 > bound  # subpixels that zeroing would leave beyond the bound
 
     for _ in range(rounds):
-        passes, ctx = _symbol_contexts(s, board)
-        cost = bits[passes, ctx, s + r]
         lower = s - np.sign(s)
+        cost, cheaper = price(s, (s, lower))
         gain = (distortion(lower) - distortion(s)) * wt  # error added by lowering
-        saved = cost - bits[passes, ctx, lower + r]
-        take = (s != 0) & (gain < lam * saved) & (distortion(lower) <= bound)
+        take = (s != 0) & (gain < lam * (cost - cheaper)) & (distortion(lower) <= bound)
         if not take.any():
             break
         s[take] = lower[take]
-    passes, ctx = _symbol_contexts(s, board)
-    cost = bits[passes, ctx, s + r] - bits[passes, ctx, r]  # over coding a zero in its place
+    here, nothing = price(s, (s, zero))
+    cost = here - nothing  # over coding a zero in its place
     d = distortion(s)
     worth = (_block_sum((err0 - d) * wt, MOTION_BLOCK) >= lam * _block_sum(cost, MOTION_BLOCK)) \
         | (_block_sum(too_far, MOTION_BLOCK) > 0)
     s[~_expand(worth, MOTION_BLOCK, h, w)] = 0
     flags = block_flags(s)
     if flags.any():
-        passes, ctx = _symbol_contexts(s, board)
+        whole, = price(s, (s,))  # every symbol of a flagged block is coded
         d = distortion(s)
-        whole = bits[passes, ctx, s + r]  # every symbol of a flagged block is coded
-        price = _block_sum(whole, FLAG_BLOCK) + flag_bits[1] - flag_bits[0]
-        keep = (_block_sum((err0 - d) * wt, FLAG_BLOCK) >= lam * price) | (_block_sum(too_far, FLAG_BLOCK) > 0)
+        block_price = _block_sum(whole, FLAG_BLOCK) + flag_bits[1] - flag_bits[0]
+        keep = (_block_sum((err0 - d) * wt, FLAG_BLOCK) >= lam * block_price) | (_block_sum(too_far, FLAG_BLOCK) > 0)
         s[~_expand(keep | ~flags, FLAG_BLOCK, h, w)] = 0
     return s.astype(np.int32)
 
@@ -486,6 +499,40 @@ class RefineCoder:
             signed = np.asarray(decoder.decode(_FAMILY, tables.astype(np.float64) / TOTAL), np.int64)
             known[channel].reshape(-1)[pos] = (signed - self.max_symbol) * flips(x)
 
+    def _learned_prices(self, inputs, first: np.ndarray):
+        """A ``rd_optimize`` pricer that asks the symbol model (4.x) what each candidate
+        would cost in the 16×16 blocks where the symbols ``first`` (the tables' choice)
+        are flagged: the bits the file will really pay, where the counted tables' are
+        an estimate about a quarter too high and blind to what the model sees (pixels,
+        the previous frame's symbols). Elsewhere nothing: the symbols there must be
+        zero. The model runs once, in the context of ``first``: rerunning it after
+        every decision would cost three times the encode for a few hundredths of a dB."""
+        from .symbolnet import TOTAL, features, flips
+
+        h, w = self.board.shape
+        r = self.max_symbol
+        coded = _flagged_pixels(block_flags(first), h, w)
+        planes = np.ascontiguousarray(first.transpose(2, 0, 1))
+        passes = []  # (channel, positions, their bits of every signed value, their flips)
+        for index in range(PASSES):
+            channel, pos = CHANNEL_ORDER[index // 2], _pass_positions(index, self.board, coded)
+            if len(pos):
+                # The features read only earlier passes' symbols, so the whole planes
+                # stand in for the decoder's partly filled ones.
+                x = features(planes, index, pos, inputs)
+                passes.append((channel, pos, -np.log2(self.symbol_model.tables(x) / TOTAL), flips(x)))
+
+        def price(s: np.ndarray, candidates) -> list[np.ndarray]:
+            wanted = [np.ascontiguousarray(np.asarray(v).transpose(2, 0, 1)).reshape(3, -1) for v in candidates]
+            out = [np.zeros((3, h * w)) for _ in candidates]
+            for channel, pos, bits, f in passes:
+                rows = np.arange(len(pos))
+                for o, v in zip(out, wanted):
+                    o[channel, pos] = bits[rows, v[channel, pos] * f + r]
+            return [o.reshape(3, h, w).transpose(1, 2, 0) for o in out]
+
+        return price
+
     def symbols(self, frame: np.ndarray, base: np.ndarray) -> np.ndarray:
         return quantize_residual(frame, base, self.step, self.max_symbol)
 
@@ -519,7 +566,17 @@ class RefineCoder:
         symbols = self.symbols(frame, base)
         if self.rd_scale > 0:
             weight = persistence_weight(frame, self._previous_source, PERSIST)
-            symbols = rd_optimize(frame, base, symbols, self.step, self._bits, self.rd_scale * self.step ** 2,
+            price = table_prices(self._bits, self.board)
+            if self.symbol_model is not None and LEARNED_PRICES:
+                # The model prices the blocks the tables' choice flags (running it on
+                # every block the plain quantizer touches would cost 5× the encode);
+                # the rest keep the tables' prices, and so their choice.
+                first = rd_optimize(frame, base, symbols, self.step, price, self.rd_scale * self.step ** 2,
+                                    self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
+                active = _expand(block_flags(first), FLAG_BLOCK, *self.board.shape)
+                symbols = symbols * active[..., None]  # the blocks the tables drop stay dropped
+                price = self._learned_prices(self._frame_inputs(choice, base, refs), first)
+            symbols = rd_optimize(frame, base, symbols, self.step, price, self.rd_scale * self.step ** 2,
                                   self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
         self._previous_source = frame
         return choice, vectors, base, symbols

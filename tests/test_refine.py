@@ -286,7 +286,7 @@ def test_rate_distortion_choices_only_drop_what_does_not_pay(atari_frames):
     λ = 0 it changes nothing (mid-grey: no clipping), with a large λ it empties a frame
     of small residuals, and a coder using it writes a smaller payload that decodes to
     exactly what the encoder reconstructed."""
-    from pacodec.refine import Checkerboard, rd_optimize
+    from pacodec.refine import Checkerboard, rd_optimize, table_prices
 
     rng = np.random.default_rng(5)
     base = np.full((32, 48, 3), 128, np.uint8)
@@ -297,6 +297,7 @@ def test_rate_distortion_choices_only_drop_what_does_not_pay(atari_frames):
     bits[:, :, R] = 0.5
     flag_bits = np.array([0.1, 4.0])
     board = Checkerboard(32, 48)
+    bits = table_prices(bits, board)
     same = rd_optimize(frame, base, symbols, 16, bits, 0.0, flag_bits, board)
     assert np.array_equal(same, symbols)
     lowered = rd_optimize(frame, base, symbols, 16, bits, 30.0, flag_bits, board)
@@ -392,7 +393,7 @@ def test_errors_where_the_picture_stands_still_weigh_more():
     """persistence_weight marks the subpixels whose source did not change since the
     previous source frame; rd_optimize weighted by it keeps more symbols there (an
     error left where nothing moves stays on screen) and the same elsewhere."""
-    from pacodec.refine import Checkerboard, persistence_weight, rd_optimize
+    from pacodec.refine import Checkerboard, persistence_weight, rd_optimize, table_prices
 
     rng = np.random.default_rng(6)
     base = np.full((32, 48, 3), 128, np.uint8)
@@ -405,7 +406,8 @@ def test_errors_where_the_picture_stands_still_weigh_more():
     symbols = quantize_residual(frame, base, 16, R)
     bits = np.full((PASSES, CONTEXTS, 2 * R + 1), 8.0)
     bits[:, :, R] = 0.5
-    args = (frame, base, symbols, 16, bits, 30.0, np.array([0.1, 4.0]), Checkerboard(32, 48))
+    board = Checkerboard(32, 48)
+    args = (frame, base, symbols, 16, table_prices(bits, board), 30.0, np.array([0.1, 4.0]), board)
     plain, weighted = rd_optimize(*args), rd_optimize(*args, weight=weight)
     assert (weighted[:, :24] != 0).sum() > (plain[:, :24] != 0).sum()
     assert np.array_equal(weighted[:, 32:], plain[:, 32:])  # beyond the 16×16 blocks that straddle the halves

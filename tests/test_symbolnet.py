@@ -116,6 +116,9 @@ def test_a_4x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(lea
     facts = api.probe(path)
     assert facts["version"] == "4.0"
     assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx"]
+    from pacodec.cli import render_info
+
+    assert "\nsymbols     pac-ctx  weights sha256 " in render_info(facts)  # not "key ref"
     with pacodec.open(path) as reader:
         decoded = [np.array(f) for f in reader]
     assert all(np.array_equal(a, b) for a, b in zip(decoded, recon))  # exact: GOPs from the reference
@@ -172,3 +175,37 @@ def test_manifest_entry_says_how_the_symbol_model_was_trained():
     assert not any("clip8" in d or "clip9" in d for d in entry["training"]["data"])
     levels = entry["measured"]["levels"]
     assert set(levels) == {"pac-q7", "pac-q8", "pac-q9", "pac-q10", "pac-q6"}
+
+
+def test_the_encoders_learned_prices_are_what_the_model_codes_them_in(tmp_path, monkeypatch):
+    """4.x encoders choose P-frame symbols with the symbol model's own code lengths
+    (refine.RefineCoder._learned_prices). Priced in their own context, a frame's
+    symbols cost what the range coder then spends on them with the model, to within
+    the coder's two flush words: the pricer reads the same positions, signs and tables
+    as the coder."""
+    from pacodec import refine
+    from pacodec.entropy import RangeEncoder
+
+    seen = []
+    real = refine.RefineCoder._learned_prices
+
+    def spy(self, inputs, first):
+        seen.append((self, inputs, first))
+        return real(self, inputs, first)
+
+    monkeypatch.setattr(refine.RefineCoder, "_learned_prices", spy)
+    encode(tmp_path / "p.pcz", drawn(4), gop=4)
+    assert seen
+    checked = 0
+    for coder, inputs, first in seen:
+        flags = refine.block_flags(first)
+        if not flags.any():
+            continue
+        price = real(coder, inputs, first)
+        priced = float(price(first, (first,))[0].sum())
+        encoder = RangeEncoder()
+        coder._encode_learned(encoder, first, refine._flagged_pixels(flags, *first.shape[:2]), inputs)
+        spent = 32 * len(encoder.get_compressed())
+        assert priced - 1 <= spent <= priced + 64, (priced, spent)
+        checked += 1
+    assert checked
