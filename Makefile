@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m pacodec.demo $(if $(VIDEO),--video $(VIDEO),)
 
+# One test file per worker, a worker per core: the CLI tests mostly wait on subprocesses.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rd.py

@@ -56,10 +56,48 @@ def tiny_weights(tmp_path_factory, atari_frames) -> Path:
     return out
 
 
+_launcher: subprocess.Popen | None = None
+
+
+def _launch(args: tuple[str, ...], cwd: Path | None, timeout: int) -> subprocess.CompletedProcess:
+    """One CLI run in its own process, forked by tests/launcher.py (imports paid once)."""
+    global _launcher
+    import json
+    import tempfile
+
+    if _launcher is None or _launcher.poll() is not None:
+        _launcher = subprocess.Popen([sys.executable, str(Path(__file__).with_name("launcher.py"))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert json.loads(_launcher.stdout.readline()) == {"ready": True}
+    with tempfile.TemporaryDirectory(prefix="pacodec-cli-") as tmp:
+        out, err = Path(tmp) / "out", Path(tmp) / "err"
+        request = {"args": list(args), "cwd": str(cwd) if cwd else None, "out": str(out), "err": str(err),
+                   "timeout": timeout}
+        _launcher.stdin.write(json.dumps(request) + "\n")
+        status = json.loads(_launcher.stdout.readline())["status"]
+        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+    cmd = ["pacodec", *args]
+    if status is None:
+        raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr)
+    return subprocess.CompletedProcess(cmd, status, stdout, stderr)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The launcher ends when its requests do."""
+    if _launcher is not None and _launcher.poll() is None:
+        _launcher.stdin.close()
+        _launcher.wait(timeout=60)
+        _launcher.stdout.close()
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
-    """Run the real ``pacodec`` entry point in a subprocess."""
+    """Run the real ``pacodec`` entry point (``pacodec.cli.main``) in a process of its
+    own: forked from a pre-imported launcher (tests/launcher.py), or, when ``env``
+    sets variables, a fresh interpreter."""
+    if not env:
+        return _launch(args, cwd, timeout)
     cmd = [sys.executable, "-c", "from pacodec.cli import main; main()", *args]
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, **env}
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
 
 
