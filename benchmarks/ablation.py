@@ -12,9 +12,13 @@ exactly for the rows a real file can hold):
   3.x counted tables and contexts instead of pac-ctx's network (format 3.0, §14.7);
 - ``symbol model without pixels``: pac-ctx's network, but never given the decoder's
   frames (as in a GOP whose key frame is coded on its own);
+- ``symbols priced by the counted tables``: the rate–distortion choices of predicted
+  frames priced with the counted tables' code lengths throughout, never the network's
+  (refine.LEARNED_PRICES);
 - ``3.x encoder choices``: the rate–distortion choices of predicted frames as the 3.x
-  encoder made them, λ = 2Δ² and errors where the picture stands still weighed like
-  any other (refine.RD_SCALE, refine.PERSIST);
+  encoder made them, λ = 2Δ², errors where the picture stands still weighed like any
+  other, symbols priced by the tables (refine.RD_SCALE, refine.PERSIST,
+  refine.LEARNED_PRICES);
 - ``no learned reference``: key frames always coded on their own, never predicted
   from pac-key's learned frame (format 2.0, §14.6), and the symbols counted (3.0);
 - ``1.0 side information``: as that, and the 4×4 re-prediction's choices and vectors
@@ -59,6 +63,11 @@ def variant(writer: pacodec.Writer, name: str) -> None:
 
         coder.refiner.rd_scale = 2.0
         refine.PERSIST = 1.0  # restored by run()
+        refine.LEARNED_PRICES = False  # restored by run()
+    elif name == "symbols priced by the counted tables":
+        from pacodec import refine
+
+        refine.LEARNED_PRICES = False  # restored by run()
     elif name == "counted symbol tables":
         coder.refiner.symbol_model = None
     elif name == "symbol model without pixels":
@@ -88,7 +97,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "counted symbol tables", "symbol model without pixels", "3.x encoder choices",
+VARIANTS = ("default", "counted symbol tables", "symbol model without pixels",
+            "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",
             "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")
 
@@ -100,7 +110,7 @@ def run(frames: list[np.ndarray], model: str, name: str, work: Path) -> dict:
     t0 = time.process_time()
     from pacodec import refine
 
-    persist = refine.PERSIST
+    persist, learned = refine.PERSIST, refine.LEARNED_PRICES
     try:
         with pacodec.Writer(path, model=model, fps=30, force=True, gop=1 if name == "all intra" else None) as w:
             variant(w, name)
@@ -109,7 +119,7 @@ def run(frames: list[np.ndarray], model: str, name: str, work: Path) -> dict:
                 w._flush_pending()  # one frame at a time: the GOP's history holds its reconstruction
                 recon.append(np.array(w._history[0]) if w._history else None)
     finally:
-        refine.PERSIST = persist
+        refine.PERSIST, refine.LEARNED_PRICES = persist, learned
     cpu = time.process_time() - t0
     if name == "all intra":
         with pacodec.open(path) as reader:

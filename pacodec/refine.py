@@ -449,7 +449,8 @@ class RefineCoder:
         # Format 4.x: predicted frames' symbols take their probabilities from pac-ctx's
         # network (symbolnet.SymbolNet) instead of the counted tables; ``level`` is this
         # id's refined level (0 … 4), one of its inputs. The encoder's rate–distortion
-        # choices still price symbols with the counted tables (``_bits``).
+        # choices price symbols with the counted tables (``_bits``) to pick the blocks,
+        # then with the network (``_learned_prices``).
         self.symbol_model = None
         self.level = 0
         self._previous_source = None  # encoder: the last source frame it coded (persistence_weight)
@@ -506,7 +507,8 @@ class RefineCoder:
         an estimate about a quarter too high and blind to what the model sees (pixels,
         the previous frame's symbols). Elsewhere nothing: the symbols there must be
         zero. The model runs once, in the context of ``first``: rerunning it after
-        every decision would cost three times the encode for a few hundredths of a dB."""
+        every decision measured no better (30 frames of clip8 at pac-q10: 0.8 % more
+        bytes for 0.05 dB) at twice the encode time."""
         from .symbolnet import TOTAL, features, flips
 
         h, w = self.board.shape
