@@ -138,14 +138,16 @@ def _block_sum(values: np.ndarray, block: int) -> np.ndarray:
     """Sum of an H×W(×C) array over block×block blocks (zero-padded at the edges)."""
     h, w = values.shape[:2]
     rows, cols = _grid(h, w, block)
-    flat = values.reshape(h, w, -1).sum(axis=-1)
-    padded = np.zeros((rows * block, cols * block), flat.dtype)
-    padded[:h, :w] = flat
-    return padded.reshape(rows, block, cols, block).sum(axis=(1, 3))
+    flat = values.reshape(h, w, -1).sum(axis=-1) if values.ndim == 3 else values
+    if (rows * block, cols * block) != (h, w):
+        padded = np.zeros((rows * block, cols * block), flat.dtype)
+        padded[:h, :w] = flat
+        flat = padded
+    return flat.reshape(rows, block, cols, block).sum(axis=(1, 3))
 
 
 def _expand(blocks: np.ndarray, block: int, h: int, w: int) -> np.ndarray:
-    return np.kron(blocks, np.ones((block, block), blocks.dtype))[:h, :w]
+    return np.repeat(np.repeat(blocks, block, axis=0), block, axis=1)[:h, :w]
 
 
 def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float):
@@ -172,12 +174,13 @@ def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float):
     target = cur[ys[:, :, None], xs[:, None, :]]  # (n, 4, 4, 3)
     stride = w + 2 * SEARCH  # a row of the padded reference
     at = (ys[:, :, None] + SEARCH) * stride + xs[:, None, :] + SEARCH  # (n, 4, 4) flat positions
+    dy, dx = np.divmod(np.arange(side * side), side)  # the vectors in raster order
+    at = at[..., None] + (dy - SEARCH) * stride + dx - SEARCH  # (n, 4, 4, vectors)
+    target, inside = target[:, :, :, None, :], inside[..., None]
     for j, ref in enumerate(refs):
         padded = np.pad(ref.astype(np.int32), ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
-        flat = padded.reshape(-1, 3)
-        for k, (dy, dx) in enumerate(np.ndindex(side, side)):
-            patch = flat[at + ((dy - SEARCH) * stride + dx - SEARCH)]
-            costs[:, j, k] = (((target - patch) ** 2) * inside).sum(axis=(1, 2, 3))
+        d = target - padded.reshape(-1, 3)[at]  # (n, 4, 4, vectors, 3): every vector at once
+        costs[:, j] = (d * d * inside).sum(axis=(1, 2, 4))
     return candidates, best.ravel()[candidates], costs
 
 
@@ -295,23 +298,39 @@ def _passes(symbols: np.ndarray, board: Checkerboard, coded: np.ndarray | None =
 
 def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarray, np.ndarray]:
     """(pass, context) of every subpixel of H×W×3 ``symbols`` as the passes would code
-    them without block flags: two H×W×3 int arrays."""
+    them without block flags: two H×W×3 int arrays. The encoder prices symbols with it
+    several times a frame, so it computes ``pass_contexts``' formula on whole planes,
+    a channel at a time (tests/test_refine.py holds it to the passes' own contexts)."""
     h, w = board.shape
-    passes = np.zeros((3, h * w), np.int64)
-    contexts = np.zeros((3, h * w), np.int64)
-    for index, channel, pos, _, ctx in _passes(symbols, board):
-        passes[channel, pos], contexts[channel, pos] = index, ctx
-    return (passes.reshape(3, h, w).transpose(1, 2, 0), contexts.reshape(3, h, w).transpose(1, 2, 0))
+    odd = np.zeros(h * w, bool)
+    odd[board.positions[1]] = True
+    odd = odd.reshape(h, w)
+    planes = symbols.transpose(2, 0, 1)
+    passes = np.zeros((h, w, 3), np.int64)
+    contexts = np.zeros((h, w, 3), np.int64)
+    for i, channel in enumerate(CHANNEL_ORDER):
+        if i == 0:
+            base = np.zeros((h, w), np.int64)
+        else:
+            earlier = planes[list(CHANNEL_ORDER[:i])]
+            p = np.minimum(np.abs(earlier).sum(axis=0), 3)
+            base = 4 * p + _Q_OF_COUNT[_box3((earlier != 0).any(axis=0))]
+        n = np.minimum(_cross4(planes[channel] != 0), 3)
+        contexts[:, :, channel] = 4 * base + np.where(odd, n, 0)
+        passes[:, :, channel] = 2 * i + odd
+    return passes, contexts
 
 
 def table_prices(bits: np.ndarray, board: Checkerboard):
     """A ``rd_optimize`` pricer from counted tables' code lengths ``bits`` (PASSES,
     CONTEXTS, 2R+1): each candidate's bits in the contexts of the current symbols."""
-    r = bits.shape[2] // 2
+    width = bits.shape[2]
+    flat = bits.ravel()
 
     def price(s: np.ndarray, candidates) -> list[np.ndarray]:
         passes, ctx = _symbol_contexts(s, board)
-        return [bits[passes, ctx, v + r] for v in candidates]
+        at = (passes * bits.shape[1] + ctx) * width + width // 2
+        return [flat[at + v] for v in candidates]
 
     return price
 
@@ -339,10 +358,11 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     """
     h, w = frame.shape[:2]
     wt = 1.0 if weight is None else weight
-    src = frame.astype(np.int64)
-    b = base.astype(np.int64)
+    # int32 throughout: squared errors are at most 255², their block sums far below 2^31.
+    src = frame.astype(np.int32)
+    b = base.astype(np.int32)
     err0 = (src - b) ** 2
-    s = symbols.astype(np.int64).copy()
+    s = symbols.astype(np.int32)  # a copy
     zero = np.zeros_like(s)
 
     def distortion(values):
@@ -351,17 +371,18 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     bound = max_error ** 2
     too_far = err0 > bound  # subpixels that zeroing would leave beyond the bound
 
+    d = distortion(s)
     for _ in range(rounds):
         lower = s - np.sign(s)
         cost, cheaper = price(s, (s, lower))
-        gain = (distortion(lower) - distortion(s)) * wt  # error added by lowering
-        take = (s != 0) & (gain < lam * (cost - cheaper)) & (distortion(lower) <= bound)
+        dl = distortion(lower)
+        gain = (dl - d) * wt  # error added by lowering
+        take = (s != 0) & (gain < lam * (cost - cheaper)) & (dl <= bound)
         if not take.any():
             break
-        s[take] = lower[take]
+        s[take], d[take] = lower[take], dl[take]
     here, nothing = price(s, (s, zero))
     cost = here - nothing  # over coding a zero in its place
-    d = distortion(s)
     worth = (_block_sum((err0 - d) * wt, MOTION_BLOCK) >= lam * _block_sum(cost, MOTION_BLOCK)) \
         | (_block_sum(too_far, MOTION_BLOCK) > 0)
     s[~_expand(worth, MOTION_BLOCK, h, w)] = 0
@@ -515,23 +536,28 @@ class RefineCoder:
         r = self.max_symbol
         coded = _flagged_pixels(block_flags(first), h, w)
         planes = np.ascontiguousarray(first.transpose(2, 0, 1))
-        passes = []  # (channel, positions, their bits of every signed value, their flips)
+        at, bits, f = [], [], []  # per pass: flat H×W×3 indices, bits of every signed value, flips
         for index in range(PASSES):
             channel, pos = CHANNEL_ORDER[index // 2], _pass_positions(index, self.board, coded)
             if len(pos):
                 # The features read only earlier passes' symbols, so the whole planes
                 # stand in for the decoder's partly filled ones.
                 x = features(planes, index, pos, inputs)
-                passes.append((channel, pos, -np.log2(self.symbol_model.tables(x) / TOTAL), flips(x)))
+                at.append(pos * 3 + channel)
+                bits.append(-np.log2(self.symbol_model.tables(x) / TOTAL))
+                f.append(flips(x))
+        if not at:
+            return lambda s, candidates: [np.zeros(s.shape) for _ in candidates]
+        at, bits, f = np.concatenate(at), np.concatenate(bits), np.concatenate(f)
+        rows = np.arange(len(at))
 
         def price(s: np.ndarray, candidates) -> list[np.ndarray]:
-            wanted = [np.ascontiguousarray(np.asarray(v).transpose(2, 0, 1)).reshape(3, -1) for v in candidates]
-            out = [np.zeros((3, h * w)) for _ in candidates]
-            for channel, pos, bits, f in passes:
-                rows = np.arange(len(pos))
-                for o, v in zip(out, wanted):
-                    o[channel, pos] = bits[rows, v[channel, pos] * f + r]
-            return [o.reshape(3, h, w).transpose(1, 2, 0) for o in out]
+            out = []
+            for v in candidates:
+                o = np.zeros(s.size)
+                o[at] = bits[rows, np.asarray(v).reshape(-1)[at] * f + r]
+                out.append(o.reshape(s.shape))
+            return out
 
         return price
 

@@ -411,3 +411,23 @@ def test_errors_where_the_picture_stands_still_weigh_more():
     plain, weighted = rd_optimize(*args), rd_optimize(*args, weight=weight)
     assert (weighted[:, :24] != 0).sum() > (plain[:, :24] != 0).sum()
     assert np.array_equal(weighted[:, 32:], plain[:, 32:])  # beyond the 16×16 blocks that straddle the halves
+
+
+def test_the_encoders_whole_frame_contexts_are_the_passes_contexts():
+    """refine._symbol_contexts (the encoder's pricing, whole planes at once) gives every
+    subpixel the pass and context the coding passes themselves compute (``_passes``,
+    pass by pass, as a decoder does), on frames of every shape of parity."""
+    from pacodec.refine import Checkerboard, _passes, _symbol_contexts
+
+    rng = np.random.default_rng(9)
+    for h, w in ((8, 8), (9, 13), (200, 160)):
+        for density in (0.05, 0.5):
+            s = rng.integers(-5, 6, (h, w, 3)) * (rng.random((h, w, 3)) < density)
+            board = Checkerboard(h, w)
+            want_pass, want_ctx = np.full((3, h * w), -1), np.full((3, h * w), -1)
+            for index, channel, pos, _, ctx in _passes(s, board):
+                want_pass[channel, pos], want_ctx[channel, pos] = index, ctx
+            passes, contexts = _symbol_contexts(s, board)
+            assert np.array_equal(passes, want_pass.reshape(3, h, w).transpose(1, 2, 0))
+            assert np.array_equal(contexts, want_ctx.reshape(3, h, w).transpose(1, 2, 0))
+            assert len(np.unique(contexts)) > 4
