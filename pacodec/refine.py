@@ -106,6 +106,21 @@ class Checkerboard:
         self.positions = (np.flatnonzero(parity == 0), np.flatnonzero(parity == 1))
 
 
+def _earlier_contexts(planes: np.ndarray, i: int) -> np.ndarray:
+    """4·(4·p + q) over the whole H×W plane of the i-th channel in CHANNEL_ORDER, from
+    the symbols of the channels before it in ``planes`` (3×H×W); zeros for the first."""
+    if i == 0:
+        return np.zeros(planes.shape[1:], np.int64)
+    earlier = planes[list(CHANNEL_ORDER[:i])]
+    p = np.minimum(np.abs(earlier).sum(axis=0), 3)
+    return 4 * (4 * p + _Q_OF_COUNT[_box3((earlier != 0).any(axis=0))])
+
+
+def _neighbour_counts(plane: np.ndarray) -> np.ndarray:
+    """n: min(non-zero symbols among each pixel's 4 neighbours in ``plane``, 3)."""
+    return np.minimum(_cross4(plane != 0), 3)
+
+
 def pass_contexts(known: np.ndarray, index: int, board: Checkerboard) -> np.ndarray:
     """Contexts (0…63) of pass ``index``'s pixels, from the symbols of earlier passes.
 
@@ -113,19 +128,10 @@ def pass_contexts(known: np.ndarray, index: int, board: Checkerboard) -> np.ndar
     elsewhere); only entries of earlier passes are read.
     """
     i, parity = divmod(index, 2)
-    h, w = board.shape
-    if i == 0:
-        base = np.zeros(h * w, np.int32)
-    else:
-        earlier = known[list(CHANNEL_ORDER[:i])]
-        p = np.minimum(np.abs(earlier).sum(axis=0), 3)
-        q = _Q_OF_COUNT[_box3((earlier != 0).any(axis=0))]
-        base = (4 * p + q).ravel()
     pos = board.positions[parity]
-    ctx = 4 * base[pos]
+    ctx = _earlier_contexts(known, i).ravel()[pos]
     if parity == 1:
-        n = np.minimum(_cross4(known[CHANNEL_ORDER[i]] != 0), 3).ravel()
-        ctx = ctx + n[pos]
+        ctx = ctx + _neighbour_counts(known[CHANNEL_ORDER[i]]).ravel()[pos]
     return ctx
 
 
@@ -299,8 +305,8 @@ def _passes(symbols: np.ndarray, board: Checkerboard, coded: np.ndarray | None =
 def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarray, np.ndarray]:
     """(pass, context) of every subpixel of H×W×3 ``symbols`` as the passes would code
     them without block flags: two H×W×3 int arrays. The encoder prices symbols with it
-    several times a frame, so it computes ``pass_contexts``' formula on whole planes,
-    a channel at a time (tests/test_refine.py holds it to the passes' own contexts)."""
+    several times a frame, so it takes ``pass_contexts``' parts on whole planes, a
+    channel at a time (tests/test_refine.py holds it to the passes' own contexts)."""
     h, w = board.shape
     odd = np.zeros(h * w, bool)
     odd[board.positions[1]] = True
@@ -309,14 +315,7 @@ def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarr
     passes = np.zeros((h, w, 3), np.int64)
     contexts = np.zeros((h, w, 3), np.int64)
     for i, channel in enumerate(CHANNEL_ORDER):
-        if i == 0:
-            base = np.zeros((h, w), np.int64)
-        else:
-            earlier = planes[list(CHANNEL_ORDER[:i])]
-            p = np.minimum(np.abs(earlier).sum(axis=0), 3)
-            base = 4 * p + _Q_OF_COUNT[_box3((earlier != 0).any(axis=0))]
-        n = np.minimum(_cross4(planes[channel] != 0), 3)
-        contexts[:, :, channel] = 4 * base + np.where(odd, n, 0)
+        contexts[:, :, channel] = _earlier_contexts(planes, i) + np.where(odd, _neighbour_counts(planes[channel]), 0)
         passes[:, :, channel] = 2 * i + odd
     return passes, contexts
 

@@ -3,8 +3,8 @@ process, forked from one that has already imported torch, NumPy, PyAV and pacode
 
 About 130 tests run the CLI; a fresh interpreter spends 2–3 s of CPU importing torch
 alone, which was half of ``make test``. The launcher imports once and forks a child
-per run: the child gets its own argv, working folder, environment, stdin (empty),
-stdout and stderr (files), calls ``pacodec.cli.main`` and exits with its status, so a
+per run: the child gets its own argv, working folder, stdin (empty), stdout and
+stderr (files) and the launcher's environment, calls ``pacodec.cli.main`` and exits with its status, so a
 test still sees a separate process's exit status, output and files. It runs no torch
 operation before forking (its thread pools do not exist yet, so the children's are
 their own). Runs that set environment variables go through a fresh interpreter
