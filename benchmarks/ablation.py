@@ -7,7 +7,9 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 4.0 as shipped;
+- ``default``: format 5.0 as shipped;
+- ``no long-term reference``: the references of predicted frames the last four
+  decoded frames, as in 4.x, never the GOP's key frame once four have passed (§14.3);
 - ``counted symbol tables``: the residual symbols of predicted frames coded with the
   3.x counted tables and contexts instead of pac-ctx's network (format 3.0, §14.7);
 - ``symbol model without pixels``: pac-ctx's network, but never given the decoder's
@@ -29,7 +31,8 @@ exactly for the rows a real file can hold):
 - ``all intra``: ``--gop 1``.
 
 The variants other than ``default`` and ``all intra`` change the encoder behind the
-header's back, so their files are measured, not decoded. Writes
+header's back, so their files are measured, not decoded; each keeps every part it
+does not name (the long-term reference too, where it names an older format). Writes
 ``benchmarks/results/ablation.md``.
 """
 
@@ -68,6 +71,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         from pacodec import refine
 
         refine.LEARNED_PRICES = False  # restored by run()
+    elif name == "no long-term reference":
+        coder.long_term = False
     elif name == "counted symbol tables":
         coder.refiner.symbol_model = None
     elif name == "symbol model without pixels":
@@ -97,7 +102,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "counted symbol tables", "symbol model without pixels",
+VARIANTS = ("default", "no long-term reference", "counted symbol tables", "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",
             "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")

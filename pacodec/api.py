@@ -243,7 +243,7 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
 
             refiner.motion_coder = MotionCoder(CHOICE_TABLES, VECTOR_TABLES)
         refiner.rd_scale *= lam  # --lambda: the residual's rate–distortion trade
-        coder = LayeredPredictor(coder, refiner, base_layer=version[0] < 2)
+        coder = LayeredPredictor(coder, refiner, base_layer=version[0] < 2, long_term=version[0] >= 5)
     return Predictor(residual, sha, coder)
 
 
@@ -280,8 +280,14 @@ def _references(coder: Any, history: list[np.ndarray]) -> Any:
 
 
 def _remember(coder: Any, frame: np.ndarray, history: list[np.ndarray]) -> list[np.ndarray]:
-    """The history after ``frame``: at most as many frames as the coder predicts from."""
-    return [frame] + history[:getattr(coder, "references", 1) - 1]
+    """The history after ``frame``: at most as many frames as the coder predicts from.
+    From format 5.0 on (``coder.long_term``) the GOP's intra frame stays the last of
+    them for the whole GOP (pcz.md §14.3): the maze a sprite uncovers is in it, clean,
+    where the last few frames still show the sprite."""
+    n = getattr(coder, "references", 1)
+    if getattr(coder, "long_term", False) and history:
+        return [frame] + history[:-1][:n - 2] + [history[-1]]
+    return [frame] + history[:n - 1]
 
 
 # ----------------------------------------------------------------------------
@@ -523,9 +529,9 @@ class Writer:
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
-            # frames need major 4 (3 when written without the symbol model, as the
+            # frames need major 5 (3 when written without the symbol model, as the
             # ablation does), only a fit other than stretch needs minor 1.
-            version=(4 if learned else 3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
+            version=(5 if learned else 3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
             fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
             picture=self._picture() if self.fit == "pad" else None,
         )

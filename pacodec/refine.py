@@ -25,11 +25,15 @@ how bits are parsed):
         pixels (the neighbours are even pixels, decoded in the pass before), else 0
     context = (4·p + q)·4 + n           (64 contexts a pass)
 
-Predicted frames first re-predict 4×4 blocks where that pays, each from any of the
-GOP's last REFERENCES decoded frames (a symbol per block naming the reference, 0 for
+Predicted frames first re-predict 4×4 blocks where that pays, each from one of
+REFERENCES decoded frames of the GOP (a symbol per block naming the reference, 0 for
 none, and a vector for each taken: sprites move inside blocks of static maze, which
 the base P-frame's 16×16 vectors cannot follow, and animate in short cycles, so their
-look is often in a frame before the last), then code one flag per 16×16 block (does
+look is often in a frame before the last). In 4.x files these are the GOP's last
+decoded frames; from 5.0 on the last 3 and the GOP's intra frame, which holds the maze
+a sprite uncovers as the intra frame coded it, where the recent frames hold the sprite
+or the error its passing left (an error under Δ/2 no residual symbol can remove, so it
+stays for the rest of the GOP). Then they code one flag per 16×16 block (does
 it hold a non-zero symbol?) and only the flagged blocks' pixels: the changes sit in a
 few blocks, and coding the static rest as zeros cost about an eighth of the layer.
 Their symbols are chosen rate–distortion optimised (``rd_optimize``), not within 5/8
@@ -55,7 +59,7 @@ PASSES = 2 * len(CHANNEL_ORDER)
 CONTEXTS = 64
 FLAG_BLOCK = 16  # predicted frames flag which 16×16 blocks hold a non-zero symbol
 MOTION_BLOCK = 4  # predicted frames may re-predict 4×4 blocks from a reference (sprites)
-REFERENCES = 4  # ... from any of the GOP's last 4 decoded frames (8 measured no better)
+REFERENCES = 4  # ... from 4 decoded frames of the GOP: 4.x the last 4 (8 measured no better), 5.x the last 3 and its intra frame
 MOTION_LAMBDA = 800.0  # squared error a re-predicted block must save (encoder's choice only)
 RD_MAX_ERROR = 4.0  # ... which never leave a subpixel further than 4Δ from its source
 # λ of a predicted frame's rate–distortion choices in units of Δ² (rd_optimize), and the
@@ -816,16 +820,18 @@ class LayeredPredictor:
     re-predicted from the last REFERENCES decoded frames of the GOP where that pays,
     then the rate–distortion optimised pixel residual, coded with the predicted-frame
     tables. Methods take ``refs``: the decoded frames since the GOP's intra frame, the
-    most recent first (at least one)."""
+    most recent first (at least one); from format 5.0 on (``long_term``) the last of
+    them is always the GOP's intra frame (api._remember, pcz.md §14.3)."""
 
     references = REFERENCES
 
-    def __init__(self, coder, refiner: RefineCoder, base_layer: bool = True) -> None:
+    def __init__(self, coder, refiner: RefineCoder, base_layer: bool = True, long_term: bool = False) -> None:
         self.coder = coder  # predict.PredictiveCoder at the base level
         self.refiner = refiner
         # 1.x: payload = u32 length + base layer + refinement; 2.x: the refinement only
         # (a base layer all SKIP cost 8 bytes a frame to say "the previous frame").
         self.base_layer = base_layer
+        self.long_term = long_term
 
     def layers(self, payload: bytes) -> tuple[bytes | None, bytes]:
         """(base layer or None, refinement layer) of a PREDICTED payload."""

@@ -15,6 +15,7 @@ import pytest
 
 import pacodec
 from pacodec import api
+from pacodec.errors import FormatError
 
 from test_pcz_spec import parse_pcz
 
@@ -72,3 +73,59 @@ def test_info_of_a_predictive_file_names_both_models_and_bytes_by_frame_type():
     assert (f"intra {intra:,} bytes in {facts['intra_frames']} frames "
             f"({intra / facts['intra_frames']:.1f} a frame)") in text
     assert f"predicted {predicted:,} bytes in {facts['predicted_frames']} frames" in text
+
+
+def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkeypatch):
+    """pac-q8-lt (one GOP of 12 frames) pins §14.3's 5.0 rule: every P-frame's last
+    reference is the GOP's intra frame, its later P-frames take 4×4 blocks from it
+    (reference 4), and decoding them with the 4.x rule (the last four frames) gives
+    frames that do not parse."""
+    from pacodec import refine
+
+    path = SAMPLES / "pac-q8-lt.pcz"
+    assert api.probe(path)["version"] == "5.0"
+    held: list[tuple[int, np.ndarray]] = []  # per frame: how many references, the last one
+    named: set[int] = set()  # the frames with a block naming reference 4
+    decode, apply_motion = refine.LayeredPredictor.decode, refine.apply_motion
+
+    def spy_decode(self, payload, refs):
+        held.append((len(refs), np.array(refs[-1])))
+        return decode(self, payload, refs)
+
+    def spy_motion(base, refs, choice, vectors):
+        if (np.asarray(choice) == 4).any():
+            named.add(len(held) - 1)
+        return apply_motion(base, refs, choice, vectors)
+
+    monkeypatch.setattr(refine.LayeredPredictor, "decode", spy_decode)
+    monkeypatch.setattr(refine, "apply_motion", spy_motion)
+    with pacodec.open(path) as reader:
+        frames = [np.array(f) for f in reader]
+    # held[0]: the key frame, predicted from pac-key's learned frame alone (§14.6)
+    assert [n for n, _ in held] == [1, 1, 2, 3] + [4] * 8
+    assert all(np.array_equal(last, frames[0]) for _, last in held[1:])
+    assert max(named) >= 6  # frame 6 on (the 5th P-frame), reference 4 is only the intra frame
+
+    monkeypatch.setattr(refine.LayeredPredictor, "decode", decode)
+    monkeypatch.setattr(refine, "apply_motion", apply_motion)
+    monkeypatch.setattr(api, "_remember", lambda coder, frame, history: [frame] + history[:3])  # the 4.x rule
+    other = []
+    with pytest.raises(FormatError, match="frame [5-9]|frame 1[01]"):  # its symbols' features read the references
+        with pacodec.open(path) as reader:
+            for frame in reader:
+                other.append(np.array(frame))
+    assert len(other) >= 5 and all(np.array_equal(a, b) for a, b in zip(frames[:5], other[:5]))  # the rules agree
+
+
+def test_the_reference_rule_of_each_major(tmp_path):
+    """api._remember: 4.x keeps the last four frames; 5.x the last three and the GOP's intra frame."""
+    from pacodec.refine import LayeredPredictor
+
+    frames = [np.full((2, 2, 3), k, np.uint8) for k in range(8)]  # frame k, k = 0 the intra frame
+    for long_term, want in ((False, [7, 6, 5, 4]), (True, [7, 6, 5, 0])):
+        coder = LayeredPredictor(None, None, base_layer=False, long_term=long_term)
+        history = [frames[0]]
+        for frame in frames[1:]:
+            history = api._remember(coder, frame, history)
+            assert len(history) <= 4
+        assert [int(f[0, 0, 0]) for f in history] == want

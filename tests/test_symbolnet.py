@@ -111,10 +111,10 @@ def learned(tmp_path_factory):
     return encode(tmp_path_factory.mktemp("ctx") / "c.pcz", frames, gop=3), frames
 
 
-def test_a_4x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
+def test_a_5x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
     (path, recon), _ = learned
     facts = api.probe(path)
-    assert facts["version"] == "4.0"
+    assert facts["version"] == "5.0"
     assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx"]
     from pacodec.cli import render_info
 

@@ -41,15 +41,19 @@ GOLDEN = {
     "pac-q8-gop8": ("pac-q8", None, 8),
     "pac-q8-key": ("pac-q8", None, 4),
     "pac-q8-ctx": ("pac-q8", None, 4),
+    "pac-q8-lt": ("pac-q8", None, 12),
 }
 #: Samples kept as an older encoder wrote them, to prove such files still decode: this
 #: build would write them differently (pac-q8-gop4 is a 1.0 file, pac-q8-gop8 a 2.0 one,
-#: pac-q8-key a 3.0 one; all would now be 4.0).
-FROZEN = {"pac-q8-gop4", "pac-q8-gop8", "pac-q8-key"}
+#: pac-q8-key a 3.0 one, pac-q8-ctx a 4.0 one; all would now be 5.0).
+FROZEN = {"pac-q8-gop4", "pac-q8-gop8", "pac-q8-key", "pac-q8-ctx"}
 #: Samples made from frames drawn on pac-key's learned reference (a moving disc and a
 #: box over the maze), so their key frames are predicted from it (pcz.md §14.6): the
 #: Atari frames look nothing like the reference and would be coded on their own.
-ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx"}
+ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx", "pac-q8-lt"}
+#: How many frames the drawn source has (pac-q8-lt: one GOP of 12, so its later
+#: P-frames name the intra frame as reference 4, the 5.0 rule of pcz.md §14.3).
+DRAWN = 12
 
 
 def source_frames() -> np.ndarray:
@@ -95,7 +99,7 @@ def make(name: str, model: str, quantizer: str | None, gop: int, source: Path) -
         digest = reader.symbol_digest()
         for i, frame in enumerate(reader):
             cv2.imwrite(str(frames_dir / f"frame_{i:06d}.png"), frame[..., ::-1])
-    origin = (f"8 frames drawn on pac-key's reference (tools/make_golden.py reference_frames)"
+    origin = (f"{DRAWN} frames drawn on pac-key's reference (tools/make_golden.py reference_frames)"
               if name in ON_REFERENCE else
               f"ale-py ms_pacman seed {SEED}, last {FRAMES} of {150 + FRAMES} frames (frameskip 2)")
     expected = {"model": model, "quantizer": quantizer, "gop": gop, "info": facts,
@@ -108,7 +112,7 @@ def main(names: list[str]) -> int:
     SAMPLES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         atari = write_source(Path(tmp) / "source.mkv", source_frames())
-        drawn = write_source(Path(tmp) / "drawn.mkv", reference_frames())
+        drawn = write_source(Path(tmp) / "drawn.mkv", reference_frames(DRAWN))
         for name in names or [n for n in GOLDEN if n not in FROZEN]:
             if name in FROZEN:
                 raise SystemExit(f"{name} is frozen as an older version wrote it (FROZEN)")

@@ -29,12 +29,13 @@ TRAILER_MAGIC = b"PCZE"
 #: 3.0: their intra frames may be predicted from a learned reference frame (§14.6).
 #: 4.0: their predicted frames' residual symbols take their probabilities from a
 #: learned integer network (§14.7).
-#: x.1 (1.1, 2.1, 3.1, 4.1): the header's extension says how frames were fitted to the
+#: 5.0: the GOP's intra frame stays their last reference for the whole GOP (§14.3).
+#: x.1 (1.1, 2.1, 3.1, 4.1, 5.1): the header's extension says how frames were fitted to the
 #: coded geometry (§3.2.1). A writer uses the lowest version that holds its file: the
-#: major 4 only for refined predicted frames (it no longer writes 2 or 3), the minor 1
+#: major 5 only for refined predicted frames (it no longer writes 2, 3 or 4), the minor 1
 #: only for a fit other than stretch (pcz.md §9).
-CURRENT_VERSION = (4, 1)
-KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1}
+CURRENT_VERSION = (5, 1)
+KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}
 SUPPORTED_MAJOR = tuple(KNOWN_MINOR)
 
 PREAMBLE_SIZE = 8  # magic, major, minor, body_length (§3.1)

@@ -194,7 +194,7 @@ class Decoder:
             key, _ = weights.load(header.models[2][1], "pac-key")
             self.key_frame = np.asarray(key["frame"], np.int64)
             self.k = int(rule)
-            self.gop_frames = None   # the GOP's last 4 output frames when exact, newest first
+            self.gop_frames = None   # the GOP's references when exact, newest first (§14.3)
             self.prev_symbols = None
         if header.gop > 1:   # §13: models[1], the residual model, at the same level
             if len(header.models) < 2:
@@ -484,6 +484,9 @@ class Decoder:
                 known[c, ys[i], xs[i]] = sign[i] * (d.decode(model(tables[i])) - 32)
         if exact:   # §14.3: the frame this record makes, reference 1 of the next
             out = np.clip(base + self.step * known.transpose(1, 2, 0), 0, 255)
-            self.gop_frames = [out] + frames[:3]
+            if self.h.version[0] >= 5:   # the GOP's intra frame stays the last reference
+                self.gop_frames = [out] + frames[:-1][:2] + [frames[-1]]
+            else:
+                self.gop_frames = [out] + frames[:3]
         self.prev_symbols = known.copy()
         return known
