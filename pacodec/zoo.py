@@ -95,6 +95,8 @@ def _checked_manifest(path: Path, document: Any) -> list[dict[str, Any]]:
         for key in ("config", "training", "measured"):
             if key in entry and not isinstance(entry[key], dict):
                 raise WeightsError(f"{where}: {key!r} must be an object")
+        if not isinstance(entry.get("superseded", False), bool):
+            raise WeightsError(f"{where}: 'superseded' must be true or false")
         for key in ("psnr", "bytes_per_frame"):
             value = entry.get("measured", {}).get(key, 0.0)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -105,23 +107,50 @@ def _checked_manifest(path: Path, document: Any) -> list[dict[str, Any]]:
 
 
 def write_manifest_entry(directory: Path, entry: dict[str, Any]) -> None:
-    """Add or replace the entry for ``entry['id']`` in ``directory/manifest.json``."""
-    models = [m for m in read_manifest(directory) if m.get("id") != entry["id"]]
+    """Add or replace the current entry for ``entry['id']`` in ``directory/manifest.json``
+    (its superseded entries stay)."""
+    models = [m for m in read_manifest(directory) if m.get("id") != entry["id"] or m.get("superseded")]
     models.append(entry)
-    models.sort(key=lambda m: m["id"])
+    models.sort(key=lambda m: (m["id"], bool(m.get("superseded"))))
     (directory / MANIFEST).write_text(json.dumps({"models": models}, indent=2) + "\n")
+
+
+def supersede(directory: Path, model_ids: list[str], new_sha256: str) -> list[str]:
+    """Before new weights replace the current ones of ``model_ids`` in ``directory``:
+    keep each current weights file whose sha256 differs from ``new_sha256`` under a name
+    of its own (``<stem>-<sha256[:12]>.safetensors``) with an entry marked
+    ``"superseded": true``, so files written with them still decode (a .pcz names its
+    weights by sha256; ``find`` takes a superseded entry only when asked for its
+    sha256). Returns the ids whose weights were kept this way."""
+    import shutil
+
+    kept = []
+    for entry in read_manifest(directory):
+        if entry["id"] not in model_ids or entry.get("superseded") or entry["sha256"] == new_sha256:
+            continue
+        old = directory / entry["file"]
+        name = f"{Path(entry['file']).stem}-{entry['sha256'][:12]}.safetensors"
+        if not (directory / name).exists():
+            shutil.copyfile(old, directory / name)
+        write_manifest_entry(directory, {**entry, "file": name, "superseded": True})
+        kept.append(entry["id"])
+    return kept
 
 
 #: A folder of weights searched before the shipped set when no ``weights_dir`` is given.
 WEIGHTS_ENV = "PACODEC_WEIGHTS"
 
 
-def find(model_id: str, weights_dir: Path | None = None) -> WeightsEntry | None:
+def find(model_id: str, weights_dir: Path | None = None, sha256: str | None = None) -> WeightsEntry | None:
     """The weights file of a model id, from ``weights_dir`` (else ``$PACODEC_WEIGHTS``)
     first, then the shipped set that installs with the package.
 
     An id that uses another id's network (``ModelSpec.weights_of``, e.g. pac-q3 from
     "pac") is found under its own manifest entry or, failing that, the network's.
+    With ``sha256`` (what a .pcz header names) an entry of the id with exactly those
+    weights is taken first, in any folder, superseded entries included: a file written
+    before its weights were retrained still finds the weights it was made with.
+    Otherwise, and when none has them, the id's current entry.
     """
     if weights_dir is None and os.environ.get(WEIGHTS_ENV):
         weights_dir = Path(os.environ[WEIGHTS_ENV])
@@ -130,8 +159,14 @@ def find(model_id: str, weights_dir: Path | None = None) -> WeightsEntry | None:
     names = [model_id]
     if model_id in REGISTRY and REGISTRY[model_id].weights_of:
         names.append(REGISTRY[model_id].weights_of)
-    for directory in ([Path(weights_dir)] if weights_dir else []) + [SHIPPED_DIR]:
-        entries = {e.get("id"): e for e in read_manifest(directory)}
+    directories = ([Path(weights_dir)] if weights_dir else []) + [SHIPPED_DIR]
+    if sha256 is not None:
+        for directory in directories:
+            for entry in read_manifest(directory):
+                if entry["id"] in names and entry["sha256"] == sha256:
+                    return WeightsEntry(model_id, directory / entry["file"], entry["sha256"], entry)
+    for directory in directories:
+        entries = {e["id"]: e for e in read_manifest(directory) if not e.get("superseded")}
         for name in names:
             if name in entries:
                 entry = entries[name]
@@ -285,7 +320,7 @@ def load(
     check_device(device)
     if model_id not in registered_ids():
         raise unknown_id(model_id)
-    found = find(model_id, weights_dir)
+    found = find(model_id, weights_dir, expect_sha256)
     if found is None:
         raise WeightsError(f"no weights for {model_id!r} (train them or pass --weights DIR)")
     data = read_weights(found.path)
@@ -321,4 +356,4 @@ def unknown_id(model_id: str) -> WeightsError:
 
 
 __all__ = ["find", "load", "check_device", "available_devices", "save", "serialize", "load_bytes", "sha256_of",
-           "read_manifest", "write_manifest_entry", "read_weights", "SHIPPED_DIR", "WeightsEntry"]
+           "read_manifest", "write_manifest_entry", "supersede", "read_weights", "SHIPPED_DIR", "WeightsEntry"]

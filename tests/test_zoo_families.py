@@ -256,3 +256,43 @@ def test_vae_pca_start_whitens_mu_and_fits_the_decoder_by_least_squares(atari_fr
     assert torch.allclose(mu.T @ mu / len(frames), torch.eye(6), atol=1e-3)
     assert torch.allclose(logvar, torch.full_like(logvar, float(np.log(0.01))))
     assert (residual.T @ mu).abs().max() < 1e-2 * residual.abs().sum() / residual.numel() * len(frames) + 1e-3
+
+
+def test_retrained_weights_keep_the_old_ones_so_old_files_still_decode(tmp_path, clip, tiny_weights):
+    """A .pcz names its weights by sha256. Shipping new weights for an id (zoo.supersede,
+    as tools/ship_weights.py does) keeps the old file as a superseded entry: files made
+    with it decode as before, new files use the new weights, and only a sha256 asks for
+    a superseded entry."""
+    import shutil
+
+    import torch
+
+    import pacodec
+    from pacodec import api
+
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights, weights)
+    old_file = tmp_path / "old.pcz"
+    api.encode(clip, old_file, model="tiny-conv", weights_dir=weights, max_frames=3)
+    with pacodec.open(old_file, weights_dir=weights) as reader:
+        before = [np.array(f) for f in reader]
+    old = zoo.find("tiny-conv", weights)
+
+    model, _ = zoo.load("tiny-conv", weights)  # "retrained": one weight moved
+    with torch.no_grad():
+        next(model.parameters()).add_(0.05)
+    data = zoo.serialize(model)
+    new_sha = __import__("hashlib").sha256(data).hexdigest()
+    assert zoo.supersede(weights, ["tiny-conv"], new_sha) == ["tiny-conv"]
+    assert zoo.supersede(weights, ["tiny-conv"], new_sha) == []  # once
+    (weights / old.entry["file"]).write_bytes(data)
+    zoo.write_manifest_entry(weights, {**old.entry, "sha256": new_sha})
+
+    assert zoo.find("tiny-conv", weights).sha256 == new_sha
+    kept = zoo.find("tiny-conv", weights, old.sha256)
+    assert kept.sha256 == old.sha256 and kept.entry["superseded"] and kept.path != old.path
+    assert zoo.sha256_of(kept.path) == old.sha256
+    with pacodec.open(old_file, weights_dir=weights) as reader:
+        assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, reader))
+    facts = api.encode(clip, tmp_path / "new.pcz", model="tiny-conv", weights_dir=weights, max_frames=3)
+    assert facts["models"][0]["weights_sha256"] == new_sha

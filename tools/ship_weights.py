@@ -53,6 +53,10 @@ def main() -> int:
     if clip is None:
         print("clip9 is absent: pass --clip", file=sys.stderr)
         return 2
+    ids = args.ids or [args.model_id]
+    # Weights replaced by new ones stay, by sha256, so the files made with them decode.
+    for model_id in zoo.supersede(zoo.SHIPPED_DIR, ids, entry["sha256"]):
+        print(f"{model_id}: the weights it replaces are kept as superseded", flush=True)
     target = zoo.SHIPPED_DIR / entry["file"]
     shutil.copyfile(args.run_dir / entry["file"], target)
     assert zoo.sha256_of(target) == entry["sha256"]
@@ -63,7 +67,6 @@ def main() -> int:
         training["note"] = args.note
     if args.data:
         training["data"] = args.data
-    ids = args.ids or [args.model_id]
     for model_id in ids:  # entries first, so the measurements below find the weights
         zoo.write_manifest_entry(zoo.SHIPPED_DIR, {**entry, "id": model_id, "training": training})
     if args.no_measure:
@@ -100,7 +103,7 @@ def remeasure(args: argparse.Namespace) -> int:
     if clip is None or not args.gop:
         print("--remeasure needs --gop and clip9 (or --clip)", file=sys.stderr)
         return 2
-    entries = {e["id"]: e for e in zoo.read_manifest(zoo.SHIPPED_DIR)}
+    entries = {e["id"]: e for e in zoo.read_manifest(zoo.SHIPPED_DIR) if not e.get("superseded")}
     for model_id in [args.remeasure, *(args.ids or [])]:
         entry = entries[model_id]
         default = api.quantizers_for(zoo.spec_of(model_id).build(None))[0]

@@ -1,5 +1,5 @@
-"""Train pac-ctx, the network that gives 4.x predicted frames' residual symbols their
-probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
+"""Train pac-ctx, the network that gives 4.x and 5.x predicted frames' residual symbols
+their probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
 
     python tools/train_symbol_model.py [--workers 2] [--epochs 6]
 
@@ -7,16 +7,19 @@ probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
    never the validation or test clips) at every refined level (pac-q6 … pac-q10) at
    the default GOP, exactly as the encoder codes them, and collect every coded
    residual symbol of the predicted frames with its features (symbolnet.features:
-   what the decoder holds when it reaches that symbol). The encoder's choices do not
-   depend on the symbol model (it prices symbols with the counted tables), so these
-   are the symbols a 4.x file codes. A fifth of the frames are collected without
-   their pixel features, as a GOP whose key frame is coded on its own has them.
+   what the decoder holds when it reaches that symbol): the symbols a file of the
+   current format codes. The encoder prices its symbol choices with the shipped
+   pac-ctx (refine.LEARNED_PRICES), so a retrained network is trained on the choices
+   its predecessor priced. A fifth of the frames are collected without their pixel
+   features, as a GOP whose key frame is coded on its own has them.
 2. Train the float network (Adam, cross-entropy = the symbols' code length in nats:
    the rate is the loss).
 3. Quantize it to integers (16-bit weights, 8-bit activations, power-of-two scales)
    and measure the integer network's code length on the validation clip (clip8)
-   against the counted contexts of 3.x.
-4. Write pacodec/weights/pac-ctx.safetensors and its manifest entry.
+   against the counted contexts of 3.x and the shipped pac-ctx.
+4. Write pacodec/weights/pac-ctx.safetensors and its manifest entry; the weights it
+   replaces stay as a superseded entry (zoo.supersede), since files name the
+   weights they were made with by sha256.
 
 About 10 minutes on 2 CPU cores.
 """
@@ -24,7 +27,7 @@ About 10 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
 import math
 import sys
 import time
@@ -226,17 +229,22 @@ def main(argv: list[str] | None = None) -> int:
     from pacodec import symbolnet
 
     net = symbolnet.SymbolNet(tensors)
+    from pacodec import zoo
+
+    shipped = zoo.load("pac-ctx")[0].network()
     measured = {"clip": f"{VALIDATION}.mp4, every coded residual symbol of its predicted frames at the default GOP",
                 "levels": {}}
     for r in results:
         if r["clip"] != VALIDATION:
             continue
         learned = code_length(net, r["x"], r["y"])
+        before = code_length(shipped, r["x"], r["y"])
         measured["levels"][r["level"]] = {
             "counted_contexts_bytes_per_frame": round(r["counted_bits"] / 8 / r["frames"], 1),
-            "learned_bytes_per_frame": round(learned / 8 / r["frames"], 1)}
+            "learned_bytes_per_frame": round(learned / 8 / r["frames"], 1),
+            "replaced_network_bytes_per_frame": round(before / 8 / r["frames"], 1)}
         log(f"{r['level']}: counted contexts {r['counted_bits'] / 8 / r['frames']:.1f} B a frame, "
-            f"learned {learned / 8 / r['frames']:.1f}")
+            f"learned {learned / 8 / r['frames']:.1f}, the shipped network {before / 8 / r['frames']:.1f}")
     write(tensors, measured, args.epochs, len(y))
     return 0
 
@@ -250,7 +258,10 @@ def write(tensors: dict[str, np.ndarray], measured: dict, epochs: int, symbols: 
     model = build_model("pac-ctx")
     for name, value in tensors.items():
         getattr(model, name).copy_(torch.from_numpy(value))
-    sha = zoo.save(model, zoo.SHIPPED_DIR / FILE)
+    data = zoo.serialize(model)
+    sha = hashlib.sha256(data).hexdigest()
+    zoo.supersede(zoo.SHIPPED_DIR, ["pac-ctx"], sha)  # files made with the old weights keep decoding
+    (zoo.SHIPPED_DIR / FILE).write_bytes(data)
     entry = {
         "id": "pac-ctx", "file": FILE, "sha256": sha, "family": "pac", "config": model.config_dict(),
         "training": {"data": [f"../shared/data/pacman/{c}.mp4" for c in TRAINING], "epochs": epochs,
@@ -260,11 +271,7 @@ def write(tensors: dict[str, np.ndarray], measured: dict, epochs: int, symbols: 
                      "command": "python tools/train_symbol_model.py"},
         "measured": measured,
     }
-    manifest_path = zoo.SHIPPED_DIR / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    models = manifest["models"]
-    manifest["models"] = [m for m in models if m.get("id") != "pac-ctx"] + [entry]
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    zoo.write_manifest_entry(zoo.SHIPPED_DIR, entry)
     print(f"wrote {zoo.SHIPPED_DIR / FILE} (sha256 {sha})")
 
 
