@@ -712,6 +712,7 @@ class Reader:
         self._closed = False
         self.salvage = salvage
         self._chain_damaged: set[int] = set()  # a set: salvage tests each frame against it
+        self._seek: tuple[int, list[np.ndarray]] = (-1, [])  # random access: last record decoded, its history
         # Frames whose records passed their CRC but whose contents could not be decoded.
         self._undecodable: set[int] = set()
         self.header = h
@@ -893,12 +894,16 @@ class Reader:
                         except FormatError as exc:
                             raise self._named(k, exc) from None
             return out
-        history: list[np.ndarray] = []
-        at = -1  # the last record decoded into history
+        # Where the last call stopped: ``reader[i]`` in a loop decodes each record once,
+        # not the GOP up to i again for every i.
+        at, history = self._seek
         for i in wanted:
             start = self.pcz.start_of(i)
-            if start > at:  # in a later GOP than the one decoded so far: start at its intra frame
+            if start > at or i < at:  # another GOP, or behind: start at its intra frame
                 history, at = [], start - 1
+            if i == at and history:
+                out[i] = _public(history[0])
+                continue
             for k in range(at + 1, i + 1):
                 record = self.pcz.record(k)
                 if record.payload is None:
@@ -909,6 +914,7 @@ class Reader:
                     raise self._named(k, exc) from None
             at = i
             out[i] = _public(history[0])
+        self._seek = (at, history)
         return out
 
     def _payload(self, k: int) -> bytes:

@@ -39,6 +39,29 @@ def test_seeking_gives_the_pixels_of_decoding_from_the_start(predictive, tiny_we
             assert np.array_equal(reader[i], frames[i]), i
 
 
+def test_frames_read_one_index_at_a_time_decode_each_record_once(predictive, tiny_weights, monkeypatch):
+    """reader[i] in a loop continues from the last frame it decoded instead of decoding
+    the GOP from its intra frame again (quadratic in the GOP's length); going back, or
+    to another GOP, starts again from that GOP's intra frame, with the same pixels."""
+    with pacodec.open(predictive, weights_dir=tiny_weights) as reader:
+        frames = list(reader)
+        decoded: list[int] = []
+        decode = reader._decode_record
+
+        def counting(record, history):
+            decoded.append(record.index)
+            return decode(record, history)
+
+        monkeypatch.setattr(reader, "_decode_record", counting)
+        for i in range(len(frames)):
+            assert np.array_equal(reader[i], frames[i]), i
+        assert decoded == list(range(len(frames)))
+        decoded.clear()
+        for i in (13, 13, 10, 3, 19, 17):  # back in a GOP, to earlier and later GOPs (GOP 8)
+            assert np.array_equal(reader[i], frames[i]), i
+        assert decoded == [8, 9, 10, 11, 12, 13, 8, 9, 10, 0, 1, 2, 3, 16, 17, 18, 19, 16, 17]
+
+
 def test_gop_1_is_the_intra_family(clip, tiny_weights, tmp_path):
     a, b = tmp_path / "gop1.pcz", tmp_path / "intra.pcz"
     api.encode(clip, a, model="tiny-pac", weights_dir=tiny_weights, gop=1)
