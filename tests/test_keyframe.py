@@ -91,16 +91,23 @@ def test_footage_of_another_maze_codes_its_key_frames_on_their_own(tmp_path):
     assert facts["key_frames"] == {"own": 1, "reference": 0}
 
 
-def test_a_reader_with_another_reference_refuses_the_file(tmp_path, keyed):
-    path, _ = keyed
+def test_a_reader_without_the_files_reference_refuses_it(tmp_path, keyed):
+    """A file names its reference by sha256: made with another reference, it is refused
+    by a reader that lacks that one; a reader given another reference besides the shipped
+    one decodes a shipped-reference file with the shipped one, the one it names."""
+    path, frames = keyed
     weights = tmp_path / "w"
     weights.mkdir()
     model = zoo.load("pac-key")[0]
     model.frame.copy_(torch.flip(model.frame, dims=[1]))
     sha = zoo.save(model, weights / "pac-key.safetensors")
     zoo.write_manifest_entry(weights, {"id": "pac-key", "file": "pac-key.safetensors", "sha256": sha})
+    other = encode(tmp_path / "other.pcz", frames[:2], gop=3, weights_dir=weights)
+    assert api.probe(other)["models"][2]["weights_sha256"] == sha
     with pytest.raises(WeightsError, match="pac-key|file was made with"):
-        pacodec.open(path, weights_dir=weights)
+        pacodec.open(other)
+    with pacodec.open(path) as a, pacodec.open(path, weights_dir=weights) as b:
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def test_a_key_frame_of_unknown_kind_is_a_format_error(reference):

@@ -150,20 +150,27 @@ def test_encoding_is_byte_identical_run_to_run(tmp_path, learned):
     assert again.read_bytes() == path.read_bytes()
 
 
-def test_a_reader_with_another_symbol_model_refuses_the_file(tmp_path, learned):
-    (path, _), _ = learned
+def test_a_reader_without_the_files_symbol_model_refuses_it(tmp_path, learned):
+    """A file made with another symbol model is refused by a reader that lacks it (one
+    line, exit 2, no output); a reader given another model besides the shipped one
+    decodes a shipped-model file with the one it names (weights are found by sha256)."""
+    (path, recon), frames = learned
     weights = tmp_path / "w"
     weights.mkdir()
     model = zoo.load("pac-ctx")[0]
     model.b3.add_(torch.arange(65, dtype=torch.int32))
     sha = zoo.save(model, weights / "pac-ctx.safetensors")
     zoo.write_manifest_entry(weights, {"id": "pac-ctx", "file": "pac-ctx.safetensors", "sha256": sha})
+    other, _ = encode(tmp_path / "other.pcz", frames[:3], gop=3, weights_dir=weights)
+    assert api.probe(other)["models"][3]["weights_sha256"] == sha
     with pytest.raises(WeightsError, match="pac-ctx|file was made with"):
-        pacodec.open(path, weights_dir=weights)
-    r = subprocess.run([sys.executable, "-m", "pacodec", "decode", str(path), "-o", str(tmp_path / "o.mkv"),
-                        "--weights", str(weights)], capture_output=True, text=True)
+        pacodec.open(other)
+    r = subprocess.run([sys.executable, "-m", "pacodec", "decode", str(other), "-o", str(tmp_path / "o.mkv")],
+                       capture_output=True, text=True)
     one_line(r, 2, "pac-ctx")
     assert not (tmp_path / "o.mkv").exists()
+    with pacodec.open(path, weights_dir=weights) as reader:
+        assert all(np.array_equal(a, b) for a, b in zip(reader, recon))
 
 
 def test_manifest_entry_says_how_the_symbol_model_was_trained():
