@@ -282,8 +282,8 @@ def _references(coder: Any, history: list[np.ndarray]) -> Any:
 def _remember(coder: Any, frame: np.ndarray, history: list[np.ndarray]) -> list[np.ndarray]:
     """The history after ``frame``: at most as many frames as the coder predicts from.
     From format 5.0 on (``coder.long_term``) the GOP's intra frame stays the last of
-    them for the whole GOP (pcz.md §14.3): the maze a sprite uncovers is in it, clean,
-    where the last few frames still show the sprite."""
+    them for the whole GOP (pcz.md §14.3): it holds the maze a sprite uncovers as the
+    key frame coded it, where the last few frames still show the sprite or its trail."""
     n = getattr(coder, "references", 1)
     if getattr(coder, "long_term", False) and history:
         return [frame] + history[:-1][:n - 2] + [history[-1]]
