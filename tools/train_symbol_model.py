@@ -21,7 +21,7 @@ their probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
    replaces stay as a superseded entry (zoo.supersede), since files name the
    weights they were made with by sha256.
 
-About 10 minutes on 2 CPU cores.
+About 10 minutes on 2 idle CPU cores (--workers 2); 51 with one worker beside a benchmark.
 """
 
 from __future__ import annotations
