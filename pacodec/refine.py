@@ -179,18 +179,20 @@ def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float):
     r, c = np.divmod(candidates, cols)
     span = np.arange(MOTION_BLOCK)
     ys, xs = r[:, None] * MOTION_BLOCK + span, c[:, None] * MOTION_BLOCK + span  # (n, 4) each
-    inside = ((ys < h)[:, :, None] & (xs < w)[:, None, :])[..., None]  # pixels in the frame
-    ys, xs = np.minimum(ys, h - 1), np.minimum(xs, w - 1)
-    target = cur[ys[:, :, None], xs[:, None, :]]  # (n, 4, 4, 3)
-    stride = w + 2 * SEARCH  # a row of the padded reference
-    at = (ys[:, :, None] + SEARCH) * stride + xs[:, None, :] + SEARCH  # (n, 4, 4) flat positions
+    inside = (ys < h)[:, :, None] & (xs < w)[:, None, :]  # (n, 4, 4): pixels in the frame
+    target = frame[np.minimum(ys, h - 1)[:, :, None], np.minimum(xs, w - 1)[:, None, :]]
+    target = target.astype(np.float32).transpose(0, 3, 1, 2)[:, None]  # (n, 1, 3, 4, 4)
     dy, dx = np.divmod(np.arange(side * side), side)  # the vectors in raster order
-    at = at[..., None] + (dy - SEARCH) * stride + dx - SEARCH  # (n, 4, 4, vectors)
-    target, inside = target[:, :, :, None, :], inside[..., None]
+    ys, xs = r[:, None] * MOTION_BLOCK + dy, c[:, None] * MOTION_BLOCK + dx  # (n, vectors): top left, padded
+    # float32 is exact here: every sum of 48 squared byte differences is below 2²⁴.
     for j, ref in enumerate(refs):
-        padded = np.pad(ref.astype(np.int32), ((SEARCH, SEARCH), (SEARCH, SEARCH), (0, 0)), mode="edge")
-        d = target - padded.reshape(-1, 3)[at]  # (n, 4, 4, vectors, 3): every vector at once
-        costs[:, j] = (d * d * inside).sum(axis=(1, 2, 4))
+        padded = np.pad(ref, ((SEARCH, SEARCH + MOTION_BLOCK), (SEARCH, SEARCH + MOTION_BLOCK), (0, 0)),
+                        mode="edge").astype(np.float32)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (MOTION_BLOCK, MOTION_BLOCK), axis=(0, 1))
+        d = windows[ys, xs] - target  # (n, vectors, 3, 4, 4): every vector at once
+        if not inside.all():
+            d *= inside[:, None, None]
+        costs[:, j] = np.einsum("nvcab,nvcab->nv", d, d)
     return candidates, best.ravel()[candidates], costs
 
 
@@ -658,11 +660,16 @@ class RefineCoder:
         intra frames. With a symbol model (4.x) a predicted frame's symbols depend on
         the decoder's frames: ``base`` (before re-prediction) and ``refs`` are needed.
         Raises FormatError on a payload that does not fit."""
+        return self._decode_layer(payload, previous, base, refs)[:3]
+
+    def _decode_layer(self, payload: bytes, previous, base, refs):
+        """decode_layer, and the re-predicted base where it had to build it (4.x
+        predicted frames; else None) so that ``decode`` does not build it again."""
         if len(payload) % 4:
             raise FormatError(f"refinement payload of {len(payload)} bytes is not whole 32-bit words")
         h, w = self.board.shape
         known = np.zeros((3, h, w), np.int32)
-        choice = vectors = None
+        choice = vectors = moved = None
         try:
             decoder = RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
             coded = None
@@ -677,12 +684,12 @@ class RefineCoder:
                     choice, vectors = field.choice, field.vectors
                 else:
                     choice = np.asarray(decoder.decode(self._motion_model, rows * cols), np.int64).reshape(rows, cols)
-                    moved = choice != 0
+                    shifted = choice != 0
                     vectors = np.zeros((rows, cols, 2), np.int64)
-                    count = int(moved.sum())
+                    count = int(shifted.sum())
                     if count:
                         comps = np.asarray(decoder.decode(self._vector_model, 2 * count), np.int64) - SEARCH
-                        vectors[moved] = comps.reshape(-1, 2)[:, ::-1]
+                        vectors[shifted] = comps.reshape(-1, 2)[:, ::-1]
                 rows, cols = _grid(h, w, FLAG_BLOCK)
                 flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
                 coded = _flagged_pixels(flags, h, w)
@@ -702,7 +709,7 @@ class RefineCoder:
                 raise FormatError("refinement payload has bytes left over after its symbols")
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise FormatError(f"refinement payload does not decode ({exc})") from None
-        return choice, vectors, np.ascontiguousarray(known.transpose(1, 2, 0))
+        return choice, vectors, np.ascontiguousarray(known.transpose(1, 2, 0)), moved
 
     def decode_symbols(self, payload: bytes, previous=None) -> tuple[np.ndarray, object]:
         """Payload (and the previous P-frame's MotionField) -> (everything it codes as one
@@ -717,14 +724,14 @@ class RefineCoder:
         return np.concatenate([*parts, symbols.ravel()]), MotionField(choice, vectors)
 
     def decode(self, payload: bytes, base: np.ndarray, refs=None, previous=None) -> np.ndarray:
-        choice, vectors, symbols = self.decode_layer(payload, previous, base, refs)
+        choice, vectors, symbols, moved = self._decode_layer(payload, previous, base, refs)
         field = None
         if choice is not None:
             from .blockmotion import MotionField
 
             if not refs:
                 raise ValueError("a predicted frame's refinement needs its references")
-            base = apply_motion(base, refs[:REFERENCES], choice, vectors)
+            base = moved if moved is not None else apply_motion(base, refs[:REFERENCES], choice, vectors)
             field = MotionField(choice, vectors)
         return _with_motion(apply_residual(base, symbols, self.step), field, symbols, refs)
 

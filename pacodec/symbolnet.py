@@ -80,14 +80,15 @@ class FrameInputs:
         self.choice = np.repeat(np.repeat(blocks, MOTION_BLOCK, 0), MOTION_BLOCK, 1)[:h, :w]
         prev = np.zeros((h, w, 3), np.int64) if previous_symbols is None else np.abs(np.asarray(previous_symbols, np.int64))
         self.prev = np.minimum(prev, 4).transpose(2, 0, 1)  # (3, H, W)
-        self.prev_any = np.pad((prev != 0).any(axis=2).astype(np.int64), 1)
+        # Per-frame planes of features 8 and 10, built once for all passes.
+        self.prev_near = np.minimum(window(((prev != 0).any(axis=2)), 1, "sum"), 9)
         self.pixels = base is not None
         if self.pixels:
             b = np.asarray(base, np.int32)
             stack = np.stack([np.asarray(r) for r in refs[:REFERENCES]]).astype(np.int32)
             spread = stack.max(axis=0) - stack.min(axis=0)  # (H, W, 3)
             self.spread = np.minimum(spread >> 3, 31).transpose(2, 0, 1)
-            self.spread_any = np.pad(spread.max(axis=2), 1)
+            self.spread_near = np.minimum(window(spread.max(axis=2), 1, "max") >> 3, 31)
             gx = np.abs(b - np.concatenate([b[:, 1:], b[:, -1:]], axis=1))
             gy = np.abs(b - np.concatenate([b[1:], b[-1:]], axis=0))
             self.grad = np.minimum((gx + gy) >> 3, 31).transpose(2, 0, 1)
@@ -95,15 +96,21 @@ class FrameInputs:
             self.value = (b >> 4).transpose(2, 0, 1)
 
 
-def _window(padded: np.ndarray, k: int, ys: np.ndarray, xs: np.ndarray, op: str) -> np.ndarray:
-    """Sum or max of ``padded`` (an H×W plane padded by k with zeros) over the
-    (2k+1)² window around each (y, x)."""
-    out = None
-    for dy in range(2 * k + 1):
-        for dx in range(2 * k + 1):
-            v = padded[ys + dy, xs + dx]
-            out = v if out is None else (out + v if op == "sum" else np.maximum(out, v))
-    return out
+def window(plane: np.ndarray, k: int, op: str) -> np.ndarray:
+    """Sum or max of an H×W plane of small non-negative integers over the (2k+1)²
+    window around every pixel, reading outside the plane as 0: an H×W int64 plane.
+    OpenCV's box filter and dilation, on float32 holding integers whose sums stay far
+    below 2²⁴, so exact in any order of summation (tests/test_symbolnet.py holds it to
+    the definition)."""
+    import cv2
+
+    src = np.ascontiguousarray(plane, dtype=np.float32)
+    size = (2 * k + 1, 2 * k + 1)
+    if op == "sum":
+        out = cv2.boxFilter(src, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    else:
+        out = cv2.dilate(src, np.ones(size, np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.astype(np.int64)
 
 
 def features(known: np.ndarray, index: int, pos: np.ndarray, inputs: FrameInputs) -> np.ndarray:
@@ -124,18 +131,18 @@ def features(known: np.ndarray, index: int, pos: np.ndarray, inputs: FrameInputs
         if len(earlier) > 1:
             x[:, 1] = np.minimum(np.abs(e[1][ys, xs]), 4)
         x[:, 2] = np.clip(e.sum(axis=0)[ys, xs], -4, 4)
-        x[:, 3] = _window(np.pad((e != 0).any(axis=0).astype(np.int64), 1), 1, ys, xs, "sum")
-        x[:, 4] = np.minimum(_window(np.pad(np.abs(e).sum(axis=0), 2), 2, ys, xs, "sum"), 15)
+        x[:, 3] = window((e != 0).any(axis=0), 1, "sum")[ys, xs]
+        x[:, 4] = np.minimum(window(np.abs(e).sum(axis=0), 2, "sum")[ys, xs], 15)
     if index % 2:
         m = np.pad(np.abs(known[channel].astype(np.int64)), 1)
         cross = [m[ys, xs + 1], m[ys + 2, xs + 1], m[ys + 1, xs], m[ys + 1, xs + 2]]
         x[:, 5] = sum((c != 0).astype(np.int64) for c in cross)
         x[:, 6] = np.minimum(sum(cross), 8)
     x[:, 7] = inputs.prev[channel][ys, xs]
-    x[:, 8] = np.minimum(_window(inputs.prev_any, 1, ys, xs, "sum"), 9)
+    x[:, 8] = inputs.prev_near[ys, xs]
     if inputs.pixels:
         x[:, 9] = inputs.spread[channel][ys, xs]
-        x[:, 10] = np.minimum(_window(inputs.spread_any, 1, ys, xs, "max") >> 3, 31)
+        x[:, 10] = inputs.spread_near[ys, xs]
         x[:, 11] = inputs.grad[channel][ys, xs]
         x[:, 12] = inputs.dref[channel][ys, xs]
         x[:, 13] = inputs.value[channel][ys, xs]

@@ -57,6 +57,20 @@ def test_the_float64_products_are_the_integer_arithmetic_of_the_spec():
         assert 0 < (h > 0).mean() < 1  # the test's activations are neither all clipped nor all zero
 
 
+def test_the_window_features_are_their_definition_at_every_pixel():
+    """symbolnet.window (OpenCV on float32) is the spec's window sum and max over the
+    (2k+1)² pixels around each, zero outside the plane, for the largest values its
+    features feed it, at every pixel of planes with odd sizes."""
+    rng = np.random.default_rng(7)
+    for h, w, top in ((200, 160, 1), (17, 9, 64), (5, 3, 255)):
+        plane = rng.integers(0, top + 1, (h, w)) * (rng.random((h, w)) < 0.4)
+        for k in (1, 2):
+            padded = np.pad(plane, k)
+            stack = np.stack([padded[dy:dy + h, dx:dx + w] for dy in range(2 * k + 1) for dx in range(2 * k + 1)])
+            assert np.array_equal(symbolnet.window(plane, k, "sum"), stack.sum(axis=0))
+            assert np.array_equal(symbolnet.window(plane, k, "max"), stack.max(axis=0))
+
+
 def test_every_table_is_a_valid_coder_table_even_for_extreme_logits():
     z = np.array([[0] * 65, [10 ** 9] + [0] * 64, [-(10 ** 9)] * 64 + [5], list(range(0, 650, 10))], np.int64)
     f = symbolnet.softmax_table(z)
