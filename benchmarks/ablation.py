@@ -7,7 +7,12 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 5.0 as shipped;
+- ``default``: format 6.0 as shipped;
+- ``no half-pixel offsets``: 4×4 blocks taken at whole-pixel vectors only, as in 5.x
+  (§14.8);
+- ``blocks chosen by squared error``: the 4×4 re-prediction chosen by each block's
+  squared error, as the 5.x encoder did, not by its residual's estimated cost
+  (refine.MOTION_RD);
 - ``no long-term reference``: the references of predicted frames the last four
   decoded frames, as in 4.x, never the GOP's key frame once four have passed (§14.3);
 - ``counted symbol tables``: the residual symbols of predicted frames coded with the
@@ -93,6 +98,12 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.refiner.symbol_model = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
+    elif name == "no half-pixel offsets":
+        coder.refiner.motion_coder.half_pel = False  # the file then lacks them: bytes and PSNR only
+    elif name == "blocks chosen by squared error":
+        from pacodec import refine
+
+        refine.MOTION_RD = False  # restored by run()
     elif name == "no 4×4 re-prediction":
         coder.refiner.motion_price = lambda: float("inf")
     elif name == "one reference":
@@ -102,7 +113,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "no long-term reference", "counted symbol tables", "symbol model without pixels",
+VARIANTS = ("default", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "counted symbol tables", "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",
             "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")
@@ -115,7 +126,7 @@ def run(frames: list[np.ndarray], model: str, name: str, work: Path) -> dict:
     t0 = time.process_time()
     from pacodec import refine
 
-    persist, learned = refine.PERSIST, refine.LEARNED_PRICES
+    persist, learned, motion_rd = refine.PERSIST, refine.LEARNED_PRICES, refine.MOTION_RD
     try:
         with pacodec.Writer(path, model=model, fps=30, force=True, gop=1 if name == "all intra" else None) as w:
             variant(w, name)
@@ -124,7 +135,7 @@ def run(frames: list[np.ndarray], model: str, name: str, work: Path) -> dict:
                 w._flush_pending()  # one frame at a time: the GOP's history holds its reconstruction
                 recon.append(np.array(w._history[0]) if w._history else None)
     finally:
-        refine.PERSIST, refine.LEARNED_PRICES = persist, learned
+        refine.PERSIST, refine.LEARNED_PRICES, refine.MOTION_RD = persist, learned, motion_rd
     cpu = time.process_time() - t0
     if name == "all intra":
         with pacodec.open(path) as reader:

@@ -239,9 +239,11 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
         refiner = model.refine_coder(predicted=True)
         if version[0] >= 2:  # 2.x: the 4×4 re-prediction's side information is context-coded
             from .blockmotion import MotionCoder
-            from .motion_tables import CHOICE_TABLES, VECTOR_TABLES
+            from .motion_tables import CHOICE_TABLES, FRACTION_TABLES, VECTOR_TABLES
 
-            refiner.motion_coder = MotionCoder(CHOICE_TABLES, VECTOR_TABLES)
+            # 6.x: taken blocks may sit at half-pixel offsets.
+            refiner.motion_coder = MotionCoder(CHOICE_TABLES, VECTOR_TABLES,
+                                               FRACTION_TABLES if version[0] >= 6 else None)
         refiner.rd_scale *= lam  # --lambda: the residual's rate–distortion trade
         coder = LayeredPredictor(coder, refiner, base_layer=version[0] < 2, long_term=version[0] >= 5)
     return Predictor(residual, sha, coder)
@@ -531,7 +533,7 @@ class Writer:
             # The lowest version that holds the file (pcz.md §9): only refined predicted
             # frames need major 5 (3 when written without the symbol model, as the
             # ablation does), only a fit other than stretch needs minor 1.
-            version=(5 if learned else 3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
+            version=(6 if learned else 3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
             fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
             picture=self._picture() if self.fit == "pad" else None,
         )

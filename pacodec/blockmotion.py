@@ -38,6 +38,8 @@ from .entropy import Categorical
 from .errors import FormatError
 
 SEARCH = 4  # vectors in [−SEARCH, SEARCH]² (= predict.SEARCH)
+FRACTIONS = 4  # 6.x: a taken block's half-pixel offset, fx + 2·fy (fx, fy ∈ {0, 1})
+FRACTION_CONTEXTS = 5  # 0: no predicting block; 1 + the predicting block's fraction
 DIFFS = 4 * SEARCH + 1  # a component's difference from its predictor: −8 … 8
 CHOICE_CONTEXTS = 6 + 18
 VECTOR_CONTEXTS = 3  # no predictor, a neighbour's, the previous P-frame's
@@ -50,10 +52,17 @@ class MotionField:
 
     choice: np.ndarray
     vectors: np.ndarray
+    #: 6.x: (rows, cols) int64 half-pixel offsets fx + 2·fy of the blocks taken (the
+    #: block is read at vector + (fy/2, fx/2)); None where the format has none (all 0).
+    fraction: np.ndarray | None = None
 
     @staticmethod
     def empty(rows: int, cols: int) -> "MotionField":
         return MotionField(np.zeros((rows, cols), np.int64), np.zeros((rows, cols, 2), np.int64))
+
+    def fractions(self) -> np.ndarray:
+        """The half-pixel offsets, zeros where the field has none."""
+        return np.zeros(self.choice.shape, np.int64) if self.fraction is None else self.fraction
 
 
 def _box3(mask: np.ndarray) -> np.ndarray:
@@ -118,6 +127,26 @@ def predictor(field_choice: np.ndarray, field_vectors: np.ndarray, previous: Mot
     return 0, np.zeros(2, np.int64)
 
 
+def fraction_context(choice: np.ndarray, fraction: np.ndarray, previous: MotionField, r: int, c: int) -> int:
+    """6.x: the context of block (r, c)'s half-pixel offset: 1 + the offset of the block
+    its vector predictor reads (``predictor``'s order: left, above, the previous
+    P-frame's), else 0."""
+    if c > 0 and choice[r, c - 1]:
+        return 1 + int(fraction[r, c - 1])
+    if r > 0 and choice[r - 1, c]:
+        return 1 + int(fraction[r - 1, c])
+    if previous.choice[r, c]:
+        return 1 + int(previous.fractions()[r, c])
+    return 0
+
+
+def fraction_symbols(field: MotionField, previous: MotionField):
+    """(context, fraction) of every block taken, in raster order (6.x)."""
+    fraction = field.fractions()
+    for r, c in zip(*np.nonzero(field.choice)):
+        yield fraction_context(field.choice, fraction, previous, r, c), int(fraction[r, c])
+
+
 def vector_symbols(field: MotionField, previous: MotionField):
     """(context, [dx − px + 8, dy − py + 8]) of every block taken, in raster order."""
     for r, c in zip(*np.nonzero(field.choice)):
@@ -131,12 +160,15 @@ class MotionCoder:
     ``choice_tables`` (CHOICE_CONTEXTS, 1 + references), ``vector_tables``
     (VECTOR_CONTEXTS, DIFFS), each row positive and summing to 2^16."""
 
-    def __init__(self, choice_tables: np.ndarray, vector_tables: np.ndarray) -> None:
+    def __init__(self, choice_tables: np.ndarray, vector_tables: np.ndarray,
+                 fraction_tables: np.ndarray | None = None) -> None:
         choice_tables, vector_tables = np.asarray(choice_tables), np.asarray(vector_tables)
         if choice_tables.ndim != 2 or choice_tables.shape[0] != CHOICE_CONTEXTS \
-                or vector_tables.shape != (VECTOR_CONTEXTS, DIFFS):
+                or vector_tables.shape != (VECTOR_CONTEXTS, DIFFS) or (
+                fraction_tables is not None and np.shape(fraction_tables) != (FRACTION_CONTEXTS, FRACTIONS)):
             raise FormatError("motion tables have the wrong shape")
-        for t in (choice_tables, vector_tables):
+        tables = (choice_tables, vector_tables) + (() if fraction_tables is None else (np.asarray(fraction_tables),))
+        for t in tables:
             if np.any(t <= 0) or np.any(t.sum(axis=1) != 1 << 16):
                 raise FormatError("motion tables must be positive rows summing to 2^16")
         self.choices = choice_tables.shape[1]
@@ -144,6 +176,12 @@ class MotionCoder:
         self._vector = [Categorical(row / float(1 << 16), perfect=False) for row in vector_tables.astype(np.float64)]
         self.vector_bits = -np.log2(vector_tables / float(1 << 16))
         self.choice_bits = -np.log2(choice_tables / float(1 << 16))
+        #: 6.x: half-pixel offsets follow the vectors (None: the format has none).
+        self.half_pel = fraction_tables is not None
+        if self.half_pel:
+            table = np.asarray(fraction_tables, np.float64) / float(1 << 16)
+            self._fraction = [Categorical(row, perfect=False) for row in table]
+            self.fraction_bits = -np.log2(table)
 
     def encode(self, encoder, field: MotionField, previous: MotionField) -> None:
         for _, ctx, values in choice_symbols(field.choice, previous.choice):
@@ -151,6 +189,11 @@ class MotionCoder:
                 encoder.encode(values[members].astype(np.int32), self._choice[c])
         for ctx, symbols in vector_symbols(field, previous):
             encoder.encode(symbols.astype(np.int32), self._vector[ctx])
+        if self.half_pel:
+            for ctx, value in fraction_symbols(field, previous):
+                encoder.encode(np.array([value], np.int32), self._fraction[ctx])
+        elif field.fraction is not None and field.fraction.any():
+            raise ValueError("half-pixel offsets need a format that codes them (6.x)")
 
     def decode(self, decoder, rows: int, cols: int, previous: MotionField) -> MotionField:
         choice = np.zeros((rows, cols), np.int64)
@@ -168,38 +211,67 @@ class MotionCoder:
             if np.abs(v).max() > SEARCH:
                 raise FormatError(f"a 4×4 block's vector {tuple(int(x) for x in v)} is outside ±{SEARCH}")
             vectors[r, c] = v
-        return MotionField(choice, vectors)
+        if not self.half_pel:
+            return MotionField(choice, vectors)
+        fraction = np.zeros((rows, cols), np.int64)
+        for r, c in zip(*np.nonzero(choice)):
+            ctx = fraction_context(choice, fraction, previous, r, c)
+            fraction[r, c] = int(decoder.decode(self._fraction[ctx], 1)[0])
+        return MotionField(choice, vectors, fraction)
 
     def choose_vectors(self, costs: np.ndarray, blocks: np.ndarray, keep_cost: np.ndarray, price: float,
-                       bit_price: float, rows: int, cols: int, previous: MotionField) -> MotionField:
+                       bit_price: float, rows: int, cols: int, previous: MotionField,
+                       half=None) -> MotionField:
         """Encoder: the re-prediction of the candidate ``blocks`` (flat grid indices,
         ascending) given ``costs`` (n, references, (2·SEARCH+1)², squared error of each
         reference and vector [dy, dx] in raster order) and ``keep_cost`` (n, squared
         error keeping the base): in raster order, each block takes the reference and
         vector of least error + ``bit_price`` × the vector's bits from its predictor,
-        if that plus ``price`` beats keeping the base."""
+        if that plus ``price`` beats keeping the base. With ``half`` (6.x: costs (n, 8),
+        integer vectors (n, 8, 2) and fractions (n, 8) of the half-pixel positions
+        around each block's best integer vector, refine.half_pel_costs) those are
+        options too, each with its offset's bits."""
         side = 2 * SEARCH + 1
         dy, dx = np.divmod(np.arange(side * side), side)
         dy, dx = dy - SEARCH, dx - SEARCH
         choice = np.zeros((rows, cols), np.int64)
         vectors = np.zeros((rows, cols, 2), np.int64)
+        fraction = np.zeros((rows, cols), np.int64)
+        if half is not None:
+            half_costs, half_vectors, half_fractions = half
+            best_ref = costs.reshape(len(blocks), -1).argmin(axis=1) // costs.shape[2]
         for i, flat in enumerate(blocks):
             r, c = divmod(int(flat), cols)
             ctx, p = predictor(choice, vectors, previous, r, c)
             bits = (self.vector_bits[ctx][dx - p[1] + 2 * SEARCH] + self.vector_bits[ctx][dy - p[0] + 2 * SEARCH])
             total = costs[i] + bit_price * bits[None, :]
             j, k = np.unravel_index(int(np.argmin(total)), total.shape)
-            if costs[i][j, k] + price < keep_cost[i]:
+            cost, vector, offset = costs[i][j, k], (dy[k], dx[k]), 0
+            if half is not None:
+                fbits = self.fraction_bits[fraction_context(choice, fraction, previous, r, c)]
+                v = half_vectors[i]
+                hbits = (self.vector_bits[ctx][np.clip(v[:, 1] - p[1] + 2 * SEARCH, 0, DIFFS - 1)]
+                         + self.vector_bits[ctx][np.clip(v[:, 0] - p[0] + 2 * SEARCH, 0, DIFFS - 1)]
+                         + fbits[half_fractions[i]])
+                htotal = half_costs[i] + bit_price * hbits
+                m = int(np.argmin(htotal))
+                if htotal[m] < total[j, k] + bit_price * fbits[0]:
+                    j, cost, vector, offset = best_ref[i], half_costs[i][m], tuple(v[m]), int(half_fractions[i][m])
+            if cost + price < keep_cost[i]:
                 choice[r, c] = j + 1
-                vectors[r, c] = (dy[k], dx[k])
-        return MotionField(choice, vectors)
+                vectors[r, c] = vector
+                fraction[r, c] = offset
+        return MotionField(choice, vectors, fraction if self.half_pel else None)
 
 
 def count(field: MotionField, previous: MotionField, choice_counts: np.ndarray,
-          vector_counts: np.ndarray) -> None:
-    """Add one P-frame's symbols to (CHOICE_CONTEXTS, choices) and (VECTOR_CONTEXTS,
-    DIFFS) counts, in place (tools/count_motion_tables.py)."""
+          vector_counts: np.ndarray, fraction_counts: np.ndarray | None = None) -> None:
+    """Add one P-frame's symbols to (CHOICE_CONTEXTS, choices), (VECTOR_CONTEXTS, DIFFS)
+    and (6.x) (FRACTION_CONTEXTS, FRACTIONS) counts, in place (tools/count_motion_tables.py)."""
     for _, ctx, values in choice_symbols(field.choice, previous.choice):
         np.add.at(choice_counts, (ctx, values), 1)
     for ctx, symbols in vector_symbols(field, previous):
         np.add.at(vector_counts, (ctx, symbols), 1)
+    if fraction_counts is not None:
+        for ctx, value in fraction_symbols(field, previous):
+            fraction_counts[ctx, value] += 1

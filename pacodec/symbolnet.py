@@ -17,7 +17,7 @@ integer features, int32 weights, integer accumulators, activations requantized b
 arithmetic shifts, and a softmax by lookup table, so every machine builds the same
 tables. The products and sums are computed as float64 matrix products, which is
 exact: every term is an integer and every partial sum stays far below 2^53, so no
-rounding happens in any order of summation (``_dot``).
+rounding happens in any order of summation (``_layer``).
 
 Network (``INPUTS`` features -> ``HIDDEN`` -> ``HIDDEN`` -> ``ALPHABET`` logits)::
 
@@ -158,15 +158,13 @@ def flips(x: np.ndarray) -> np.ndarray:
     return np.where(x[:, 2] < 0, -1, 1)
 
 
-def _dot(a: np.ndarray, w, bound: float) -> np.ndarray:
-    """a · w of an integer array and a float64 torch matrix of integers, exactly: a
-    float64 matrix product (torch's, faster than NumPy's BLAS on these small products
-    when other work shares the cores) is exact because every |term| and partial sum is
-    below ``bound`` ≤ 2^52, whatever the order of summation."""
-    import torch
-
-    assert bound < 2.0 ** 52
-    return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) @ w).numpy().astype(np.int64)
+def _layer(a: np.ndarray, w: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    """⌊(a · w + b) · scale⌋ for integer-valued float64 arrays and scale = 2^−S: the
+    spec's (a · w + b) >> S, exactly. The float64 matrix product is exact because every
+    term and partial sum is an integer far below 2^53 (the caller checks the bounds), so
+    no rounding happens in any order of summation, and scaling by a power of two is
+    exact too. Faster than int64 arithmetic, which NumPy does without BLAS."""
+    return np.floor((a @ w + b) * scale)
 
 
 class SymbolNet:
@@ -180,32 +178,47 @@ class SymbolNet:
             t = tensors.get(name)
             if t is None or tuple(t.shape) != shape:
                 raise FormatError(f"symbol model tensor {name} is not {shape}")
-        import torch
-
         self.w = {k: np.asarray(tensors[k], np.int64) for k in shapes}
-        self._matrices = {k: torch.from_numpy(self.w[k].astype(np.float64)) for k in ("W1", "W2", "W3")}
+        self._float = {k: self.w[k].astype(np.float64) for k in ("W1", "b1", "W2", "b2", "W3", "b3")}
+        self._scales = [2.0 ** -int(v) for v in self.w["S"]]
         if np.any(np.abs(self.w["W1"]) > 1 << 15) or np.any(np.abs(self.w["W2"]) > 1 << 15) \
                 or np.any(np.abs(self.w["W3"]) > 1 << 15) or np.any((self.w["S"] < 0) | (self.w["S"] > 40)):
             raise FormatError("symbol model weights are outside 16 bits or its shifts outside 0 … 40")
 
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """(n, INPUTS) int features -> (n, ALPHABET) logits in 1/16 nat, integers held
+        exactly in float64 (every |partial sum| < 2^45: |x| ≤ 31·… and |w| ≤ 2^15, the
+        bounds the constructor checks)."""
+        w, s = self._float, self._scales
+        h = np.clip(_layer(np.ascontiguousarray(x, dtype=np.float64), w["W1"], w["b1"], s[0]), 0, 255)
+        h = np.clip(_layer(h, w["W2"], w["b2"], s[1]), 0, 255)
+        return _layer(h, w["W3"], w["b3"], s[2])
+
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) int features -> (n, ALPHABET) int64 logits in 1/16 nat."""
-        w, m, s = self.w, self._matrices, self.w["S"]
-        bound = float(1 << 45)
-        h = np.clip((_dot(x, m["W1"], bound) + w["b1"]) >> s[0], 0, 255)
-        h = np.clip((_dot(h, m["W2"], bound) + w["b2"]) >> s[1], 0, 255)
-        return (_dot(h, m["W3"], bound) + w["b3"]) >> s[2]
+        return self._logits(x).astype(np.int64)
 
     def tables(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) features -> (n, ALPHABET) int64 tables, rows summing to 2^16,
         every entry ≥ 1."""
-        return softmax_table(self.logits(x))
+        return softmax_table(self._logits(x))
+
+
+_EXP_FLOAT = EXP.astype(np.float64)
 
 
 def softmax_table(z: np.ndarray) -> np.ndarray:
-    """Integer logits (n, S) in 1/16 nat -> integer tables (n, S) summing to 2^16."""
+    """Integer logits (n, S) in 1/16 nat (int64, or integers in float64) -> integer
+    tables (n, S) summing to 2^16: f = ⌊e · (2^16 − S) / Σe⌋ + 1, the remainder to the
+    first largest.
+
+    The quotient is computed in float64 and truncated, which is the integer floor
+    exactly: e · (2^16 − S) < 2^33 and Σe < 2^23 are exact, and a quotient that is not
+    an integer lies at least 1/Σe > 2^−23 from the integers around it, far more than
+    the division's rounding (< 2^16 · 2^−53), so it never rounds onto one. (int64
+    floor division took 70 % of the decoder's softmax.)"""
     n, size = z.shape
-    e = EXP[np.minimum(z.max(axis=1, keepdims=True) - z, 255)]
-    f = e * (TOTAL - size) // e.sum(axis=1, keepdims=True) + 1
+    e = _EXP_FLOAT[np.minimum(z.max(axis=1, keepdims=True) - z, 255).astype(np.intp)]
+    f = (e * float(TOTAL - size) / e.sum(axis=1, keepdims=True)).astype(np.int64) + 1
     f[np.arange(n), f.argmax(axis=1)] += TOTAL - f.sum(axis=1)
     return f

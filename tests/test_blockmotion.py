@@ -7,11 +7,11 @@ import pytest
 
 import pacodec
 from pacodec import api
-from pacodec.blockmotion import (CHOICE_CONTEXTS, DIFFS, SEARCH, VECTOR_CONTEXTS, MotionCoder, MotionField,
-                                 _groups, choice_symbols)
+from pacodec.blockmotion import (CHOICE_CONTEXTS, DIFFS, FRACTION_CONTEXTS, FRACTIONS, SEARCH, VECTOR_CONTEXTS,
+                                 MotionCoder, MotionField, _groups, choice_symbols)
 from pacodec.entropy import RangeDecoder, RangeEncoder
 from pacodec.errors import FormatError
-from pacodec.motion_tables import CHOICE_TABLES, VECTOR_TABLES
+from pacodec.motion_tables import CHOICE_TABLES, FRACTION_TABLES, VECTOR_TABLES
 
 ROWS, COLS = 50, 40
 
@@ -49,7 +49,8 @@ def roundtrip(field: MotionField, previous: MotionField) -> tuple[int, MotionFie
 
 def test_tables_are_what_the_format_says():
     assert CHOICE_TABLES.shape == (CHOICE_CONTEXTS, 5) and VECTOR_TABLES.shape == (VECTOR_CONTEXTS, DIFFS)
-    for table in (CHOICE_TABLES, VECTOR_TABLES):
+    assert FRACTION_TABLES.shape == (FRACTION_CONTEXTS, FRACTIONS)
+    for table in (CHOICE_TABLES, VECTOR_TABLES, FRACTION_TABLES):
         assert table.dtype == np.int32 and (table > 0).all() and (table.sum(axis=1) == 1 << 16).all()
 
 
@@ -61,6 +62,31 @@ def test_fields_round_trip_exactly(seed):
     _, back = roundtrip(field, previous)
     np.testing.assert_array_equal(back.choice, field.choice)
     np.testing.assert_array_equal(back.vectors, field.vectors)
+
+
+def with_fractions(field: MotionField, rng: np.random.Generator) -> MotionField:
+    """``field`` with half-pixel offsets: a sprite's blocks share one, strays draw theirs."""
+    fraction = np.where(field.choice != 0, rng.integers(0, FRACTIONS, field.choice.shape), 0)
+    return MotionField(field.choice, field.vectors, fraction)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_6_0_fields_with_half_pixel_offsets_round_trip_exactly(seed):
+    rng = np.random.default_rng(seed)
+    previous = with_fractions(sprite_field(rng), rng) if seed % 2 else MotionField.empty(ROWS, COLS)
+    field = with_fractions(sprite_field(rng, shift=1), rng)
+    half = MotionCoder(CHOICE_TABLES, VECTOR_TABLES, FRACTION_TABLES)
+    encoder = RangeEncoder()
+    half.encode(encoder, field, previous)
+    decoder = RangeDecoder(encoder.get_compressed())
+    back = half.decode(decoder, ROWS, COLS, previous)
+    assert decoder.maybe_exhausted()
+    np.testing.assert_array_equal(back.choice, field.choice)
+    np.testing.assert_array_equal(back.vectors, field.vectors)
+    np.testing.assert_array_equal(back.fraction, field.fraction)
+    # A coder of a format without offsets refuses a field that has some.
+    with pytest.raises(ValueError, match="half-pixel"):
+        coder().encode(RangeEncoder(), field, previous)
 
 
 def test_the_previous_frame_makes_a_sprite_that_stays_cheap():
@@ -96,9 +122,10 @@ def test_tables_of_the_wrong_shape_or_sum_are_refused():
 
 
 def test_writers_use_the_lowest_version_that_holds_the_file(tmp_path, clip, tiny_weights):
-    """5.0 only for refined predicted frames (2.0's contexts, 3.0's key frames, 4.0's symbol
-    model, 5.0's long-term reference); 1.0 files of every other kind read as before."""
-    cases = {("tiny-pac-hi", 4): "5.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
+    """6.0 only for refined predicted frames (2.0's contexts, 3.0's key frames, 4.0's symbol
+    model, 5.0's long-term reference, 6.0's half-pixel offsets); 1.0 files of every other
+    kind read as before."""
+    cases = {("tiny-pac-hi", 4): "6.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
     for (model, gop), version in cases.items():
         path = tmp_path / f"{model}-{gop}.pcz"
         facts = api.encode(clip, path, model=model, gop=gop, weights_dir=tiny_weights, max_frames=8)

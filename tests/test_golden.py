@@ -75,6 +75,27 @@ def test_info_of_a_predictive_file_names_both_models_and_bytes_by_frame_type():
     assert f"predicted {predicted:,} bytes in {facts['predicted_frames']} frames" in text
 
 
+def test_a_6x_sample_takes_blocks_at_half_pixel_offsets(monkeypatch):
+    """pac-q8-hp (a disc drawn anti-aliased at half-pixel positions) pins §14.8: a 6.0
+    file whose P-frames take blocks at every kind of half-pixel offset, which decode to
+    the frames pinned by its digest and PNGs (test_golden_symbols_and_pixels)."""
+    from pacodec import refine
+
+    path = SAMPLES / "pac-q8-hp.pcz"
+    assert api.probe(path)["version"] == "6.0"
+    offsets: list[int] = []
+    apply_motion = refine.apply_motion
+
+    def spy_motion(base, refs, choice, vectors, fraction=None):
+        offsets.extend([] if fraction is None else fraction[np.asarray(choice) != 0].tolist())
+        return apply_motion(base, refs, choice, vectors, fraction)
+
+    monkeypatch.setattr(refine, "apply_motion", spy_motion)
+    with pacodec.open(path) as reader:
+        assert len(list(reader)) == 12
+    assert set(offsets) == {0, 1, 2, 3}
+
+
 def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkeypatch):
     """pac-q8-lt (one GOP of 12 frames) pins §14.3's 5.0 rule: every P-frame's last
     reference is the GOP's intra frame, its later P-frames take 4×4 blocks from it
@@ -92,10 +113,10 @@ def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkey
         held.append((len(refs), np.array(refs[-1])))
         return decode(self, payload, refs)
 
-    def spy_motion(base, refs, choice, vectors):
+    def spy_motion(base, refs, choice, vectors, fraction=None):
         if (np.asarray(choice) == 4).any():
             named.add(len(held) - 1)
-        return apply_motion(base, refs, choice, vectors)
+        return apply_motion(base, refs, choice, vectors, fraction)
 
     monkeypatch.setattr(refine.LayeredPredictor, "decode", spy_decode)
     monkeypatch.setattr(refine, "apply_motion", spy_motion)

@@ -362,6 +362,94 @@ def test_blocks_are_taken_from_an_older_reference_when_it_matches():
         apply_motion(last, [last], choice, vectors)
 
 
+@pytest.mark.parametrize("shape", [(200, 160), (30, 22), (17, 9)])
+def test_half_pixel_blocks_are_the_rounded_means_the_format_defines(shape):
+    """pcz.md §14.8 at every offset, vector and edge (blocks cut by the frame too): the
+    decoder's block copy, the planes the encoder searches, and the costs it reads from
+    them all agree with the definition."""
+    from pacodec.refine import apply_motion, half_pel_costs, half_pel_planes
+
+    h, w = shape
+    rng = np.random.default_rng(h)
+    refs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2)]
+    rows, cols = -(-h // 4), -(-w // 4)
+    choice = rng.integers(0, 3, (rows, cols))
+    vectors = rng.integers(-4, 5, (rows, cols, 2))
+    fraction = rng.integers(0, 4, (rows, cols))
+    out = apply_motion(np.zeros_like(refs[0]), refs, choice, vectors, fraction)
+
+    def pixel(ref, y, x):  # reads beyond the frame take the nearest edge pixel
+        return ref[min(max(y, 0), h - 1), min(max(x, 0), w - 1)].astype(np.int64)
+
+    for r, c in zip(*np.nonzero(choice)):
+        ref, (dy, dx), f = refs[choice[r, c] - 1], vectors[r, c], fraction[r, c]
+        for y in range(4 * r, min(4 * r + 4, h)):
+            for x in range(4 * c, min(4 * c + 4, w)):
+                a, b = pixel(ref, y + dy, x + dx), pixel(ref, y + dy, x + dx + 1)
+                cc, d = pixel(ref, y + dy + 1, x + dx), pixel(ref, y + dy + 1, x + dx + 1)
+                want = [a, (a + b + 1) >> 1, (a + cc + 1) >> 1, (a + b + cc + d + 2) >> 2][f]
+                np.testing.assert_array_equal(out[y, x], want)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    blocks = np.arange(rows * cols)
+    j, whole = rng.integers(0, 2, len(blocks)), rng.integers(-4, 5, (len(blocks), 2))
+    costs, ints, offsets = half_pel_costs(frame, [half_pel_planes(ref) for ref in refs], blocks, j, whole)
+    for i in range(0, len(blocks), 5):
+        for m in range(8):
+            if not np.isfinite(costs[i, m]):
+                assert np.abs(2 * whole[i] + [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0),
+                                              (1, 1)][m]).max() > 8
+                continue
+            one = np.zeros((rows, cols), np.int64)
+            one.flat[i] = j[i] + 1
+            v = np.zeros((rows, cols, 2), np.int64)
+            v.reshape(-1, 2)[i] = ints[i, m]
+            f = np.zeros((rows, cols), np.int64)
+            f.flat[i] = offsets[i, m]
+            pred = apply_motion(np.zeros_like(frame), refs, one, v, f).astype(np.int64)
+            r, c = divmod(i, cols)
+            err = (pred - frame)[4 * r:4 * r + 4, 4 * c:4 * c + 4]
+            assert costs[i, m] == (err ** 2).sum()
+
+
+def test_a_sprite_half_a_pixel_away_is_taken_at_its_half_pixel_offset():
+    """A 6.0 encoder takes blocks at a half-pixel offset where the frame holds the
+    reference moved by half a pixel, and the decoder rebuilds the same frame."""
+    from pacodec import refine
+    from pacodec.refine import half_pel_planes
+
+    import cv2
+
+    rng = np.random.default_rng(5)
+    ref = np.full((64, 64, 3), 20, np.uint8)
+    # A smooth patch, as sprites scaled to the frame are: the best whole vector is next
+    # to the true position (the search looks at half pixels around the best whole one).
+    ref[16:40, 16:40] = cv2.resize(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8), (24, 24))
+    frame = half_pel_planes(ref)[1][5:5 + 64, 5 + 2:5 + 2 + 64].astype(np.uint8)  # 2.5 pixels left
+    predictor = api._predictor(api._load_model("pac-q10", None, "cpu")[0], None, "cpu")
+    refiner = predictor.coder.refiner
+    assert refiner.motion_coder.half_pel
+    refiner.board = refine.Checkerboard(64, 64)
+    field, base, _ = refiner.predicted_symbols(frame, ref, [ref])
+    inner = (slice(5, 9), slice(4, 8))  # 4×4 blocks inside the moved patch (pixels 20…35, 16…31)
+    assert (field.choice[inner] == 1).all() and (field.fraction[inner] == 1).all()
+    assert (field.vectors[inner] == (0, 2)).all()
+    assert np.array_equal(base[20:36, 16:32], frame[20:36, 16:32])
+
+
+def test_the_context_counts_are_their_definition_at_every_pixel():
+    """refine._box3 and _cross4 (OpenCV on float32) count the non-zero values of the 3×3
+    window and of the 4 neighbours, zero outside the plane, on planes of odd sizes."""
+    from pacodec.refine import _box3, _cross4
+
+    rng = np.random.default_rng(3)
+    for h, w in ((200, 160), (17, 9), (1, 5)):
+        mask = rng.random((h, w)) < 0.5
+        p = np.pad(mask.astype(np.int64), 1)
+        box = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
+        cross = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+        assert np.array_equal(_box3(mask), box) and np.array_equal(_cross4(mask), cross)
+
+
 def test_the_cli_and_the_api_share_the_default_model():
     import inspect
 

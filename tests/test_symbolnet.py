@@ -71,6 +71,22 @@ def test_the_window_features_are_their_definition_at_every_pixel():
             assert np.array_equal(symbolnet.window(plane, k, "max"), stack.max(axis=0))
 
 
+def test_the_softmax_in_float64_is_the_integer_division_of_the_spec():
+    """softmax_table divides in float64 and truncates; that is the spec's integer floor
+    for every row: random logits, near ties, one dominant value, and many values at the
+    table's end (e = 0 … 1), against the same formula in int64."""
+    rng = np.random.default_rng(11)
+    rows = [rng.integers(-600, 600, (20000, 65)), rng.integers(-3, 3, (5000, 65)),
+            np.where(rng.random((2000, 65)) < 0.02, 400, rng.integers(-2000, -180, (2000, 65)))]
+    for z in rows:
+        z = z.astype(np.int64)
+        e = symbolnet.EXP[np.minimum(z.max(axis=1, keepdims=True) - z, 255)]
+        want = e * ((1 << 16) - 65) // e.sum(axis=1, keepdims=True) + 1
+        want[np.arange(len(z)), want.argmax(axis=1)] += (1 << 16) - want.sum(axis=1)
+        assert np.array_equal(symbolnet.softmax_table(z), want)
+        assert np.array_equal(symbolnet.softmax_table(z.astype(np.float64)), want)
+
+
 def test_every_table_is_a_valid_coder_table_even_for_extreme_logits():
     z = np.array([[0] * 65, [10 ** 9] + [0] * 64, [-(10 ** 9)] * 64 + [5], list(range(0, 650, 10))], np.int64)
     f = symbolnet.softmax_table(z)
@@ -125,10 +141,10 @@ def learned(tmp_path_factory):
     return encode(tmp_path_factory.mktemp("ctx") / "c.pcz", frames, gop=3), frames
 
 
-def test_a_5x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
+def test_a_6x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
     (path, recon), _ = learned
     facts = api.probe(path)
-    assert facts["version"] == "5.0"
+    assert facts["version"] == "6.0"
     assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx"]
     from pacodec.cli import render_info
 

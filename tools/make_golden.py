@@ -42,15 +42,19 @@ GOLDEN = {
     "pac-q8-key": ("pac-q8", None, 4),
     "pac-q8-ctx": ("pac-q8", None, 4),
     "pac-q8-lt": ("pac-q8", None, 12),
+    "pac-q8-hp": ("pac-q8", None, 12),
 }
 #: Samples kept as an older encoder wrote them, to prove such files still decode: this
 #: build would write them differently (pac-q8-gop4 is a 1.0 file, pac-q8-gop8 a 2.0 one,
-#: pac-q8-key a 3.0 one, pac-q8-ctx a 4.0 one; all would now be 5.0).
-FROZEN = {"pac-q8-gop4", "pac-q8-gop8", "pac-q8-key", "pac-q8-ctx"}
+#: pac-q8-key a 3.0 one, pac-q8-ctx a 4.0 one, pac-q8-lt a 5.0 one; all would now be 6.0).
+FROZEN = {"pac-q8-gop4", "pac-q8-gop8", "pac-q8-key", "pac-q8-ctx", "pac-q8-lt"}
 #: Samples made from frames drawn on pac-key's learned reference (a moving disc and a
 #: box over the maze), so their key frames are predicted from it (pcz.md §14.6): the
 #: Atari frames look nothing like the reference and would be coded on their own.
-ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx", "pac-q8-lt"}
+ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx", "pac-q8-lt", "pac-q8-hp"}
+#: ... drawn with anti-aliased edges at half-pixel positions, moving by 1.5 pixels a
+#: frame, so that blocks are taken at half-pixel offsets (6.0, pcz.md §14.8).
+HALF_PIXEL = {"pac-q8-hp"}
 #: How many frames the drawn source has (pac-q8-lt: one GOP of 12, so its later
 #: P-frames name the intra frame as reference 4, the 5.0 rule of pcz.md §14.3).
 DRAWN = 12
@@ -61,9 +65,10 @@ def source_frames() -> np.ndarray:
     return np.stack(frames[-FRAMES:])  # past the intro, so frames move
 
 
-def reference_frames(count: int = 8) -> np.ndarray:
+def reference_frames(count: int = 8, half: bool = False) -> np.ndarray:
     """Frames of the learned reference with a yellow disc moving right and a pink box
-    moving down: what a key frame predicted from the reference codes."""
+    moving down: what a key frame predicted from the reference codes. ``half``: the disc
+    anti-aliased at half-pixel positions, 1.5 pixels a frame."""
     import cv2
 
     from pacodec import zoo
@@ -72,7 +77,10 @@ def reference_frames(count: int = 8) -> np.ndarray:
     frames = []
     for t in range(count):
         frame = reference.copy()
-        cv2.circle(frame, (40 + 3 * t, 150), 5, (255, 255, 0), -1)
+        if half:  # cv2's shift=1: coordinates in half pixels
+            cv2.circle(frame, (80 + 3 * t, 300), 12, (255, 255, 0), -1, cv2.LINE_AA, shift=1)
+        else:
+            cv2.circle(frame, (40 + 3 * t, 150), 5, (255, 255, 0), -1)
         cv2.rectangle(frame, (100, 60 + 2 * t), (109, 69 + 2 * t), (255, 160, 200), -1)
         frames.append(frame)
     return np.stack(frames)
@@ -99,8 +107,8 @@ def make(name: str, model: str, quantizer: str | None, gop: int, source: Path) -
         digest = reader.symbol_digest()
         for i, frame in enumerate(reader):
             cv2.imwrite(str(frames_dir / f"frame_{i:06d}.png"), frame[..., ::-1])
-    origin = (f"{DRAWN} frames drawn on pac-key's reference (tools/make_golden.py reference_frames)"
-              if name in ON_REFERENCE else
+    origin = (f"{DRAWN} frames drawn on pac-key's reference (tools/make_golden.py reference_frames"
+              f"{', half=True' if name in HALF_PIXEL else ''})" if name in ON_REFERENCE else
               f"ale-py ms_pacman seed {SEED}, last {FRAMES} of {150 + FRAMES} frames (frameskip 2)")
     expected = {"model": model, "quantizer": quantizer, "gop": gop, "info": facts,
                 "symbols_sha256": digest, "source": origin}
@@ -113,10 +121,12 @@ def main(names: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         atari = write_source(Path(tmp) / "source.mkv", source_frames())
         drawn = write_source(Path(tmp) / "drawn.mkv", reference_frames(DRAWN))
+        half = write_source(Path(tmp) / "half.mkv", reference_frames(DRAWN, half=True))
         for name in names or [n for n in GOLDEN if n not in FROZEN]:
             if name in FROZEN:
                 raise SystemExit(f"{name} is frozen as an older version wrote it (FROZEN)")
-            make(name, *GOLDEN[name], drawn if name in ON_REFERENCE else atari)
+            source = half if name in HALF_PIXEL else drawn if name in ON_REFERENCE else atari
+            make(name, *GOLDEN[name], source)
     return 0
 
 

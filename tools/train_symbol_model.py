@@ -82,7 +82,8 @@ def collect(job: tuple[str, str, int]) -> dict:
                 out = predicted(frame, base, refs, previous)
                 if refs[0] is key.reference:  # a key frame tried against the reference
                     return out
-                choice, _, b, s = out
+                field, b, s = out
+                choice = field.choice
                 pixels = state["exact"] and rng.random() >= NO_PIXELS_SHARE
                 inputs = symbolnet.FrameInputs(choice, state["prev"], b if pixels else None, refs,
                                                level_index, *s.shape[:2])

@@ -426,7 +426,8 @@ class RefinedPacModel(PacModel):
                         s = quantize_residual(frame, base, step, r)
                         refs = []
                     else:  # as LayeredPredictor.encode codes a predicted frame (base: all SKIP)
-                        choice, _, base, s = refiner.predicted_symbols(frame, refs[0], refs)
+                        field, base, s = refiner.predicted_symbols(frame, refs[0], refs)
+                        choice = field.choice
                         motion_counts[k] += np.bincount(choice.ravel(), minlength=1 + REFERENCES)
                         counts_p[k] = count_symbols(s, r, counts_p[k], flag_counts[k])
                     refs = [apply_residual(base, s, step)] + refs[:REFERENCES - 1]

@@ -34,8 +34,8 @@ TRAILER_MAGIC = b"PCZE"
 #: coded geometry (§3.2.1). A writer uses the lowest version that holds its file: the
 #: major 5 only for refined predicted frames (it no longer writes 2, 3 or 4), the minor 1
 #: only for a fit other than stretch (pcz.md §9).
-CURRENT_VERSION = (5, 1)
-KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}
+CURRENT_VERSION = (6, 1)
+KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1}
 SUPPORTED_MAJOR = tuple(KNOWN_MINOR)
 
 PREAMBLE_SIZE = 8  # magic, major, minor, body_length (§3.1)

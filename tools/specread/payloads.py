@@ -35,13 +35,15 @@ SYMBOL_NET = {"W1": (31, 32), "b1": (32,), "W2": (32, 32), "b2": (32,), "W3": (3
 
 
 def spec_motion_tables(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md"):
-    """§14.5's CHOICE_TABLES and VECTOR_TABLES, read from the spec's own text."""
+    """§14.5's CHOICE_TABLES and VECTOR_TABLES and §14.8's FRACTION_TABLES, read from the
+    spec's own text."""
     text = spec.read_text()
     block = text.split("<!-- motion-tables:", 1)[1].split("<!-- /motion-tables -->", 1)[0]
-    choice_part, vector_part = block.split("VECTOR_TABLES", 1)
+    choice_part, rest = block.split("VECTOR_TABLES", 1)
+    vector_part, fraction_part = rest.split("FRACTION_TABLES", 1)
     rows = lambda part: [[int(v) for v in line.split(":", 1)[1].split()]
                          for line in part.splitlines() if re.match(r"^\s*\d+:", line)]
-    return np.array(rows(choice_part)), np.array(rows(vector_part))
+    return np.array(rows(choice_part)), np.array(rows(vector_part)), np.array(rows(fraction_part))
 
 
 def layout_of(model_id: str) -> tuple[str, object]:
@@ -156,12 +158,14 @@ class Decoder:
             self.refine_p_cdfs = [[model(t) for t in row] for row in self.refine_p]
             self.flag_cdf, self.motion_cdf = model(flag), model(motion)
             if header.version[0] >= 2:   # §14.5
-                choice, vector = spec_motion_tables()
-                for t, name in ((choice, "CHOICE_TABLES"), (vector, "VECTOR_TABLES")):
+                choice, vector, fraction = spec_motion_tables()
+                for t, name in ((choice, "CHOICE_TABLES"), (vector, "VECTOR_TABLES"), (fraction, "FRACTION_TABLES")):
                     _check_tables(t, name)
                 self.choice_cdfs = [model(t) for t in choice]
                 self.diff_cdfs = [model(t) for t in vector]
-        self.previous = None   # §14.5: (choices, vectors) of the previous PREDICTED record
+                self.fraction_cdfs = [model(t) for t in fraction]
+        # §14.5: (choices, vectors, §14.8 half-pixel offsets) of the previous PREDICTED record
+        self.previous = None
         if digest != header.table_digest:
             raise Refused("the weights' tables differ from those the file was coded with (table_digest)")
         shape = header.code_shape
@@ -297,9 +301,10 @@ class Decoder:
         return [modes, vectors.reshape(-1), symbols]
 
     def motion_2(self, d: RangeDecoder, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-        """§14.5: the choices C (rows × cols) and vectors V (rows × cols × [dy, dx])."""
-        c_prev, v_prev = self.previous if self.previous is not None else (
-            np.zeros((rows, cols), np.int64), np.zeros((rows, cols, 2), np.int64))
+        """§14.5: the choices C (rows × cols) and vectors V (rows × cols × [dy, dx]); §14.8
+        (6.x): and the half-pixel offsets F (rows × cols; all 0 before 6.0)."""
+        c_prev, v_prev, f_prev = self.previous if self.previous is not None else (
+            np.zeros((rows, cols), np.int64), np.zeros((rows, cols, 2), np.int64), np.zeros((rows, cols), np.int64))
         taken = np.pad((c_prev != 0).astype(np.int64), 1)
         p = taken[1:-1, 1:-1]
         b = np.minimum(sum(taken[dy:dy + rows, dx:dx + cols] for dy in range(3) for dx in range(3)), 2)
@@ -336,7 +341,22 @@ class Decoder:
                 if np.abs(vec).max() > 4:
                     raise CorruptStream("a 4 × 4 vector outside −4 … 4 (§14.5)")
                 v[r, col] = vec
-        return c, v
+        f = np.zeros((rows, cols), np.int64)
+        if self.h.version[0] >= 6:   # §14.8
+            for r in range(rows):
+                for col in range(cols):
+                    if not c[r, col]:
+                        continue
+                    if col > 0 and c[r, col - 1]:
+                        k = 1 + f[r, col - 1]
+                    elif r > 0 and c[r - 1, col]:
+                        k = 1 + f[r - 1, col]
+                    elif c_prev[r, col]:
+                        k = 1 + f_prev[r, col]
+                    else:
+                        k = 0
+                    f[r, col] = d.decode(self.fraction_cdfs[k])
+        return c, v, f
 
     def refinement(self, payload: bytes, predicted: bool, learned: bool = False) -> list[np.ndarray]:
         """§14: (predicted: the 4×4 blocks' references, the vectors of the moved ones as
@@ -347,9 +367,11 @@ class Decoder:
         parts = []
         coded = np.ones((h, w), bool)
         if predicted and self.h.version[0] >= 2:
-            refs, vectors = self.motion_2(d, -(-h // 4), -(-w // 4))
-            self.previous = (refs, vectors)
+            refs, vectors, fractions = self.motion_2(d, -(-h // 4), -(-w // 4))
+            self.previous = (refs, vectors, fractions)
             parts += [refs.reshape(-1), vectors[refs != 0].reshape(-1)]
+            if self.h.version[0] >= 6:   # §16
+                parts.append(fractions[refs != 0])
         elif predicted:
             count = (-(-h // 4)) * (-(-w // 4))
             refs = np.array(d.decode_many(self.motion_cdf, count))
@@ -361,7 +383,7 @@ class Decoder:
             flags = np.array(d.decode_many(self.flag_cdf, rows * cols)).reshape(rows, cols)
             coded = np.kron(flags, np.ones((16, 16), np.int64))[:h, :w] != 0
         if learned:
-            known = self.learned_symbols(d, refs, vectors, coded)
+            known = self.learned_symbols(d, refs, vectors, fractions, coded)
             self._end(d)
             return parts + [known.transpose(1, 2, 0).reshape(-1)]
         cdfs = self.refine_p_cdfs if predicted else self.refine_cdfs
@@ -391,9 +413,11 @@ class Decoder:
         return parts + [known.transpose(1, 2, 0).reshape(-1)]
 
     # -- §14.7 ---------------------------------------------------------------
-    def _moved(self, frames: list[np.ndarray], choices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    def _moved(self, frames: list[np.ndarray], choices: np.ndarray, vectors: np.ndarray,
+               fractions: np.ndarray) -> np.ndarray:
         """§14.3: reference 1 with each 4 × 4 block of choice j ≠ 0 copied from reference j
-        displaced by its vector (reads beyond the frame take the nearest edge pixel)."""
+        displaced by its vector (reads beyond the frame take the nearest edge pixel); §14.8:
+        at a half-pixel offset fx + 2·fy, the rounded mean of the 2 or 4 pixels around."""
         h, w = self.h.height, self.h.width
         out = frames[0].copy()
         for r, c in zip(*np.nonzero(choices)):
@@ -401,9 +425,18 @@ class Decoder:
             if j > len(frames):
                 raise CorruptStream(f"a 4 × 4 block names reference {j} of {len(frames)}")
             dy, dx = vectors[r, c]
-            ys = np.clip(np.arange(4 * r, min(4 * r + 4, h)) + dy, 0, h - 1)
-            xs = np.clip(np.arange(4 * c, min(4 * c + 4, w)) + dx, 0, w - 1)
-            out[4 * r:4 * r + len(ys), 4 * c:4 * c + len(xs)] = frames[j - 1][np.ix_(ys, xs)]
+            fx, fy = fractions[r, c] % 2, fractions[r, c] // 2
+            ys = np.arange(4 * r, min(4 * r + 4, h)) + dy
+            xs = np.arange(4 * c, min(4 * c + 4, w)) + dx
+            ref = frames[j - 1].astype(np.int64)
+            at = lambda oy, ox: ref[np.ix_(np.clip(ys + oy, 0, h - 1), np.clip(xs + ox, 0, w - 1))]
+            if fx and fy:
+                block = (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1) + 2) >> 2
+            elif fx or fy:
+                block = (at(0, 0) + at(fy, fx) + 1) >> 1
+            else:
+                block = at(0, 0)
+            out[4 * r:4 * r + len(ys), 4 * c:4 * c + len(xs)] = block
         return out
 
     def _tables(self, x: np.ndarray) -> np.ndarray:
@@ -419,7 +452,7 @@ class Decoder:
         f[rows, f.argmax(axis=1)] += 65536 - f.sum(axis=1)   # argmax: the first largest
         return f
 
-    def learned_symbols(self, d: RangeDecoder, choices: np.ndarray, vectors: np.ndarray,
+    def learned_symbols(self, d: RangeDecoder, choices: np.ndarray, vectors: np.ndarray, fractions: np.ndarray,
                         coded: np.ndarray) -> np.ndarray:
         """§14.7: the residual symbols (3 × H × W) with the symbol model's tables; updates
         the GOP's frames (when exact) and S′. A pass's features read only earlier passes,
@@ -429,7 +462,7 @@ class Decoder:
         exact = frames is not None
         if exact:
             refs = frames[:4]
-            base = self._moved(refs, choices, vectors)
+            base = self._moved(refs, choices, vectors, fractions)
             stack = np.stack(refs)
             spread = stack.max(axis=0) - stack.min(axis=0)
             spread_any = np.pad(spread.max(axis=2), 1)
