@@ -36,6 +36,7 @@ import numpy as np
 
 from .entropy import Categorical
 from .errors import FormatError
+from .refine import _box3, _cross4  # the same counts as the residual's contexts
 
 SEARCH = 4  # vectors in [−SEARCH, SEARCH]² (= predict.SEARCH)
 FRACTIONS = 4  # 6.x: a taken block's half-pixel offset, fx + 2·fy (fx, fy ∈ {0, 1})
@@ -63,17 +64,6 @@ class MotionField:
     def fractions(self) -> np.ndarray:
         """The half-pixel offsets, zeros where the field has none."""
         return np.zeros(self.choice.shape, np.int64) if self.fraction is None else self.fraction
-
-
-def _box3(mask: np.ndarray) -> np.ndarray:
-    m = np.pad(mask.astype(np.int64), 1)
-    h, w = mask.shape
-    return sum(m[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
-
-
-def _cross4(mask: np.ndarray) -> np.ndarray:
-    m = np.pad(mask.astype(np.int64), 1)
-    return m[:-2, 1:-1] + m[2:, 1:-1] + m[1:-1, :-2] + m[1:-1, 2:]
 
 
 def choice_contexts(known: np.ndarray, previous: np.ndarray, parity: int) -> np.ndarray:
@@ -114,30 +104,38 @@ def choice_symbols(choice: np.ndarray, previous: np.ndarray):
         known.ravel()[pos] = values
 
 
+def _predicting(choice: np.ndarray, previous: MotionField, r: int, c: int):
+    """Which block predicts block (r, c)'s side information: (MotionField-like source,
+    row, column) of the left block if taken, else the block above if taken, else this
+    block in the previous P-frame if taken there; None if none is."""
+    if c > 0 and choice[r, c - 1]:
+        return None, r, c - 1
+    if r > 0 and choice[r - 1, c]:
+        return None, r - 1, c
+    if previous.choice[r, c]:
+        return previous, r, c
+    return None
+
+
 def predictor(field_choice: np.ndarray, field_vectors: np.ndarray, previous: MotionField,
               r: int, c: int) -> tuple[int, np.ndarray]:
     """(context, [dy, dx]) predicting block (r, c)'s vector from blocks before it in
     raster order and from the previous P-frame."""
-    if c > 0 and field_choice[r, c - 1]:
-        return 1, field_vectors[r, c - 1]
-    if r > 0 and field_choice[r - 1, c]:
-        return 1, field_vectors[r - 1, c]
-    if previous.choice[r, c]:
-        return 2, previous.vectors[r, c]
-    return 0, np.zeros(2, np.int64)
+    at = _predicting(field_choice, previous, r, c)
+    if at is None:
+        return 0, np.zeros(2, np.int64)
+    source, y, x = at
+    return (1, field_vectors[y, x]) if source is None else (2, source.vectors[y, x])
 
 
 def fraction_context(choice: np.ndarray, fraction: np.ndarray, previous: MotionField, r: int, c: int) -> int:
     """6.x: the context of block (r, c)'s half-pixel offset: 1 + the offset of the block
-    its vector predictor reads (``predictor``'s order: left, above, the previous
-    P-frame's), else 0."""
-    if c > 0 and choice[r, c - 1]:
-        return 1 + int(fraction[r, c - 1])
-    if r > 0 and choice[r - 1, c]:
-        return 1 + int(fraction[r - 1, c])
-    if previous.choice[r, c]:
-        return 1 + int(previous.fractions()[r, c])
-    return 0
+    its vector predictor reads (``predictor``), else 0."""
+    at = _predicting(choice, previous, r, c)
+    if at is None:
+        return 0
+    source, y, x = at
+    return 1 + int((fraction if source is None else source.fractions())[y, x])
 
 
 def fraction_symbols(field: MotionField, previous: MotionField):
