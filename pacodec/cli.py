@@ -451,7 +451,6 @@ def train(
     and in <output>/tensorboard/ where TensorBoard is installed). An --output that
     holds a run of the same id is refused unless --resume or --force.
     """
-    from . import data as datasets
     from .errors import InputError
     from .train import TrainConfig, check_run_target, run_name
     from .train import train as run_training

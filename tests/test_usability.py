@@ -130,7 +130,6 @@ def _disc_video(path, width, height, frames=2):
 
 def _disc_extent(frame):
     """(columns, rows) the bright disc spans."""
-    import numpy as np
 
     bright = frame.mean(axis=2) > 128
     return int(bright.any(axis=0).sum()), int(bright.any(axis=1).sum())

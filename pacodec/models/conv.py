@@ -14,7 +14,7 @@ leaves only conv5's extra innermost stage to learn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch

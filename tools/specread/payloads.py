@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .container import INTRA, PREDICTED, CODE_DTYPES, Header, Refused
+from .container import INTRA, CODE_DTYPES, Header, Refused
 from .rangecoder import CorruptStream, RangeDecoder, model
 
 # §17: the layout of every model id ----------------------------------------------
