@@ -71,13 +71,8 @@ class KeyFrameCoder:
     def encode(self, frame: np.ndarray) -> tuple[bytes, np.ndarray]:
         """Frame -> (payload, the frame the decoder will make), at KEY_LAMBDA_SHARE of
         the predicted frames' λ."""
-        refiner = self.predictor.refiner
-        scale = refiner.rd_scale
-        refiner.rd_scale = scale * KEY_LAMBDA_SHARE
-        try:
+        with self.predictor.refiner.scaled_lambda(KEY_LAMBDA_SHARE):
             return self._encode(frame)
-        finally:
-            refiner.rd_scale = scale
 
     def _encode(self, frame: np.ndarray) -> tuple[bytes, np.ndarray]:
         own = self.codec.payloads(frame[None])[0]

@@ -54,6 +54,8 @@ each group is range-coded with its table in one call (constriction).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .entropy import Categorical, RangeDecoder, RangeEncoder
@@ -707,6 +709,17 @@ class RefineCoder:
 
     def symbols(self, frame: np.ndarray, base: np.ndarray) -> np.ndarray:
         return quantize_residual(frame, base, self.step, self.max_symbol)
+
+    @contextlib.contextmanager
+    def scaled_lambda(self, share: float):
+        """The encoder's λ (``rd_scale``) times ``share`` inside the block: key frames
+        (keyframe.KEY_LAMBDA_SHARE) buy quality the frames after them keep."""
+        saved = self.rd_scale
+        self.rd_scale = saved * share
+        try:
+            yield
+        finally:
+            self.rd_scale = saved
 
     def _half_planes(self, refs) -> list[np.ndarray]:
         """``half_pel_planes`` of each reference, kept from frame to frame while the
