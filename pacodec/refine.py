@@ -206,6 +206,26 @@ def _residual_cost(d: np.ndarray, step: int, max_symbol: int, lam: float, rate: 
     return (e * e).sum(axis=(-3, -2, -1)) + lam * rate[s.astype(np.int64)].sum(axis=(-3, -2, -1))
 
 
+def _block_targets(frame: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Encoder: the 4×4 blocks (flat grid indices) of ``frame`` as (n, 1, 3, 4, 4)
+    float32, and where some of them cross the frame's edge an (n, 1, 1, 4, 4) mask of
+    their pixels inside it (else None): what the searches subtract predictions from."""
+    h, w = frame.shape[:2]
+    r, c = np.divmod(blocks, _grid(h, w, MOTION_BLOCK)[1])
+    span = np.arange(MOTION_BLOCK)
+    ys, xs = r[:, None] * MOTION_BLOCK + span, c[:, None] * MOTION_BLOCK + span  # (n, 4) each
+    inside = (ys < h)[:, :, None] & (xs < w)[:, None, :]  # (n, 4, 4)
+    target = frame[np.minimum(ys, h - 1)[:, :, None], np.minimum(xs, w - 1)[:, None, :]]
+    target = target.astype(np.float32).transpose(0, 3, 1, 2)[:, None]
+    return target, None if inside.all() else inside[:, None, None]
+
+
+def _squared(d: np.ndarray) -> np.ndarray:
+    """Σ d² over each block of (n, m, 3, 4, 4) errors: (n, m). float32 is exact here:
+    every sum of 48 squared byte differences is below 2²⁴."""
+    return np.einsum("nvcab,nvcab->nv", d, d)
+
+
 def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float, residual=None):
     """Encoder: the 4×4 blocks worth searching (flat grid indices of those whose error
     against ``base`` exceeds ``price``), that error (n,), and the squared error of each
@@ -231,30 +251,25 @@ def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float, residu
     if not candidates.size:
         return candidates, best.ravel()[candidates], costs
     r, c = np.divmod(candidates, cols)
-    span = np.arange(MOTION_BLOCK)
-    ys, xs = r[:, None] * MOTION_BLOCK + span, c[:, None] * MOTION_BLOCK + span  # (n, 4) each
-    inside = (ys < h)[:, :, None] & (xs < w)[:, None, :]  # (n, 4, 4): pixels in the frame
-    target = frame[np.minimum(ys, h - 1)[:, :, None], np.minimum(xs, w - 1)[:, None, :]]
-    target = target.astype(np.float32).transpose(0, 3, 1, 2)[:, None]  # (n, 1, 3, 4, 4)
+    target, inside = _block_targets(frame, candidates)
     dy, dx = np.divmod(np.arange(side * side), side)  # the vectors in raster order
     ys, xs = r[:, None] * MOTION_BLOCK + dy, c[:, None] * MOTION_BLOCK + dx  # (n, vectors): top left, padded
-    # float32 is exact here: every sum of 48 squared byte differences is below 2²⁴.
+    each = np.arange(len(candidates))[:, None]
     for j, ref in enumerate(refs):
         padded = np.pad(ref, ((SEARCH, SEARCH + MOTION_BLOCK), (SEARCH, SEARCH + MOTION_BLOCK), (0, 0)),
                         mode="edge").astype(np.float32)
         windows = np.lib.stride_tricks.sliding_window_view(padded, (MOTION_BLOCK, MOTION_BLOCK), axis=(0, 1))
         d = windows[ys, xs] - target  # (n, vectors, 3, 4, 4): every vector at once
-        if not inside.all():
-            d *= inside[:, None, None]
-        costs[:, j] = np.einsum("nvcab,nvcab->nv", d, d)
+        if inside is not None:
+            d *= inside
+        costs[:, j] = _squared(d)
         if residual is not None:
             # The residual's cost only for the RD_CANDIDATES vectors of least squared
             # error (the others are not taken): pricing all 81 took 4× the search.
             near = np.argpartition(costs[:, j], RD_CANDIDATES, axis=1)[:, :RD_CANDIDATES]
-            rows = np.arange(len(candidates))[:, None]
-            priced = _residual_cost(d[rows, near], *residual)
+            priced = _residual_cost(d[each, near], *residual)
             costs[:, j] = np.inf
-            costs[rows, j, near] = priced
+            costs[each, j, near] = priced
     return candidates, best.ravel()[candidates], costs
 
 
@@ -373,14 +388,11 @@ def half_pel_costs(frame: np.ndarray, planes, blocks: np.ndarray, j: np.ndarray,
         windows = np.lib.stride_tricks.sliding_window_view(planes[ref], (MOTION_BLOCK, MOTION_BLOCK), axis=(1, 2))
         at = j == ref
         got[at] = windows[fraction[at], ys[at], xs[at]]  # (m, 8, 3, 4, 4)
-    span = np.arange(MOTION_BLOCK)
-    by, bx = r[:, None] * MOTION_BLOCK + span, c[:, None] * MOTION_BLOCK + span
-    inside = (by < h)[:, :, None] & (bx < w)[:, None, :]
-    target = frame[np.minimum(by, h - 1)[:, :, None], np.minimum(bx, w - 1)[:, None, :]]
-    d = got - target.astype(np.float32).transpose(0, 3, 1, 2)[:, None]
-    if not inside.all():
-        d *= inside[:, None, None]
-    costs = np.einsum("nvcab,nvcab->nv", d, d) if residual is None else _residual_cost(d, *residual)
+    target, inside = _block_targets(frame, blocks)
+    d = got - target
+    if inside is not None:
+        d *= inside
+    costs = _squared(d) if residual is None else _residual_cost(d, *residual)
     costs = np.where(valid, costs, np.inf).astype(np.float64)
     return costs.reshape(n, 8), whole, fraction
 

@@ -187,8 +187,8 @@ class SymbolNet:
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) int features -> (n, ALPHABET) logits in 1/16 nat, integers held
-        exactly in float64 (every |partial sum| < 2^45: |x| ≤ 31·… and |w| ≤ 2^15, the
-        bounds the constructor checks)."""
+        exactly in float64 (every |partial sum| < 2^45: features ≤ 31 and activations
+        ≤ 255 in magnitude, weights ≤ 2^15, which the constructor checks)."""
         w, s = self._float, self._scales
         h = np.clip(_layer(np.ascontiguousarray(x, dtype=np.float64), w["W1"], w["b1"], s[0]), 0, 255)
         h = np.clip(_layer(h, w["W2"], w["b2"], s[1]), 0, 255)
