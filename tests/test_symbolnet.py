@@ -57,6 +57,20 @@ def test_the_float64_products_are_the_integer_arithmetic_of_the_spec():
         assert 0 < (h > 0).mean() < 1  # the test's activations are neither all clipped nor all zero
 
 
+def test_tables_of_repeated_feature_rows_are_each_rows_own_table():
+    """SymbolNet.tables runs the network once per distinct row: with many repeats (as
+    in a frame's black corridors) every row still gets exactly the table of its own
+    features, in its own place."""
+    net = zoo.load("pac-ctx")[0].network()
+    rng = np.random.default_rng(3)
+    pool = random_features(11, 40)
+    x = pool[rng.integers(0, len(pool), 3000)]
+    assert len(np.unique(x, axis=0)) < 0.8 * len(x)  # the shared path, not the fallback
+    want = symbolnet.softmax_table(net.logits(x))
+    assert np.array_equal(net.tables(x), want)
+    assert np.array_equal(net.tables(x[:10]), want[:10])  # short batches: no sharing
+
+
 def test_the_window_features_are_their_definition_at_every_pixel():
     """symbolnet.window (OpenCV on float32) is the spec's window sum and max over the
     (2k+1)² pixels around each, zero outside the plane, for the largest values its
