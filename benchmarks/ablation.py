@@ -7,7 +7,10 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 6.0 as shipped;
+- ``default``: format 7.0 as shipped;
+- ``6.x symbol model``: the residual symbols of predicted frames coded with pac-ctx,
+  the narrower network of 4.x … 6.x (31 features, 32 hidden units), instead of
+  pac-ctx2 (§14.9);
 - ``no half-pixel offsets``: 4×4 blocks taken at whole-pixel vectors only, as in 5.x
   (§14.8);
 - ``blocks chosen by squared error``: the 4×4 re-prediction chosen by each block's
@@ -80,14 +83,18 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.long_term = False
     elif name == "counted symbol tables":
         coder.refiner.symbol_model = None
+    elif name == "6.x symbol model":
+        from pacodec import zoo
+
+        coder.refiner.symbol_model = zoo.load("pac-ctx")[0].network()
     elif name == "symbol model without pixels":
         from pacodec.symbolnet import FrameInputs
 
         refiner = coder.refiner
 
-        def blind(choice, base, refs):  # as refine.RefineCoder._frame_inputs for a GOP that is not exact
+        def blind(choice, base, refs, vectors):  # as refine.RefineCoder._frame_inputs for a GOP that is not exact
             return FrameInputs(choice, getattr(refs[0], "symbols", None), None, refs, refiner.level,
-                               *refiner.board.shape)
+                               *refiner.board.shape, vectors=vectors, wide=refiner.symbol_model.wide)
 
         coder.refiner._frame_inputs = blind
     elif name == "no learned reference":
@@ -113,7 +120,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "counted symbol tables", "symbol model without pixels",
+VARIANTS = ("default", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
+            "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",
             "1.0 side information", "no 4×4 re-prediction", "one reference", "all intra")

@@ -262,15 +262,21 @@ def _keyframes(codec: Codec, predictor: Predictor, weights_dir: Path | None, dev
     return KeyFrameCoder(codec, predictor.coder, key.reference()), sha
 
 
-#: The model holding the learned probability model of 4.x predicted frames' symbols (symbolnet.py).
-SYMBOL_MODEL = "pac-ctx"
+#: The model holding the learned probability model of predicted frames' symbols
+#: (symbolnet.py) that pacodec writes: 7.x files name pac-ctx2, 4.x … 6.x files pac-ctx.
+SYMBOL_MODEL = "pac-ctx2"
+
+
+def symbol_model_of(version: tuple[int, int]) -> str:
+    """The symbol model id a file of ``version`` (major 4 on) names as models[3]."""
+    return "pac-ctx2" if version[0] >= 7 else "pac-ctx"
 
 
 def _symbol_model(model: Any, predictor: Predictor, weights_dir: Path | None, device: str,
-                  expect: str | None = None) -> str:
-    """Code ``predictor``'s P-frame symbols with pac-ctx's network (format 4.x) at
-    ``model``'s refined level; the sha256 of pac-ctx's weights."""
-    net, sha = _load_model(SYMBOL_MODEL, weights_dir, device, expect)
+                  expect: str | None = None, model_id: str | None = None) -> str:
+    """Code ``predictor``'s P-frame symbols with the network of ``model_id`` (pac-ctx:
+    format 4.x … 6.x, pac-ctx2: 7.x) at ``model``'s refined level; the sha256 of its weights."""
+    net, sha = _load_model(model_id or SYMBOL_MODEL, weights_dir, device, expect)
     predictor.coder.refiner.use_symbol_model(net.network(), model.config.refine_level)
     return sha
 
@@ -398,7 +404,8 @@ class Writer:
             self.predictor = _predictor(loaded, wdir, device, lam=lam)
             if self._layered():
                 self.keyframes, self._key_sha = _keyframes(self.codec, self.predictor, wdir, device)
-                self._ctx_sha = _symbol_model(loaded, self.predictor, wdir, device)
+                self._ctx_id = SYMBOL_MODEL
+                self._ctx_sha = _symbol_model(loaded, self.predictor, wdir, device, model_id=self._ctx_id)
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self._since_intra = 0  # frames since the last intra frame
         self._intra_bytes = 0  # payload bytes of the last intra frame
@@ -522,7 +529,7 @@ class Writer:
         # 4.x needs 3.x's key frames; the ablation's variants may switch either off.
         learned = self.keyframes is not None and self.predictor.coder.refiner.symbol_model is not None
         if learned:
-            models.append(ModelRef(SYMBOL_MODEL, bytes.fromhex(self._ctx_sha)))
+            models.append(ModelRef(self._ctx_id, bytes.fromhex(self._ctx_sha)))
         return StreamHeader(
             source_width=self._source[0], source_height=self._source[1],
             width=model.width, height=model.height,
@@ -531,9 +538,11 @@ class Writer:
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
-            # frames need major 5 (3 when written without the symbol model, as the
-            # ablation does), only a fit other than stretch needs minor 1.
-            version=(6 if learned else 3 if self._layered() else 1, 0 if self.fit == "stretch" else 1),
+            # frames need major 7 (6 with the 6.x symbol model pac-ctx, which only
+            # tools/train_symbol_model.py asks for; 3 when written without the symbol
+            # model, as the ablation does), only a fit other than stretch needs minor 1.
+            version=((7 if self._ctx_id == "pac-ctx2" else 6) if learned else 3 if self._layered() else 1,
+                     0 if self.fit == "stretch" else 1),
             fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
             picture=self._picture() if self.fit == "pad" else None,
         )
@@ -691,12 +700,13 @@ class Reader:
                 self.keyframes, _ = _keyframes(self.codec, self.predictor, Path(weights_dir) if weights_dir else None,
                                                device, None if force_weights else key.weights_sha256.hex())
                 if h.version[0] >= 4:
-                    if len(h.models) < 4 or h.models[3].model_id != SYMBOL_MODEL:
+                    ctx_id = symbol_model_of(h.version)
+                    if len(h.models) < 4 or h.models[3].model_id != ctx_id:
                         raise FormatError(f"{self.path}: a {h.version[0]}.{h.version[1]} two-layer stream names "
-                                          f"its symbol model ({SYMBOL_MODEL}) as models[3]")
+                                          f"its symbol model ({ctx_id}) as models[3]")
                     ctx = h.models[3]
                     _symbol_model(model, self.predictor, Path(weights_dir) if weights_dir else None, device,
-                                  None if force_weights else ctx.weights_sha256.hex())
+                                  None if force_weights else ctx.weights_sha256.hex(), ctx_id)
         except WeightsError as exc:
             self._file.close()
             # Name the .pcz: which file wants these weights is what the user must know;

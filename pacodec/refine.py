@@ -636,9 +636,10 @@ class RefineCoder:
                               f"this level's symbols −{self.max_symbol}…{self.max_symbol}")
         self.symbol_model, self.level = network, int(level)
 
-    def _frame_inputs(self, choice: np.ndarray, base: np.ndarray, refs):
+    def _frame_inputs(self, choice: np.ndarray, base: np.ndarray, refs, vectors: np.ndarray):
         """What the symbol model reads besides the symbols (symbolnet.FrameInputs): the
-        decoder's pixels only where they are exact integers (``refs[0].exact``)."""
+        decoder's pixels only where they are exact integers (``refs[0].exact``); the
+        4×4 blocks' ``vectors`` (7.x features)."""
         from .symbolnet import FrameInputs
 
         # The encoder asks twice a frame (pricing, then coding) for the same objects.
@@ -648,7 +649,7 @@ class RefineCoder:
             return memo[3]
         exact = bool(getattr(refs[0], "exact", False))
         inputs = FrameInputs(choice, getattr(refs[0], "symbols", None), base if exact else None, refs,
-                             self.level, *self.board.shape)
+                             self.level, *self.board.shape, vectors=vectors, wide=self.symbol_model.wide)
         self._inputs_memo = (choice, base, list(refs), inputs)
         return inputs
 
@@ -799,7 +800,7 @@ class RefineCoder:
                                     self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
                 active = _expand(block_flags(first), FLAG_BLOCK, *self.board.shape)
                 symbols = symbols * active[..., None]  # the blocks the tables drop stay dropped
-                price = self._learned_prices(self._frame_inputs(choice, base, refs), first)
+                price = self._learned_prices(self._frame_inputs(choice, base, refs, field.vectors), first)
             symbols = rd_optimize(frame, base, symbols, self.step, price, self.rd_scale * self.step ** 2,
                                   self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
         self._previous_source = frame
@@ -835,7 +836,7 @@ class RefineCoder:
         else:
             symbols = self.symbols(frame, base)
         if self.predicted and self.symbol_model is not None:
-            self._encode_learned(encoder, symbols, coded, self._frame_inputs(field.choice, base, refs))
+            self._encode_learned(encoder, symbols, coded, self._frame_inputs(field.choice, base, refs, field.vectors))
         else:
             for index, _, _, values, ctx in _passes(symbols, self.board, coded):
                 values = (values + self.max_symbol).astype(np.int32)
@@ -890,7 +891,7 @@ class RefineCoder:
                 if refs is None or base is None:
                     raise ValueError("a 4.x predicted frame's symbols need the decoder's frames")
                 moved = apply_motion(base, refs[:REFERENCES], choice, vectors, fraction)
-                self._decode_learned(decoder, known, coded, self._frame_inputs(choice, moved, refs))
+                self._decode_learned(decoder, known, coded, self._frame_inputs(choice, moved, refs, vectors))
             else:
                 for index in range(PASSES):
                     channel, pos, ctx = _pass_layout(known, index, self.board, coded)

@@ -11,6 +11,8 @@ reference, §14.6), the decoder's own frames: how much the last frames disagree 
 (something moves), the edges of the predicted frame, what the re-prediction changed.
 Measured on the validation clip it codes the same symbols in 22–27 % fewer bytes
 than the counted contexts (``tools/train_symbol_model.py``, the manifest's entry).
+7.x files use pac-ctx2 (pcz.md §14.9): 11 more features (``WIDE_NAMES``) and 64 hidden
+units; 4.x … 6.x files pac-ctx, whose weights ship on.
 
 Everything that decides how bits are parsed is integers (DESIGN.md, "Determinism"):
 integer features, int32 weights, integer accumulators, activations requantized by
@@ -60,40 +62,102 @@ SCALARS = len(SCALAR_NAMES)  # 15
 PASS_AT = SCALARS  # one-hot of the pass (6)
 LEVEL_AT = PASS_AT + 6  # one-hot of the refined level (5)
 CHOICE_AT = LEVEL_AT + LEVELS  # one-hot of the 4×4 block's choice 0 … 4 (5)
-INPUTS = CHOICE_AT + 1 + REFERENCES  # 31
+INPUTS = CHOICE_AT + 1 + REFERENCES  # 31: the features of 4.x … 6.x files (pac-ctx)
 PIXEL_COLUMNS = tuple(range(9, 15))
+#: Format 7.x (pac-ctx2) reads 11 more, after those 31: the exact values the 4.x
+#: features cap at 4 (a green symbol of 12 says much about the red one at the same
+#: pixel: on clip8 at pac-q10 the residuals of R and G correlate at 0.89), the colour
+#: of the predicted pixel (which sprite: yellow Pac-Man moves R and G together, a blue
+#: ghost B alone), and the previous frame's symbols, signed, also where this block's
+#: vector comes from (a sprite's residual moves with it). Measured with float networks
+#: on the training clips' symbols (clip8's code length): these features with 32 hidden
+#: units −3.5 %, with 64 −6.7 %; 64 hidden units alone −0.9 %.
+WIDE_NAMES = (
+    "S[E1] (−31 … 31)", "S[E2] (−31 … 31)", "Σ S of the 4 neighbours (−31 … 31, odd passes)",
+    "predicted R >> 4", "predicted G >> 4", "predicted B >> 4",
+    "(predicted − reference 1) R >> 4", "(predicted − reference 1) G >> 4", "(predicted − reference 1) B >> 4",
+    "previous frame's s here (−31 … 31)", "previous frame's s where the block's vector points (−31 … 31)",
+)
+WIDE_AT = INPUTS
+INPUTS_7 = INPUTS + len(WIDE_NAMES)  # 42
+#: (features, hidden units) of each symbol model id; a file's major version names its id.
+SHAPES = {"pac-ctx": (INPUTS, HIDDEN), "pac-ctx2": (INPUTS_7, 64)}
 
 
 class FrameInputs:
-    """What a predicted frame's symbol features read besides its own symbols, H×W
-    planes: the 4×4 choice map, the previous predicted frame's symbols (zeros after a
-    key frame) and, when ``pixels`` is true, the re-predicted base and the references."""
+    """What a predicted frame's symbol features read besides its own symbols: the 4×4
+    choice map, the previous predicted frame's symbols (zeros after a key frame) and,
+    when ``pixels`` is true, the re-predicted base and the references. The features
+    that read only these are built once a frame for all passes, as a table of rows
+    (``static``: per channel, one int8 row of the columns ``static_columns`` per pixel)
+    that each pass gathers its pixels' rows from."""
 
     def __init__(self, choice: np.ndarray, previous_symbols: np.ndarray | None, base: np.ndarray | None,
-                 refs, level: int, height: int, width: int) -> None:
+                 refs, level: int, height: int, width: int, vectors: np.ndarray | None = None,
+                 wide: bool = False) -> None:
         from .refine import MOTION_BLOCK
 
         h, w = height, width
         self.shape = (h, w)
         self.level = int(level)
+        self.wide = wide
+        self.pixels = base is not None
         blocks = np.asarray(choice, np.int64)
         self.choice = np.repeat(np.repeat(blocks, MOTION_BLOCK, 0), MOTION_BLOCK, 1)[:h, :w]
-        prev = np.zeros((h, w, 3), np.int64) if previous_symbols is None else np.abs(np.asarray(previous_symbols, np.int64))
-        self.prev = np.minimum(prev, 4).transpose(2, 0, 1)  # (3, H, W)
-        # Per-frame planes of features 8 and 10, built once for all passes.
-        self.prev_near = np.minimum(window(((prev != 0).any(axis=2)), 1, "sum"), 9)
-        self.pixels = base is not None
+        self.choice_column = (CHOICE_AT + self.choice).ravel()
+        # int16 and uint8 throughout: every value below is a byte or a symbol, and the
+        # planes are built once a frame for the whole frame.
+        signed = np.zeros((h, w, 3), np.int16) if previous_symbols is None else np.asarray(previous_symbols, np.int16)
+        prev = np.abs(signed)
+        planes = {7: np.minimum(prev, 4),  # (H, W, 3) or (H, W): one value for every channel
+                  8: np.minimum(window((prev != 0).any(axis=2), 1, "sum"), 9)}
         if self.pixels:
-            b = np.asarray(base, np.int32)
-            stack = np.stack([np.asarray(r) for r in refs[:REFERENCES]]).astype(np.int32)
-            spread = stack.max(axis=0) - stack.min(axis=0)  # (H, W, 3)
-            self.spread = np.minimum(spread >> 3, 31).transpose(2, 0, 1)
-            self.spread_near = np.minimum(window(spread.max(axis=2), 1, "max") >> 3, 31)
+            b = np.asarray(base, np.int16)
+            r1 = np.asarray(refs[0], np.int16)
+            high = np.array(refs[0], np.uint8)
+            low = high.copy()
+            for r in refs[1:REFERENCES]:
+                np.maximum(high, r, out=high)
+                np.minimum(low, r, out=low)
+            spread = high - low  # (H, W, 3) uint8: the references' range
             gx = np.abs(b - np.concatenate([b[:, 1:], b[:, -1:]], axis=1))
             gy = np.abs(b - np.concatenate([b[1:], b[-1:]], axis=0))
-            self.grad = np.minimum((gx + gy) >> 3, 31).transpose(2, 0, 1)
-            self.dref = np.minimum(np.abs(b - np.asarray(refs[0], np.int32)) >> 3, 31).transpose(2, 0, 1)
-            self.value = (b >> 4).transpose(2, 0, 1)
+            planes.update({9: spread >> 3,  # ≤ 31 for bytes
+                           10: window(spread.max(axis=2), 1, "max") >> 3,
+                           11: np.minimum((gx + gy) >> 3, 31),
+                           12: np.abs(b - r1) >> 3,
+                           13: b >> 4,
+                           14: np.ones((h, w), np.int8)})
+        if wide:  # 7.x
+            if vectors is None:
+                raise ValueError("7.x symbol features need the 4×4 blocks' vectors")
+            clipped = np.clip(signed, -31, 31)
+            # 41: where a block taken from reference 1 (C = 1) comes from, the previous
+            # frame's symbols there; C = 0 the pixel's own; C ≥ 2 none.
+            moved = np.where((self.choice <= 1)[..., None], clipped, 0)
+            rb, cb = np.nonzero(blocks == 1)
+            if len(rb):
+                span = np.arange(MOTION_BLOCK)
+                yy, xx = rb[:, None] * MOTION_BLOCK + span, cb[:, None] * MOTION_BLOCK + span  # (m, 4)
+                v = np.asarray(vectors, np.int64)[rb, cb]  # (m, 2) [dy, dx]
+                sy, sx = np.clip(yy + v[:, :1], 0, h - 1), np.clip(xx + v[:, 1:], 0, w - 1)
+                inside = (yy < h)[:, :, None] & (xx < w)[:, None, :]
+                shape = inside.shape
+                to_y, to_x = np.broadcast_to(yy[:, :, None], shape)[inside], np.broadcast_to(xx[:, None, :], shape)[inside]
+                moved[to_y, to_x] = clipped[np.broadcast_to(sy[:, :, None], shape)[inside],
+                                            np.broadcast_to(sx[:, None, :], shape)[inside]]
+            planes.update({WIDE_AT + 9: clipped, WIDE_AT + 10: moved})
+            if self.pixels:
+                change = (b - r1) >> 4  # arithmetic shift: −16 … 15
+                for ch in range(3):
+                    planes[WIDE_AT + 3 + ch] = planes[13][..., ch]
+                    planes[WIDE_AT + 6 + ch] = change[..., ch]
+        self.static_columns = np.array(sorted(planes))
+        table = np.empty((3, h, w, len(planes)), np.int8)  # every value within −128 … 127
+        for k, column in enumerate(self.static_columns):
+            plane = planes[column]
+            table[..., k] = plane.transpose(2, 0, 1) if plane.ndim == 3 else plane
+        self.static = table.reshape(3, h * w, len(planes))
 
 
 def window(plane: np.ndarray, k: int, op: str) -> np.ndarray:
@@ -114,42 +178,43 @@ def window(plane: np.ndarray, k: int, op: str) -> np.ndarray:
 
 
 def features(known: np.ndarray, index: int, pos: np.ndarray, inputs: FrameInputs) -> np.ndarray:
-    """(len(pos), INPUTS) int64 features of pass ``index``'s symbols at flat positions
-    ``pos``, from ``known`` (3×H×W, the symbols of the earlier passes, zeros elsewhere)."""
+    """(len(pos), INPUTS) int8 features (every one within −128 … 127) of pass
+    ``index``'s symbols at flat positions ``pos``, from ``known`` (3×H×W, the symbols
+    of the earlier passes, zeros elsewhere); (len(pos), INPUTS_7) for 7.x inputs
+    (``inputs.wide``)."""
     from .refine import CHANNEL_ORDER
 
     h, w = inputs.shape
     n = len(pos)
-    x = np.zeros((n, INPUTS), np.int64)
-    ys, xs = np.divmod(pos, w)
+    x = np.zeros((n, INPUTS_7 if inputs.wide else INPUTS), np.int8)
     i = index // 2
     channel = CHANNEL_ORDER[i]
     earlier = list(CHANNEL_ORDER[:i])
+    x[:, inputs.static_columns] = inputs.static[channel][pos]
+    if earlier or index % 2:
+        ys, xs = np.divmod(pos, w)
     if earlier:
         e = known[earlier].astype(np.int64)
-        x[:, 0] = np.minimum(np.abs(e[0][ys, xs]), 4)
+        here = e[:, ys, xs]  # (len(earlier), n)
+        x[:, 0] = np.minimum(np.abs(here[0]), 4)
         if len(earlier) > 1:
-            x[:, 1] = np.minimum(np.abs(e[1][ys, xs]), 4)
-        x[:, 2] = np.clip(e.sum(axis=0)[ys, xs], -4, 4)
+            x[:, 1] = np.minimum(np.abs(here[1]), 4)
+        x[:, 2] = np.clip(here.sum(axis=0), -4, 4)
         x[:, 3] = window((e != 0).any(axis=0), 1, "sum")[ys, xs]
         x[:, 4] = np.minimum(window(np.abs(e).sum(axis=0), 2, "sum")[ys, xs], 15)
+        if inputs.wide:
+            x[:, WIDE_AT:WIDE_AT + len(earlier)] = np.clip(here, -31, 31).T
     if index % 2:
-        m = np.pad(np.abs(known[channel].astype(np.int64)), 1)
-        cross = [m[ys, xs + 1], m[ys + 2, xs + 1], m[ys + 1, xs], m[ys + 1, xs + 2]]
-        x[:, 5] = sum((c != 0).astype(np.int64) for c in cross)
-        x[:, 6] = np.minimum(sum(cross), 8)
-    x[:, 7] = inputs.prev[channel][ys, xs]
-    x[:, 8] = inputs.prev_near[ys, xs]
-    if inputs.pixels:
-        x[:, 9] = inputs.spread[channel][ys, xs]
-        x[:, 10] = inputs.spread_near[ys, xs]
-        x[:, 11] = inputs.grad[channel][ys, xs]
-        x[:, 12] = inputs.dref[channel][ys, xs]
-        x[:, 13] = inputs.value[channel][ys, xs]
-        x[:, 14] = 1
+        m = np.pad(known[channel].astype(np.int64), 1)
+        cross = np.stack([m[ys, xs + 1], m[ys + 2, xs + 1], m[ys + 1, xs], m[ys + 1, xs + 2]])
+        magnitude = np.abs(cross)
+        x[:, 5] = (cross != 0).sum(axis=0)
+        x[:, 6] = np.minimum(magnitude.sum(axis=0), 8)
+        if inputs.wide:
+            x[:, WIDE_AT + 2] = np.clip(cross.sum(axis=0), -31, 31)
     x[:, PASS_AT + index] = 1
     x[:, LEVEL_AT + inputs.level] = 1
-    x[np.arange(n), CHOICE_AT + inputs.choice[ys, xs]] = 1
+    x[np.arange(n), inputs.choice_column[pos]] = 1
     return x
 
 
@@ -171,9 +236,11 @@ class SymbolNet:
     """The integer network of ``pac-ctx`` (weights: W1, b1, W2, b2, W3, b3 int32 and the
     shifts S int32 (3,)), mapping features to integer tables."""
 
-    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
-        shapes = {"W1": (INPUTS, HIDDEN), "b1": (HIDDEN,), "W2": (HIDDEN, HIDDEN), "b2": (HIDDEN,),
-                  "W3": (HIDDEN, ALPHABET), "b3": (ALPHABET,), "S": (3,)}
+    def __init__(self, tensors: dict[str, np.ndarray], model_id: str = "pac-ctx") -> None:
+        inputs, hidden = SHAPES[model_id]
+        self.wide = inputs == INPUTS_7  # 7.x features
+        shapes = {"W1": (inputs, hidden), "b1": (hidden,), "W2": (hidden, hidden), "b2": (hidden,),
+                  "W3": (hidden, ALPHABET), "b3": (ALPHABET,), "S": (3,)}
         for name, shape in shapes.items():
             t = tensors.get(name)
             if t is None or tuple(t.shape) != shape:
@@ -187,8 +254,8 @@ class SymbolNet:
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) int features -> (n, ALPHABET) logits in 1/16 nat, integers held
-        exactly in float64 (every |partial sum| < 2^45: features ≤ 31 and activations
-        ≤ 255 in magnitude, weights ≤ 2^15, which the constructor checks)."""
+        exactly in float64 (every |partial sum| < 2^46: at most 64 terms, features ≤ 31
+        and activations ≤ 255 in magnitude, weights ≤ 2^15, which the constructor checks)."""
         w, s = self._float, self._scales
         h = np.clip(_layer(np.ascontiguousarray(x, dtype=np.float64), w["W1"], w["b1"], s[0]), 0, 255)
         h = np.clip(_layer(h, w["W2"], w["b2"], s[1]), 0, 255)

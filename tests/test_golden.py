@@ -96,6 +96,35 @@ def test_a_6x_sample_takes_blocks_at_half_pixel_offsets(monkeypatch):
     assert set(offsets) == {0, 1, 2, 3}
 
 
+def test_a_7x_sample_reads_the_wider_features_of_pac_ctx2(monkeypatch):
+    """pac-q8-c2 (pac-q8-hp's frames as a 7.0 file) pins §14.9: its symbols are read with
+    pac-ctx2's 42 features, and every group of the 11 new ones (the earlier channels'
+    exact symbols, the neighbours' sum, the predicted colour and its change, the
+    previous record's symbols here and where the vector points) takes non-zero values
+    in it, so its digest and PNGs (test_golden_symbols_and_pixels) hold each to the spec."""
+    from pacodec import symbolnet
+
+    path = SAMPLES / "pac-q8-c2.pcz"
+    facts = api.probe(path)
+    assert facts["version"] == "7.0" and facts["models"][3]["id"] == "pac-ctx2"
+    rows: list[np.ndarray] = []
+    features = symbolnet.features
+
+    def spy(known, index, pos, inputs):
+        x = features(known, index, pos, inputs)
+        rows.append(np.array(x))
+        return x
+
+    monkeypatch.setattr(symbolnet, "features", spy)
+    with pacodec.open(path) as reader:
+        assert len(list(reader)) == 12
+    x = np.concatenate(rows)
+    assert x.shape[1] == symbolnet.INPUTS_7
+    wide = x[:, symbolnet.WIDE_AT:] != 0
+    for group in ((0, 1), (2,), (3, 4, 5), (6, 7, 8), (9,), (10,)):
+        assert wide[:, list(group)].any(), [symbolnet.WIDE_NAMES[g] for g in group]
+
+
 def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkeypatch):
     """pac-q8-lt (one GOP of 12 frames) pins §14.3's 5.0 rule: every P-frame's last
     reference is the GOP's intra frame, its later P-frames take 4×4 blocks from it

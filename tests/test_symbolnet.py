@@ -1,5 +1,5 @@
-"""Format 4.x: predicted frames' residual symbols coded with pac-ctx's learned integer
-network (pacodec/symbolnet.py, pcz.md §14.7)."""
+"""Format 4.x on: predicted frames' residual symbols coded with a learned integer
+network (pac-ctx; 7.x: pac-ctx2) (pacodec/symbolnet.py, pcz.md §14.7, §14.9)."""
 
 from __future__ import annotations
 
@@ -22,24 +22,28 @@ from conftest import one_line
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def random_net(seed: int) -> symbolnet.SymbolNet:
+def random_net(seed: int, model_id: str = "pac-ctx") -> symbolnet.SymbolNet:
     """Weights at the bounds the format allows: the exactness argument's worst case."""
     rng = np.random.default_rng(seed)
     big = 1 << 15
+    inputs, hidden = symbolnet.SHAPES[model_id]
     return symbolnet.SymbolNet({
-        "W1": rng.integers(-big, big + 1, (symbolnet.INPUTS, symbolnet.HIDDEN)),
-        "b1": rng.integers(-(1 << 24), 1 << 24, symbolnet.HIDDEN),
-        "W2": rng.integers(-big, big + 1, (symbolnet.HIDDEN, symbolnet.HIDDEN)),
-        "b2": rng.integers(-(1 << 24), 1 << 24, symbolnet.HIDDEN),
-        "W3": rng.integers(-big, big + 1, (symbolnet.HIDDEN, symbolnet.ALPHABET)),
+        "W1": rng.integers(-big, big + 1, (inputs, hidden)),
+        "b1": rng.integers(-(1 << 24), 1 << 24, hidden),
+        "W2": rng.integers(-big, big + 1, (hidden, hidden)),
+        "b2": rng.integers(-(1 << 24), 1 << 24, hidden),
+        "W3": rng.integers(-big, big + 1, (hidden, symbolnet.ALPHABET)),
         "b3": rng.integers(-(1 << 24), 1 << 24, symbolnet.ALPHABET),
-        "S": np.array([10, 14, 16])})
+        "S": np.array([10, 14, 16])}, model_id)
 
 
-def random_features(seed: int, n: int) -> np.ndarray:
+def random_features(seed: int, n: int, model_id: str = "pac-ctx") -> np.ndarray:
+    """Features at their bounds: 0 … 31, x₂ −4 … 4; 7.x's signed ones −31 … 31."""
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 32, (n, symbolnet.INPUTS))
+    x = rng.integers(0, 32, (n, symbolnet.SHAPES[model_id][0]))
     x[:, 2] = rng.integers(-4, 5, n)
+    if model_id == "pac-ctx2":
+        x[:, symbolnet.WIDE_AT:] = rng.integers(-31, 32, (n, len(symbolnet.WIDE_NAMES)))
     return x
 
 
@@ -47,8 +51,8 @@ def test_the_float64_products_are_the_integer_arithmetic_of_the_spec():
     """SymbolNet computes its sums as float64 matrix products; with integer terms far
     below 2^53 that is exact: the logits equal int64 arithmetic (numpy's integer matmul,
     no BLAS) bit for bit, for weights and inputs at their bounds."""
-    for seed in range(3):
-        net, x = random_net(seed), random_features(seed, 5000)
+    for seed, model_id in ((0, "pac-ctx"), (1, "pac-ctx"), (2, "pac-ctx2"), (3, "pac-ctx2")):
+        net, x = random_net(seed, model_id), random_features(seed, 5000, model_id)
         w, s = net.w, net.w["S"]
         h = np.clip((np.matmul(x, w["W1"]) + w["b1"]) >> s[0], 0, 255)
         h = np.clip((np.matmul(h, w["W2"]) + w["b2"]) >> s[1], 0, 255)
@@ -61,9 +65,9 @@ def test_tables_of_repeated_feature_rows_are_each_rows_own_table():
     """SymbolNet.tables runs the network once per distinct row: with many repeats (as
     in a frame's black corridors) every row still gets exactly the table of its own
     features, in its own place."""
-    net = zoo.load("pac-ctx")[0].network()
+    net = zoo.load("pac-ctx2")[0].network()
     rng = np.random.default_rng(3)
-    pool = random_features(11, 40)
+    pool = random_features(11, 40, "pac-ctx2")
     x = pool[rng.integers(0, len(pool), 3000)]
     assert len(np.unique(x, axis=0)) < 0.8 * len(x)  # the shared path, not the fallback
     want = symbolnet.softmax_table(net.logits(x))
@@ -115,8 +119,9 @@ sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 from test_symbolnet import random_features
 from pacodec import zoo
-net = zoo.load("pac-ctx")[0].network()
-print(hashlib.sha256(net.tables(random_features(7, 200000)).tobytes()).hexdigest())
+for model_id in ("pac-ctx", "pac-ctx2"):
+    net = zoo.load(model_id)[0].network()
+    print(hashlib.sha256(net.tables(random_features(7, 200000, model_id)).tobytes()).hexdigest())
 """
 
 
@@ -130,7 +135,7 @@ def test_the_tables_are_the_same_whatever_the_thread_count():
                "PATH": "/usr/bin:/bin"}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         digests.add(out.stdout.strip())
-    assert len(digests) == 1 and len(digests.pop()) == 64
+    assert len(digests) == 1 and [len(d) for d in digests.pop().split()] == [64, 64]
 
 
 def drawn(count: int) -> np.ndarray:
@@ -155,14 +160,14 @@ def learned(tmp_path_factory):
     return encode(tmp_path_factory.mktemp("ctx") / "c.pcz", frames, gop=3), frames
 
 
-def test_a_6x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
+def test_a_7x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
     (path, recon), _ = learned
     facts = api.probe(path)
-    assert facts["version"] == "6.0"
-    assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx"]
+    assert facts["version"] == "7.0"
+    assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx2"]
     from pacodec.cli import render_info
 
-    assert "\nsymbols     pac-ctx  weights sha256 " in render_info(facts)  # not "key ref"
+    assert "\nsymbols     pac-ctx2  weights sha256 " in render_info(facts)  # not "key ref"
     with pacodec.open(path) as reader:
         decoded = [np.array(f) for f in reader]
     assert all(np.array_equal(a, b) for a, b in zip(decoded, recon))  # exact: GOPs from the reference
@@ -201,25 +206,26 @@ def test_a_reader_without_the_files_symbol_model_refuses_it(tmp_path, learned):
     (path, recon), frames = learned
     weights = tmp_path / "w"
     weights.mkdir()
-    model = zoo.load("pac-ctx")[0]
+    model = zoo.load("pac-ctx2")[0]
     model.b3.add_(torch.arange(65, dtype=torch.int32))
-    sha = zoo.save(model, weights / "pac-ctx.safetensors")
-    zoo.write_manifest_entry(weights, {"id": "pac-ctx", "file": "pac-ctx.safetensors", "sha256": sha})
+    sha = zoo.save(model, weights / "pac-ctx2.safetensors")
+    zoo.write_manifest_entry(weights, {"id": "pac-ctx2", "file": "pac-ctx2.safetensors", "sha256": sha})
     other, _ = encode(tmp_path / "other.pcz", frames[:3], gop=3, weights_dir=weights)
     assert api.probe(other)["models"][3]["weights_sha256"] == sha
-    with pytest.raises(WeightsError, match="pac-ctx|file was made with"):
+    with pytest.raises(WeightsError, match="pac-ctx2|file was made with"):
         pacodec.open(other)
     r = subprocess.run([sys.executable, "-m", "pacodec", "decode", str(other), "-o", str(tmp_path / "o.mkv")],
                        capture_output=True, text=True)
-    one_line(r, 2, "pac-ctx")
+    one_line(r, 2, "pac-ctx2")
     assert not (tmp_path / "o.mkv").exists()
     with pacodec.open(path, weights_dir=weights) as reader:
         assert all(np.array_equal(a, b) for a, b in zip(reader, recon))
 
 
-def test_manifest_entry_says_how_the_symbol_model_was_trained():
+@pytest.mark.parametrize("model_id", ["pac-ctx", "pac-ctx2"])
+def test_manifest_entry_says_how_the_symbol_model_was_trained(model_id):
     entry = next(m for m in json.loads((zoo.SHIPPED_DIR / "manifest.json").read_text())["models"]
-                 if m["id"] == "pac-ctx")
+                 if m["id"] == model_id and not m.get("superseded"))
     data = (zoo.SHIPPED_DIR / entry["file"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == entry["sha256"]
     assert entry["training"]["command"] == "python tools/train_symbol_model.py"

@@ -1,5 +1,5 @@
-"""Train pac-ctx, the network that gives 4.x and 5.x predicted frames' residual symbols
-their probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
+"""Train pac-ctx2, the network that gives 7.x predicted frames' residual symbols their
+probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7 and §14.9), and ship it.
 
     python tools/train_symbol_model.py [--workers 2] [--epochs 6]
 
@@ -9,19 +9,21 @@ their probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7), and ship it.
    residual symbol of the predicted frames with its features (symbolnet.features:
    what the decoder holds when it reaches that symbol): the symbols a file of the
    current format codes. The encoder prices its symbol choices with the shipped
-   pac-ctx (refine.LEARNED_PRICES), so a retrained network is trained on the choices
-   its predecessor priced. A fifth of the frames are collected without their pixel
+   pac-ctx2 (refine.LEARNED_PRICES), so a retrained network is trained on the choices
+   its predecessor priced; the first pac-ctx2 was trained on the choices pac-ctx (6.x)
+   priced. A fifth of the frames are collected without their pixel
    features, as a GOP whose key frame is coded on its own has them.
 2. Train the float network (Adam, cross-entropy = the symbols' code length in nats:
    the rate is the loss).
 3. Quantize it to integers (16-bit weights, 8-bit activations, power-of-two scales)
    and measure the integer network's code length on the validation clip (clip8)
-   against the counted contexts of 3.x and the shipped pac-ctx.
-4. Write pacodec/weights/pac-ctx.safetensors and its manifest entry; the weights it
+   against the counted contexts of 3.x and the shipped network (pac-ctx2, or the 6.x
+   pac-ctx on its 31 features when there is none yet).
+4. Write pacodec/weights/pac-ctx2.safetensors and its manifest entry; the weights it
    replaces stay as a superseded entry (zoo.supersede), since files name the
    weights they were made with by sha256.
 
-About 10 minutes on 2 idle CPU cores (--workers 2); 51 with one worker beside a benchmark.
+About 15 minutes on 2 idle CPU cores (--workers 2).
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ import numpy as np  # noqa: E402
 TRAINING = ("clip0", "clip4", "clip5", "clip6", "clip7")
 VALIDATION = "clip8"
 LEVELS = ("pac-q6", "pac-q7", "pac-q8", "pac-q9", "pac-q10")
-FILE = "pac-ctx.safetensors"
+MODEL = "pac-ctx2"
+FILE = f"{MODEL}.safetensors"
 NO_PIXELS_SHARE = 0.2
 #: Feature scales the float network divides by (folded into W1 when quantized).
-SCALE = np.array([4, 4, 4, 9, 15, 4, 8, 4, 9, 31, 31, 31, 31, 15, 1] + [1] * 16, np.float32)
+SCALE = np.array([4, 4, 4, 9, 15, 4, 8, 4, 9, 31, 31, 31, 31, 15, 1] + [1] * 16
+                 + [8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4], np.float32)
 
 
 def collect(job: tuple[str, str, int]) -> dict:
@@ -61,6 +65,10 @@ def collect(job: tuple[str, str, int]) -> dict:
 
     clip, level, seed = job
     rng = np.random.default_rng(seed)
+    from pacodec import api, zoo
+
+    if not any(e["id"] == MODEL for e in zoo.read_manifest(zoo.SHIPPED_DIR)):
+        api.SYMBOL_MODEL = "pac-ctx"  # the first pac-ctx2: the choices 6.x's network priced
     frames = [video.fit(f, 160, 200) for f in video.iter_frames(shared_clip(clip))]
     xs, ys, counted = [], [], []
     state = {"exact": False, "prev": None}
@@ -86,7 +94,7 @@ def collect(job: tuple[str, str, int]) -> dict:
                 choice = field.choice
                 pixels = state["exact"] and rng.random() >= NO_PIXELS_SHARE
                 inputs = symbolnet.FrameInputs(choice, state["prev"], b if pixels else None, refs,
-                                               level_index, *s.shape[:2])
+                                               level_index, *s.shape[:2], vectors=field.vectors, wide=True)
                 flags = refine.block_flags(s)
                 coded = refine._flagged_pixels(flags, *s.shape[:2])
                 board = refiner.board
@@ -105,7 +113,7 @@ def collect(job: tuple[str, str, int]) -> dict:
             key.encode, refiner.predicted_symbols = on_key, on_predicted
             for f in frames:
                 w.write(f)
-    x = np.concatenate(xs) if xs else np.zeros((0, symbolnet.INPUTS), np.int8)
+    x = np.concatenate(xs) if xs else np.zeros((0, symbolnet.INPUTS_7), np.int8)
     y = np.concatenate(ys) if ys else np.zeros(0, np.int8)
     return {"clip": clip, "level": level, "x": x, "y": y, "counted_bits": float(np.sum(counted)),
             "frames": len(frames)}
@@ -124,8 +132,8 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int, log) -> dict[str, np.ndarra
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    h = symbolnet.HIDDEN
-    net = torch.nn.Sequential(torch.nn.Linear(symbolnet.INPUTS, h), torch.nn.ReLU(), torch.nn.Linear(h, h),
+    inputs, h = symbolnet.SHAPES[MODEL]
+    net = torch.nn.Sequential(torch.nn.Linear(inputs, h), torch.nn.ReLU(), torch.nn.Linear(h, h),
                               torch.nn.ReLU(), torch.nn.Linear(h, symbolnet.ALPHABET))
     xf = torch.from_numpy(x.astype(np.float32) / SCALE)
     target = torch.from_numpy(signed(x, y))
@@ -229,17 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     tensors = quantize(weights, x)
     from pacodec import symbolnet
 
-    net = symbolnet.SymbolNet(tensors)
+    net = symbolnet.SymbolNet(tensors, MODEL)
     from pacodec import zoo
 
-    shipped = zoo.load("pac-ctx")[0].network()
+    ours = any(e["id"] == MODEL for e in zoo.read_manifest(zoo.SHIPPED_DIR))
+    shipped = zoo.load(MODEL if ours else "pac-ctx")[0].network()
+    width = symbolnet.SHAPES[MODEL if ours else "pac-ctx"][0]  # 6.x's features: the first 31
     measured = {"clip": f"{VALIDATION}.mp4, every coded residual symbol of its predicted frames at the default GOP",
                 "levels": {}}
     for r in results:
         if r["clip"] != VALIDATION:
             continue
         learned = code_length(net, r["x"], r["y"])
-        before = code_length(shipped, r["x"], r["y"])
+        before = code_length(shipped, r["x"][:, :width], r["y"])
         measured["levels"][r["level"]] = {
             "counted_contexts_bytes_per_frame": round(r["counted_bits"] / 8 / r["frames"], 1),
             "learned_bytes_per_frame": round(learned / 8 / r["frames"], 1),
@@ -256,15 +266,15 @@ def write(tensors: dict[str, np.ndarray], measured: dict, epochs: int, symbols: 
     from pacodec import zoo
     from pacodec.models import build_model
 
-    model = build_model("pac-ctx")
+    model = build_model(MODEL)
     for name, value in tensors.items():
         getattr(model, name).copy_(torch.from_numpy(value))
     data = zoo.serialize(model)
     sha = hashlib.sha256(data).hexdigest()
-    zoo.supersede(zoo.SHIPPED_DIR, ["pac-ctx"], sha)  # files made with the old weights keep decoding
+    zoo.supersede(zoo.SHIPPED_DIR, [MODEL], sha)  # files made with the old weights keep decoding
     (zoo.SHIPPED_DIR / FILE).write_bytes(data)
     entry = {
-        "id": "pac-ctx", "file": FILE, "sha256": sha, "family": "pac", "config": model.config_dict(),
+        "id": MODEL, "file": FILE, "sha256": sha, "family": "pac", "config": model.config_dict(),
         "training": {"data": [f"../shared/data/pacman/{c}.mp4" for c in TRAINING], "epochs": epochs,
                      "symbols": symbols, "levels": list(LEVELS),
                      "method": "cross-entropy (code length) of every coded residual symbol of the predicted "

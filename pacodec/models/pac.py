@@ -522,10 +522,11 @@ class SymbolModel(ServingModel):
 
     def __init__(self, model_id: str, config: ServingConfig) -> None:
         super().__init__(model_id, config)
-        from ..symbolnet import ALPHABET, HIDDEN, INPUTS
+        from ..symbolnet import ALPHABET, SHAPES
 
-        for name, shape in (("W1", (INPUTS, HIDDEN)), ("b1", (HIDDEN,)), ("W2", (HIDDEN, HIDDEN)),
-                            ("b2", (HIDDEN,)), ("W3", (HIDDEN, ALPHABET)), ("b3", (ALPHABET,)), ("S", (3,))):
+        inputs, hidden = SHAPES[model_id]
+        for name, shape in (("W1", (inputs, hidden)), ("b1", (hidden,)), ("W2", (hidden, hidden)),
+                            ("b2", (hidden,)), ("W3", (hidden, ALPHABET)), ("b3", (ALPHABET,)), ("S", (3,))):
             self.register_buffer(name, torch.zeros(shape, dtype=torch.int32))
 
     def network(self):
@@ -533,9 +534,13 @@ class SymbolModel(ServingModel):
         from ..symbolnet import SymbolNet
 
         return SymbolNet({name: getattr(self, name).cpu().numpy()
-                          for name in ("W1", "b1", "W2", "b2", "W3", "b3", "S")})
+                          for name in ("W1", "b1", "W2", "b2", "W3", "b3", "S")}, self.model_id)
 
 
 register(ModelSpec("pac-ctx", "pac", lambda o: SymbolModel("pac-ctx", config_from(ServingConfig, o)),
                    "ours: the learned probability model of the residual symbols of predicted frames "
-                   "(used with pac-q6…q10, not on its own)", internal=True))
+                   "in 4.x … 6.x files (used with pac-q6…q10, not on its own)", internal=True))
+register(ModelSpec("pac-ctx2", "pac", lambda o: SymbolModel("pac-ctx2", config_from(ServingConfig, o)),
+                   "ours: the learned probability model of the residual symbols of predicted frames "
+                   "in 7.x files: wider features, 64 hidden units (used with pac-q6…q10, not on its own)",
+                   internal=True))

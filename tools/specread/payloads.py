@@ -32,6 +32,7 @@ Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
 # §14.7: the softmax's exponential, EXP[d] = floor(2^16 · exp(−d/16) + 1/2)
 EXP = np.floor(65536 * np.exp(-np.arange(256) / 16.0) + 0.5).astype(np.int64)
 SYMBOL_NET = {"W1": (31, 32), "b1": (32,), "W2": (32, 32), "b2": (32,), "W3": (32, 65), "b3": (65,), "S": (3,)}
+SYMBOL_NET_7 = {"W1": (42, 64), "b1": (64,), "W2": (64, 64), "b2": (64,), "W3": (64, 65), "b3": (65,), "S": (3,)}   # §14.9
 
 
 def spec_motion_tables(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md"):
@@ -182,14 +183,18 @@ class Decoder:
                 len(header.models) < 3 or header.models[2][0] != "pac-key"):
             raise Refused("a 3.x two-layer stream with predicted frames names pac-key as models[2] (§14.6)")
         self.net = None   # §14.7: 4.x symbol model
+        self.wide = False   # §14.9: 7.x features
         if header.gop > 1 and refined is not None and header.version[0] >= 4:
-            if len(header.models) < 4 or header.models[3][0] != "pac-ctx":
-                raise Refused("a 4.x two-layer stream with predicted frames names pac-ctx as models[3] (§14.7)")
-            net, _ = weights.load(header.models[3][1], "pac-ctx")
-            self.net = {k: np.asarray(net.get(k, np.zeros(0)), np.int64) for k in SYMBOL_NET}
-            for k, shape in SYMBOL_NET.items():
+            ctx_id, shapes = ("pac-ctx2", SYMBOL_NET_7) if header.version[0] >= 7 else ("pac-ctx", SYMBOL_NET)
+            self.wide = header.version[0] >= 7   # §14.9: 42 features
+            if len(header.models) < 4 or header.models[3][0] != ctx_id:
+                raise Refused(f"a {header.version[0]}.x two-layer stream with predicted frames names {ctx_id} "
+                              "as models[3] (§14.7, §14.9)")
+            net, _ = weights.load(header.models[3][1], ctx_id)
+            self.net = {k: np.asarray(net.get(k, np.zeros(0)), np.int64) for k in shapes}
+            for k, shape in shapes.items():
                 if self.net[k].shape != shape:
-                    raise Refused(f"pac-ctx tensor {k} is not {shape} (§18)")
+                    raise Refused(f"{ctx_id} tensor {k} is not {shape} (§18)")
             if max(np.abs(self.net[k]).max() for k in ("W1", "W2", "W3")) > 1 << 15 or \
                     self.net["S"].min() < 0 or self.net["S"].max() > 40:
                 raise Refused("pac-ctx weights outside 16 bits or shifts outside 0 … 40 (§18)")
@@ -484,7 +489,7 @@ class Decoder:
             ys, xs = np.nonzero((parity == odd) & coded)   # raster order
             if not len(ys):
                 continue
-            f = np.zeros((len(ys), 31), np.int64)
+            f = np.zeros((len(ys), 42 if self.wide else 31), np.int64)
             earlier = list(CHANNELS[: index // 2])
             if earlier:
                 e = known[earlier]
@@ -511,6 +516,23 @@ class Decoder:
             f[:, 15 + index] = 1
             f[:, 21 + self.k] = 1
             f[np.arange(len(ys)), 26 + choice_px[ys, xs]] = 1
+            if self.wide:   # §14.9
+                if earlier:
+                    f[:, 31] = np.clip(known[earlier[0], ys, xs], -31, 31)
+                    if len(earlier) > 1:
+                        f[:, 32] = np.clip(known[earlier[1], ys, xs], -31, 31)
+                if odd:
+                    mine = np.pad(known[c], 1)
+                    f[:, 33] = np.clip(mine[ys + 1, xs] + mine[ys + 1, xs + 2] + mine[ys, xs + 1] + mine[ys + 2, xs + 1],
+                                       -31, 31)
+                if exact:
+                    f[:, 34:37] = base[ys, xs] >> 4
+                    f[:, 37:40] = (base[ys, xs] - refs[0][ys, xs]) >> 4
+                f[:, 40] = np.clip(prev[c, ys, xs], -31, 31)
+                blocks = choice_px[ys, xs]
+                dy, dx = vectors[ys // 4, xs // 4, 0], vectors[ys // 4, xs // 4, 1]
+                moved = np.clip(prev[c, np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)], -31, 31)
+                f[:, 41] = np.where(blocks == 1, moved, np.where(blocks == 0, f[:, 40], 0))
             tables = self._tables(f)
             sign = np.where(f[:, 2] < 0, -1, 1)
             for i in range(len(ys)):
