@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 def write(tensors: dict[str, np.ndarray], measured: dict, epochs: int, symbols: int) -> None:
     import torch
 
-    from pacodec import zoo
+    from pacodec import symbolnet, zoo
     from pacodec.models import build_model
 
     model = build_model(MODEL)
@@ -275,6 +275,9 @@ def write(tensors: dict[str, np.ndarray], measured: dict, epochs: int, symbols: 
     (zoo.SHIPPED_DIR / FILE).write_bytes(data)
     entry = {
         "id": MODEL, "file": FILE, "sha256": sha, "family": "pac", "config": model.config_dict(),
+        "architecture": "integer MLP {} features -> {} -> {} -> 65 values, int32 weights, 8-bit activations, "
+                        "softmax by table (pacodec/symbolnet.py, formats/pcz.md §14.9)".format(
+                            *symbolnet.SHAPES[MODEL], symbolnet.SHAPES[MODEL][1]),
         "training": {"data": [f"../shared/data/pacman/{c}.mp4" for c in TRAINING], "epochs": epochs,
                      "symbols": symbols, "levels": list(LEVELS),
                      "method": "cross-entropy (code length) of every coded residual symbol of the predicted "
