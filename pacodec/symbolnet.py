@@ -233,8 +233,9 @@ def _layer(a: np.ndarray, w: np.ndarray, b: np.ndarray, scale: float) -> np.ndar
 
 
 class SymbolNet:
-    """The integer network of ``pac-ctx`` (weights: W1, b1, W2, b2, W3, b3 int32 and the
-    shifts S int32 (3,)), mapping features to integer tables."""
+    """The integer network of ``pac-ctx`` or ``pac-ctx2`` (``model_id``; weights: W1, b1,
+    W2, b2, W3, b3 int32 of the shapes ``SHAPES`` names and the shifts S int32 (3,)),
+    mapping features to integer tables."""
 
     def __init__(self, tensors: dict[str, np.ndarray], model_id: str = "pac-ctx") -> None:
         inputs, hidden = SHAPES[model_id]
