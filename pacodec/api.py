@@ -267,9 +267,13 @@ def _keyframes(codec: Codec, predictor: Predictor, weights_dir: Path | None, dev
 SYMBOL_MODEL = "pac-ctx2"
 
 
+#: The major version of a file whose models[3] is each symbol model (pcz.md §9: the lowest that holds it).
+SYMBOL_MODEL_MAJOR = {"pac-ctx": 6, "pac-ctx2": 7}
+
+
 def symbol_model_of(version: tuple[int, int]) -> str:
     """The symbol model id a file of ``version`` (major 4 on) names as models[3]."""
-    return "pac-ctx2" if version[0] >= 7 else "pac-ctx"
+    return "pac-ctx2" if version[0] >= SYMBOL_MODEL_MAJOR["pac-ctx2"] else "pac-ctx"
 
 
 def _symbol_model(model: Any, predictor: Predictor, weights_dir: Path | None, device: str,
@@ -541,7 +545,7 @@ class Writer:
             # frames need major 7 (6 with the 6.x symbol model pac-ctx, which only
             # tools/train_symbol_model.py asks for; 3 when written without the symbol
             # model, as the ablation does), only a fit other than stretch needs minor 1.
-            version=((7 if self._ctx_id == "pac-ctx2" else 6) if learned else 3 if self._layered() else 1,
+            version=(SYMBOL_MODEL_MAJOR[self._ctx_id] if learned else 3 if self._layered() else 1,
                      0 if self.fit == "stretch" else 1),
             fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
             picture=self._picture() if self.fit == "pad" else None,
