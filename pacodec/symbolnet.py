@@ -63,7 +63,6 @@ PASS_AT = SCALARS  # one-hot of the pass (6)
 LEVEL_AT = PASS_AT + 6  # one-hot of the refined level (5)
 CHOICE_AT = LEVEL_AT + LEVELS  # one-hot of the 4×4 block's choice 0 … 4 (5)
 INPUTS = CHOICE_AT + 1 + REFERENCES  # 31: the features of 4.x … 6.x files (pac-ctx)
-PIXEL_COLUMNS = tuple(range(9, 15))
 #: Format 7.x (pac-ctx2) reads 11 more, after those 31: the exact values the 4.x
 #: features cap at 4 (a green symbol of 12 says much about the red one at the same
 #: pixel: on clip8 at pac-q10 the residuals of R and G correlate at 0.89), the colour

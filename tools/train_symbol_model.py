@@ -23,7 +23,7 @@ probabilities (pacodec/symbolnet.py, formats/pcz.md §14.7 and §14.9), and ship
    replaces stay as a superseded entry (zoo.supersede), since files name the
    weights they were made with by sha256.
 
-About 15 minutes on 2 idle CPU cores (--workers 2).
+About 10–14 minutes on 2 idle CPU cores (--workers 2).
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ SCALE = np.array([4, 4, 4, 9, 15, 4, 8, 4, 9, 31, 31, 31, 31, 15, 1] + [1] * 16
                  + [8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4], np.float32)
 
 
+def shipped() -> bool:
+    """Whether pacodec ships a MODEL yet (the first one is trained without)."""
+    from pacodec import zoo
+
+    return any(e["id"] == MODEL for e in zoo.read_manifest(zoo.SHIPPED_DIR))
+
+
 def collect(job: tuple[str, str, int]) -> dict:
     """Encode one clip at one level; every coded P-frame symbol's (features, symbol)
     and the counted-context code length of the same symbols (3.x)."""
@@ -65,9 +72,9 @@ def collect(job: tuple[str, str, int]) -> dict:
 
     clip, level, seed = job
     rng = np.random.default_rng(seed)
-    from pacodec import api, zoo
+    from pacodec import api
 
-    if not any(e["id"] == MODEL for e in zoo.read_manifest(zoo.SHIPPED_DIR)):
+    if not shipped():
         api.SYMBOL_MODEL = "pac-ctx"  # the first pac-ctx2: the choices 6.x's network priced
     frames = [video.fit(f, 160, 200) for f in video.iter_frames(shared_clip(clip))]
     xs, ys, counted = [], [], []
@@ -103,7 +110,7 @@ def collect(job: tuple[str, str, int]) -> dict:
                 for index in range(refine.PASSES):
                     channel, pos, ctx = refine._pass_layout(known, index, board, coded)
                     values = planes[channel].reshape(-1)[pos]
-                    xs.append(symbolnet.features(known, index, pos, inputs).astype(np.int8))
+                    xs.append(symbolnet.features(known, index, pos, inputs))  # int8
                     ys.append(values.astype(np.int8))
                     counted.append(refiner._bits[index, ctx, values + refiner.max_symbol].sum())
                     known[channel].reshape(-1)[pos] = values
@@ -240,16 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     net = symbolnet.SymbolNet(tensors, MODEL)
     from pacodec import zoo
 
-    ours = any(e["id"] == MODEL for e in zoo.read_manifest(zoo.SHIPPED_DIR))
-    shipped = zoo.load(MODEL if ours else "pac-ctx")[0].network()
-    width = symbolnet.SHAPES[MODEL if ours else "pac-ctx"][0]  # 6.x's features: the first 31
+    replaced = MODEL if shipped() else "pac-ctx"
+    previous = zoo.load(replaced)[0].network()
+    width = symbolnet.SHAPES[replaced][0]  # 6.x's features: the first 31
     measured = {"clip": f"{VALIDATION}.mp4, every coded residual symbol of its predicted frames at the default GOP",
                 "levels": {}}
     for r in results:
         if r["clip"] != VALIDATION:
             continue
         learned = code_length(net, r["x"], r["y"])
-        before = code_length(shipped, r["x"][:, :width], r["y"])
+        before = code_length(previous, r["x"][:, :width], r["y"])
         measured["levels"][r["level"]] = {
             "counted_contexts_bytes_per_frame": round(r["counted_bits"] / 8 / r["frames"], 1),
             "learned_bytes_per_frame": round(learned / 8 / r["frames"], 1),

@@ -197,7 +197,7 @@ class Decoder:
                     raise Refused(f"{ctx_id} tensor {k} is not {shape} (§18)")
             if max(np.abs(self.net[k]).max() for k in ("W1", "W2", "W3")) > 1 << 15 or \
                     self.net["S"].min() < 0 or self.net["S"].max() > 40:
-                raise Refused("pac-ctx weights outside 16 bits or shifts outside 0 … 40 (§18)")
+                raise Refused(f"{ctx_id} weights outside 16 bits or shifts outside 0 … 40 (§18)")
             if self.r_refine != 32:
                 raise Refused("the symbol model codes −32 … 32 (§14.7)")
             key, _ = weights.load(header.models[2][1], "pac-key")
