@@ -244,7 +244,10 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
             # 6.x: taken blocks may sit at half-pixel offsets.
             refiner.motion_coder = MotionCoder(CHOICE_TABLES, VECTOR_TABLES,
                                                FRACTION_TABLES if version[0] >= 6 else None)
-        refiner.rd_scale *= lam  # --lambda: the residual's rate–distortion trade
+        from .refine import LEVEL_RD_SCALE
+
+        # The level's λ (refine.LEVEL_RD_SCALE) times --lambda: the residual's rate–distortion trade.
+        refiner.rd_scale *= LEVEL_RD_SCALE[model.config.refine_level] * lam
         coder = LayeredPredictor(coder, refiner, base_layer=version[0] < 2, long_term=version[0] >= 5)
     return Predictor(residual, sha, coder)
 

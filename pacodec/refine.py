@@ -90,6 +90,22 @@ MOTION_RD = True
 MOTION_RD_MAX_STEP = 40
 RD_CANDIDATES = 8  # ... priced for the vectors of least squared error of each block and reference
 RATE_A, RATE_B = 1.0, 1.0
+# Encoder's choice (4.x on): the first rd_optimize pass, which picks the 16×16 blocks the
+# symbol model then prices, screens with the counted tables of the level this many
+# steps denser (the densest level screens with its own). A level's own tables were
+# counted on the symbols its encoder chose when they priced the final choice, so at
+# pac-q6 (Δ = 64) they make a non-zero symbol so dear that the screen drops blocks the
+# model would keep, and the level settles far below its curve. Measured whole clips,
+# pac-q6 … q10, against each level's own tables: pac-q6 on clip9 38.1 B a frame at
+# 34.92 dB (was 31.2 at 31.64), on clip8 59.5 at 31.89 (was 54.9 at 29.02); q7 … q10
+# within ±1 % (study sweeps).
+SCREEN_LEVELS = 1
+# Encoder's choice: each refined level's λ in units of its RD_SCALE · Δ² (pac-q6 … q10).
+# Screened by pac-q7's tables, pac-q6 at λ = Δ² would be 38.1 B a frame at 34.92 dB on
+# clip9; at 5 Δ² it keeps the size it had (31.1 B, was 31.2) and gains 0.6 dB (32.25,
+# was 31.64), on clip8 50.1 B at 29.77 dB (was 54.9 at 29.02): the smallest files stay
+# about as small as before, and better.
+LEVEL_RD_SCALE = (5.0, 1.0, 1.0, 1.0, 1.0)
 
 
 def _rate_by_magnitude(max_symbol: int) -> np.ndarray:
@@ -607,6 +623,7 @@ class RefineCoder:
         self._models = [[Categorical(p, perfect=False) for p in row] for row in probabilities]
         self.predicted = flag_table is not None
         self._bits = -np.log2(probabilities)
+        self._screen_bits = self._bits  # the first pass's prices (screen_with)
         self.rd_scale = RD_SCALE  # λ of rd_optimize = rd_scale · Δ² (predicted frames)
         if self.predicted:
             from .predict import _VECTOR_MODEL
@@ -626,6 +643,15 @@ class RefineCoder:
         self.symbol_model = None
         self.level = 0
         self._previous_source = None  # encoder: the last source frame it coded (persistence_weight)
+
+    def screen_with(self, tables: np.ndarray) -> None:
+        """Encoder: price the first rate–distortion pass of predicted frames coded with
+        the symbol model with these counted tables (PASSES, CONTEXTS, 2R+1) instead of
+        the level's own (SCREEN_LEVELS). Nothing the decoder reads changes."""
+        tables = np.asarray(tables, np.float64)
+        if tables.shape != self._bits.shape or np.any(tables <= 0):
+            raise ValueError(f"screening tables of shape {tables.shape} are not {self._bits.shape}, all positive")
+        self._screen_bits = -np.log2(tables / tables.sum(axis=-1, keepdims=True))
 
     def use_symbol_model(self, network, level: int) -> None:
         """Code predicted frames' symbols with ``network`` (format 4.x, pcz.md §14.7)."""
@@ -795,8 +821,9 @@ class RefineCoder:
             if self.symbol_model is not None and LEARNED_PRICES:
                 # The model prices the blocks the tables' choice flags (running it on
                 # every block the plain quantizer touches would cost 5× the encode);
-                # the rest keep the tables' prices, and so their choice.
-                first = rd_optimize(frame, base, symbols, self.step, price, self.rd_scale * self.step ** 2,
+                # the rest keep the tables' choice (SCREEN_LEVELS: a denser level's).
+                screen = table_prices(self._screen_bits, self.board)
+                first = rd_optimize(frame, base, symbols, self.step, screen, self.rd_scale * self.step ** 2,
                                     self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
                 active = _expand(block_flags(first), FLAG_BLOCK, *self.board.shape)
                 symbols = symbols * active[..., None]  # the blocks the tables drop stay dropped

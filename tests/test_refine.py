@@ -519,3 +519,41 @@ def test_the_encoders_whole_frame_contexts_are_the_passes_contexts():
             assert np.array_equal(passes, want_pass.reshape(3, h, w).transpose(1, 2, 0))
             assert np.array_equal(contexts, want_ctx.reshape(3, h, w).transpose(1, 2, 0))
             assert len(np.unique(contexts)) > 4
+
+
+REFINED_IDS = ("pac-q6", "pac-q7", "pac-q8", "pac-q9", "pac-q10")
+
+
+def test_the_first_pass_screens_with_a_denser_levels_tables():
+    """The encoder's first rate–distortion pass of predicted frames prices with the
+    counted tables of the level SCREEN_LEVELS denser (the densest level with its own):
+    pac-q6's own tables, counted on the sparse symbols its encoder once chose, priced
+    away blocks the symbol model would keep. The coded tables stay the level's own."""
+    from pacodec.refine import SCREEN_LEVELS
+
+    assert SCREEN_LEVELS >= 1
+    for k, name in enumerate(REFINED_IDS):
+        model, _ = api._load_model(name, None, "cpu")
+        assert model.config.refine_level == k
+        coder = model.refine_coder(predicted=True)
+        own = model.refine_tables_p[k].numpy().astype(np.float64)
+        denser = model.refine_tables_p[min(k + SCREEN_LEVELS, len(REFINED_IDS) - 1)].numpy().astype(np.float64)
+        np.testing.assert_allclose(coder._bits, -np.log2(own / own.sum(axis=-1, keepdims=True)))
+        np.testing.assert_allclose(coder._screen_bits, -np.log2(denser / denser.sum(axis=-1, keepdims=True)))
+        if k < len(REFINED_IDS) - 1:
+            assert not np.allclose(coder._screen_bits, coder._bits)
+    with pytest.raises(ValueError, match="screening tables"):
+        coder.screen_with(np.ones((PASSES, CONTEXTS, 3)))
+
+
+def test_each_refined_level_has_its_own_lambda_that_lambda_scales():
+    """A level's λ is RD_SCALE · LEVEL_RD_SCALE[level] · Δ² (pac-q6: 5 Δ², which keeps
+    its files about as small as before the screening above), and --lambda multiplies it."""
+    from pacodec.refine import LEVEL_RD_SCALE, RD_SCALE
+
+    assert len(LEVEL_RD_SCALE) == len(REFINED_IDS) and LEVEL_RD_SCALE[0] > 1
+    for k, name in enumerate(REFINED_IDS[:2]):
+        model, _ = api._load_model(name, None, "cpu")
+        for lam in (1.0, 2.5):
+            refiner = api._predictor(model, None, "cpu", lam=lam).coder.refiner
+            assert refiner.rd_scale == pytest.approx(RD_SCALE * LEVEL_RD_SCALE[k] * lam)

@@ -350,11 +350,15 @@ class RefinedPacModel(PacModel):
         return self.refinement[0]
 
     def refine_coder(self, predicted: bool = False):
-        from ..refine import RefineCoder
+        from ..refine import SCREEN_LEVELS, RefineCoder
 
-        return RefineCoder(self.refinement[1], self.refine_table_array(predicted), self.height, self.width,
-                           flag_table=self.refine_flag_table() if predicted else None,
-                           motion_table=self.refine_motion_table() if predicted else None)
+        coder = RefineCoder(self.refinement[1], self.refine_table_array(predicted), self.height, self.width,
+                            flag_table=self.refine_flag_table() if predicted else None,
+                            motion_table=self.refine_motion_table() if predicted else None)
+        if predicted:  # the encoder's first pass screens with a denser level's tables
+            denser = min(self.config.refine_level + SCREEN_LEVELS, len(self.config.refinements) - 1)
+            coder.screen_with(self.refine_tables_p[denser].cpu().numpy())
+        return coder
 
     def refine_flag_table(self) -> np.ndarray:
         return self.refine_flag_tables_p[self.config.refine_level].cpu().numpy()
