@@ -817,19 +817,20 @@ class RefineCoder:
         symbols = self.symbols(frame, base)
         if self.rd_scale > 0:
             weight = persistence_weight(frame, self._previous_source, PERSIST)
-            price = table_prices(self._bits, self.board)
+            lam, bound = self.rd_scale * self.step ** 2, RD_MAX_ERROR * self.step
             if self.symbol_model is not None and LEARNED_PRICES:
                 # The model prices the blocks the tables' choice flags (running it on
                 # every block the plain quantizer touches would cost 5× the encode);
                 # the rest keep the tables' choice (SCREEN_LEVELS: a denser level's).
-                screen = table_prices(self._screen_bits, self.board)
-                first = rd_optimize(frame, base, symbols, self.step, screen, self.rd_scale * self.step ** 2,
-                                    self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
+                first = rd_optimize(frame, base, symbols, self.step, table_prices(self._screen_bits, self.board),
+                                    lam, self._flag_bits, self.board, bound, weight=weight)
                 active = _expand(block_flags(first), FLAG_BLOCK, *self.board.shape)
                 symbols = symbols * active[..., None]  # the blocks the tables drop stay dropped
                 price = self._learned_prices(self._frame_inputs(choice, base, refs, field.vectors), first)
-            symbols = rd_optimize(frame, base, symbols, self.step, price, self.rd_scale * self.step ** 2,
-                                  self._flag_bits, self.board, RD_MAX_ERROR * self.step, weight=weight)
+            else:
+                price = table_prices(self._bits, self.board)
+            symbols = rd_optimize(frame, base, symbols, self.step, price, lam, self._flag_bits, self.board, bound,
+                                  weight=weight)
         self._previous_source = frame
         return field, base, symbols
 
