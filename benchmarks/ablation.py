@@ -7,7 +7,10 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 7.0 as shipped;
+- ``default``: format 8.0 as shipped;
+- ``7.x side-information contexts``: the 4×4 re-prediction's choices, vectors and
+  half-pixel offsets coded with 2.0's and 6.0's contexts and tables, not 8.0's wider
+  ones (the references' activity, a same-reference vector predictor, §14.10);
 - ``6.x symbol model``: the residual symbols of predicted frames coded with pac-ctx,
   the narrower network of 4.x … 6.x (31 features, 32 hidden units), instead of
   pac-ctx2 (§14.9);
@@ -105,6 +108,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.refiner.symbol_model = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
+    elif name == "7.x side-information contexts":
+        coder.refiner.motion_coder.wide = False
     elif name == "no half-pixel offsets":
         coder.refiner.motion_coder.half_pel = False  # the file then lacks them: bytes and PSNR only
     elif name == "blocks chosen by squared error":
@@ -120,7 +125,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
+VARIANTS = ("default", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
             "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",

@@ -238,16 +238,19 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
 
         refiner = model.refine_coder(predicted=True)
         if version[0] >= 2:  # 2.x: the 4×4 re-prediction's side information is context-coded
-            from .blockmotion import MotionCoder
-            from .motion_tables import CHOICE_TABLES, FRACTION_TABLES, VECTOR_TABLES
+            from . import motion_tables as mt
+            from .blockmotion import MotionCoder, WideTables
 
-            # 6.x: taken blocks may sit at half-pixel offsets.
-            refiner.motion_coder = MotionCoder(CHOICE_TABLES, VECTOR_TABLES,
-                                               FRACTION_TABLES if version[0] >= 6 else None)
-        from .refine import LEVEL_RD_SCALE
+            # 6.x: taken blocks may sit at half-pixel offsets; 8.x: wider contexts.
+            wide = WideTables(mt.CHOICE_TABLES_8, mt.VECTOR_X_TABLES_8, mt.VECTOR_Y_TABLES_8,
+                              mt.FRACTION_TABLES_8) if version[0] >= MOTION_CONTEXTS_MAJOR else None
+            refiner.motion_coder = MotionCoder(mt.CHOICE_TABLES, mt.VECTOR_TABLES,
+                                               mt.FRACTION_TABLES if version[0] >= 6 else None, wide)
+        from .refine import LEVEL_RD_SCALE, LEVEL_VECTOR_PRICE
 
         # The level's λ (refine.LEVEL_RD_SCALE) times --lambda: the residual's rate–distortion trade.
         refiner.rd_scale *= LEVEL_RD_SCALE[model.config.refine_level] * lam
+        refiner.vector_price = LEVEL_VECTOR_PRICE[model.config.refine_level]  # and of a vector's bits
         coder = LayeredPredictor(coder, refiner, base_layer=version[0] < 2, long_term=version[0] >= 5)
     return Predictor(residual, sha, coder)
 
@@ -272,6 +275,10 @@ SYMBOL_MODEL = "pac-ctx2"
 
 #: The major version of a file whose models[3] is each symbol model (pcz.md §9: the lowest that holds it).
 SYMBOL_MODEL_MAJOR = {"pac-ctx": 6, "pac-ctx2": 7}
+
+#: From this major on, the 4×4 re-prediction's side information has 8.0's wider
+#: contexts (blockmotion.WideTables, pcz.md §14.10); its symbol model is pac-ctx2.
+MOTION_CONTEXTS_MAJOR = 8
 
 
 def symbol_model_of(version: tuple[int, int]) -> str:
@@ -413,6 +420,8 @@ class Writer:
                 self.keyframes, self._key_sha = _keyframes(self.codec, self.predictor, wdir, device)
                 self._ctx_id = SYMBOL_MODEL
                 self._ctx_sha = _symbol_model(loaded, self.predictor, wdir, device, model_id=self._ctx_id)
+                if self._ctx_id != "pac-ctx2":  # a 6.x file (tools/train_symbol_model.py's first pac-ctx2)
+                    self.predictor.coder.refiner.motion_coder.wide = False
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self._since_intra = 0  # frames since the last intra frame
         self._intra_bytes = 0  # payload bytes of the last intra frame
@@ -545,14 +554,23 @@ class Writer:
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
-            # frames need major 7 (6 with the 6.x symbol model pac-ctx, which only
+            # frames need major 8 (7 when the ablation switches 8.0's side-information
+            # contexts off, 6 with the 6.x symbol model pac-ctx, which only
             # tools/train_symbol_model.py asks for; 3 when written without the symbol
             # model, as the ablation does), only a fit other than stretch needs minor 1.
-            version=(SYMBOL_MODEL_MAJOR[self._ctx_id] if learned else 3 if self._layered() else 1,
+            version=(self._learned_major() if learned else 3 if self._layered() else 1,
                      0 if self.fit == "stretch" else 1),
             fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
             picture=self._picture() if self.fit == "pad" else None,
         )
+
+    def _learned_major(self) -> int:
+        """The major version of a file with the symbol model: 8 where the side
+        information has 8.0's contexts (the ablation may switch them off), else the
+        symbol model's."""
+        if getattr(self.predictor.coder.refiner.motion_coder, "wide", False):
+            return MOTION_CONTEXTS_MAJOR
+        return SYMBOL_MODEL_MAJOR[self._ctx_id]
 
     def _picture(self) -> tuple[int, int, int, int]:
         """Where the picture lies in a coded frame (the whole frame unless padded)."""

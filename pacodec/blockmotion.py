@@ -26,6 +26,19 @@ from a predictor (dx then dy, each −8 … 8): the vector of the block to the l
 that block was taken, else of the block above if taken, else of this block in the
 previous P-frame if taken there (context 1, 1, 2), else (0, 0) (context 0).
 The first P-frame after an intra frame has no previous P-frame: all its P are 0.
+
+Format 8.0 (pcz.md §14.10) codes the same field with more context. Where the GOP's
+pixels are exact integers (its key frame came from the learned reference, as the
+symbol model's pixel features ask), a block's choice context also says how much the
+references changed around it (|Ref1 − Ref2| and |Ref1 − Ref3| over the block grown by
+2 pixels, 4 and 3 bins): a sprite moves where the last frames moved. Elsewhere the
+choices keep 2.0's contexts. A vector is predicted from the first block before it
+(left, above, above right, above left, then this block in the previous P-frame) taken
+from the *same* reference: the sprites that share a reference share a motion; its
+table row says which kind of predictor it had and which reference, and dy's row also
+whether dx met its prediction (sprites move along the maze's corridors). A half-pixel
+offset's row also says the reference. What it earns: benchmarks/ablation.py's row
+"7.x side-information contexts".
 """
 
 from __future__ import annotations
@@ -38,12 +51,24 @@ from .entropy import Categorical
 from .errors import FormatError
 from .refine import _box3, _cross4  # the same counts as the residual's contexts
 
+MOTION_GRID = 4  # = refine.MOTION_BLOCK: the choices' blocks
+
 SEARCH = 4  # vectors in [−SEARCH, SEARCH]² (= predict.SEARCH)
 FRACTIONS = 4  # 6.x: a taken block's half-pixel offset, fx + 2·fy (fx, fy ∈ {0, 1})
 FRACTION_CONTEXTS = 5  # 0: no predicting block; 1 + the predicting block's fraction
 DIFFS = 4 * SEARCH + 1  # a component's difference from its predictor: −8 … 8
 CHOICE_CONTEXTS = 6 + 18
 VECTOR_CONTEXTS = 3  # no predictor, a neighbour's, the previous P-frame's
+REFERENCES = 4  # a choice's references 1 … 4
+# Format 8.0 (§14.10):
+ACTIVITY_BINS = (4, 3)  # |Ref1 − Ref2| in 4 bins, |Ref1 − Ref3| in 3, around the block
+ACTIVITY_EDGES = ((0, 62, 510), (0, 254))  # a bin is the number of edges the sum exceeds
+ACTIVITY_MARGIN = 2  # the 4×4 block grown by this many pixels on every side
+CHOICE_CONTEXTS_8 = CHOICE_CONTEXTS * ACTIVITY_BINS[0] * ACTIVITY_BINS[1]
+PREDICTOR_KINDS = 4  # none, an earlier block of the same reference, the previous P-frame's, another's
+VECTOR_X_CONTEXTS_8 = PREDICTOR_KINDS * REFERENCES
+VECTOR_Y_CONTEXTS_8 = 2 * VECTOR_X_CONTEXTS_8
+FRACTION_CONTEXTS_8 = FRACTION_CONTEXTS * REFERENCES
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,73 @@ class MotionField:
         return np.zeros(self.choice.shape, np.int64) if self.fraction is None else self.fraction
 
 
+@dataclass(frozen=True)
+class WideTables:
+    """Format 8.0's tables (§14.10), each row positive and summing to 2^16: choices in
+    exact GOPs (CHOICE_CONTEXTS_8, 1 + REFERENCES), vector components dx
+    (VECTOR_X_CONTEXTS_8, DIFFS) and dy (VECTOR_Y_CONTEXTS_8, DIFFS), half-pixel
+    offsets (FRACTION_CONTEXTS_8, FRACTIONS)."""
+
+    choice: np.ndarray
+    vector_x: np.ndarray
+    vector_y: np.ndarray
+    fraction: np.ndarray
+
+    def shapes_ok(self) -> bool:
+        return (np.shape(self.choice) == (CHOICE_CONTEXTS_8, 1 + REFERENCES)
+                and np.shape(self.vector_x) == (VECTOR_X_CONTEXTS_8, DIFFS)
+                and np.shape(self.vector_y) == (VECTOR_Y_CONTEXTS_8, DIFFS)
+                and np.shape(self.fraction) == (FRACTION_CONTEXTS_8, FRACTIONS))
+
+
+def activity(refs, rows: int, cols: int) -> np.ndarray:
+    """8.x: (rows, cols) int64 0 … 11, 3·a1 + a2, of the references (most recent
+    first; a reference past the last reads as the last): a1 bins Σ|Ref1 − Ref2|, a2
+    Σ|Ref1 − Ref3|, each summed over the 3 channels and the block's pixels grown by
+    ACTIVITY_MARGIN (cut by the frame), a bin the count of ACTIVITY_EDGES the sum
+    exceeds. Integers only: the decoder reads it from its own exact frames."""
+    first = np.asarray(refs[0], np.int64)
+    h, w = first.shape[:2]
+    ys = np.arange(rows) * MOTION_GRID
+    xs = np.arange(cols) * MOTION_GRID
+    y0, y1 = np.clip(ys - ACTIVITY_MARGIN, 0, h), np.clip(ys + MOTION_GRID + ACTIVITY_MARGIN, 0, h)
+    x0, x1 = np.clip(xs - ACTIVITY_MARGIN, 0, w), np.clip(xs + MOTION_GRID + ACTIVITY_MARGIN, 0, w)
+    bins = []
+    for j, edges in zip((1, 2), ACTIVITY_EDGES):
+        other = np.asarray(refs[min(j, len(refs) - 1)], np.int64)
+        d = np.abs(first - other).sum(axis=2)
+        cs = np.zeros((h + 1, w + 1), np.int64)
+        cs[1:, 1:] = d.cumsum(0).cumsum(1)
+        sums = cs[y1][:, x1] - cs[y0][:, x1] - cs[y1][:, x0] + cs[y0][:, x0]
+        bins.append(sum((sums > e).astype(np.int64) for e in edges))
+    return ACTIVITY_BINS[1] * bins[0] + bins[1]
+
+
+def predictor8(choice: np.ndarray, vectors: np.ndarray, previous: "MotionField", r: int, c: int,
+               j: int) -> tuple[int, np.ndarray]:
+    """8.x: (kind, [dy, dx]) predicting the vector of block (r, c) taken from reference
+    ``j``: of the blocks left, above, above right, above left (taken, decoded before it)
+    and this block in the previous P-frame (taken there), in that order, the first
+    taken from reference j (kind 1, or 2 for the previous P-frame's); else the first
+    of them (kind 3); else (0, 0) (kind 0)."""
+    cols = choice.shape[1]
+    first = None
+    for y, x in ((r, c - 1), (r - 1, c), (r - 1, c + 1), (r - 1, c - 1)):
+        if y >= 0 and 0 <= x < cols and choice[y, x]:
+            if choice[y, x] == j:
+                return 1, vectors[y, x]
+            if first is None:
+                first = vectors[y, x]
+    if previous.choice[r, c]:
+        if previous.choice[r, c] == j:
+            return 2, previous.vectors[r, c]
+        if first is None:
+            first = previous.vectors[r, c]
+    if first is not None:
+        return 3, first
+    return 0, np.zeros(2, np.int64)
+
+
 def choice_contexts(known: np.ndarray, previous: np.ndarray, parity: int) -> np.ndarray:
     """(rows, cols) contexts of the blocks of ``parity``, from the choices decoded so far
     (``known``; only the other parity's entries are read on odd blocks) and the
@@ -83,9 +175,9 @@ def _parities(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)
 
 
-def _groups(ctx: np.ndarray):
+def _groups(ctx: np.ndarray, contexts: int = CHOICE_CONTEXTS):
     order = np.argsort(ctx, kind="stable")
-    counts = np.bincount(ctx, minlength=CHOICE_CONTEXTS)
+    counts = np.bincount(ctx, minlength=contexts)
     start = 0
     for c in np.flatnonzero(counts):
         yield int(c), order[start:start + counts[c]]
@@ -138,11 +230,25 @@ def fraction_context(choice: np.ndarray, fraction: np.ndarray, previous: MotionF
     return 1 + int((fraction if source is None else source.fractions())[y, x])
 
 
-def fraction_symbols(field: MotionField, previous: MotionField):
-    """(context, fraction) of every block taken, in raster order (6.x)."""
+def fraction_symbols(field: MotionField, previous: MotionField, wide: bool = False):
+    """(context, fraction) of every block taken, in raster order (6.x; ``wide``: 8.x's
+    context, REFERENCES × 6.x's + the block's reference − 1)."""
     fraction = field.fractions()
     for r, c in zip(*np.nonzero(field.choice)):
-        yield fraction_context(field.choice, fraction, previous, r, c), int(fraction[r, c])
+        ctx = fraction_context(field.choice, fraction, previous, r, c)
+        yield (REFERENCES * ctx + int(field.choice[r, c]) - 1) if wide else ctx, int(fraction[r, c])
+
+
+def wide_vector_symbols(field: MotionField, previous: MotionField):
+    """8.x: (dx's row, dy's row, dx − px + 8, dy − py + 8) of every block taken, in
+    raster order (``predictor8``): dx's row REFERENCES · kind + reference − 1, dy's row
+    twice that + 1 where dx differs from its prediction."""
+    for r, c in zip(*np.nonzero(field.choice)):
+        j = int(field.choice[r, c])
+        kind, p = predictor8(field.choice, field.vectors, previous, r, c, j)
+        row = REFERENCES * kind + j - 1
+        dy, dx = (int(x) for x in field.vectors[r, c] - p)
+        yield row, 2 * row + int(dx != 0), dx + 2 * SEARCH, dy + 2 * SEARCH
 
 
 def vector_symbols(field: MotionField, previous: MotionField):
@@ -159,7 +265,7 @@ class MotionCoder:
     (VECTOR_CONTEXTS, DIFFS), each row positive and summing to 2^16."""
 
     def __init__(self, choice_tables: np.ndarray, vector_tables: np.ndarray,
-                 fraction_tables: np.ndarray | None = None) -> None:
+                 fraction_tables: np.ndarray | None = None, wide: WideTables | None = None) -> None:
         choice_tables, vector_tables = np.asarray(choice_tables), np.asarray(vector_tables)
         if choice_tables.ndim != 2 or choice_tables.shape[0] != CHOICE_CONTEXTS \
                 or vector_tables.shape != (VECTOR_CONTEXTS, DIFFS) or (
@@ -180,31 +286,90 @@ class MotionCoder:
             table = np.asarray(fraction_tables, np.float64) / float(1 << 16)
             self._fraction = [Categorical(row, perfect=False) for row in table]
             self.fraction_bits = -np.log2(table)
+        #: 8.x (§14.10): wider contexts for choices (in exact GOPs), vectors and offsets.
+        self.wide = wide is not None
+        if self.wide:
+            if not self.half_pel or not wide.shapes_ok():
+                raise FormatError("8.x motion tables have the wrong shape (or no half-pixel offsets)")
+            for t in (wide.choice, wide.vector_x, wide.vector_y, wide.fraction):
+                t = np.asarray(t)
+                if np.any(t <= 0) or np.any(t.sum(axis=1) != 1 << 16):
+                    raise FormatError("motion tables must be positive rows summing to 2^16")
 
-    def encode(self, encoder, field: MotionField, previous: MotionField) -> None:
-        for _, ctx, values in choice_symbols(field.choice, previous.choice):
-            for c, members in _groups(ctx):
-                encoder.encode(values[members].astype(np.int32), self._choice[c])
-        for ctx, symbols in vector_symbols(field, previous):
-            encoder.encode(symbols.astype(np.int32), self._vector[ctx])
+            def models(table):
+                return [Categorical(row / float(1 << 16), perfect=False) for row in np.asarray(table, np.float64)]
+
+            self._choice8 = models(wide.choice)
+            self._vector_x, self._vector_y = models(wide.vector_x), models(wide.vector_y)
+            self._fraction8 = models(wide.fraction)
+            self.vector_x_bits = -np.log2(np.asarray(wide.vector_x, np.float64) / float(1 << 16))
+            self.vector_y_bits = -np.log2(np.asarray(wide.vector_y, np.float64) / float(1 << 16))
+            self.fraction8_bits = -np.log2(np.asarray(wide.fraction, np.float64) / float(1 << 16))
+
+    def _choice_passes(self, choice: np.ndarray, previous: MotionField, refs):
+        """(positions, contexts, models) of each choice pass: 8.x's activity contexts
+        where ``refs`` (the GOP's exact frames) are given, else 2.0's."""
+        rows, cols = choice.shape
+        known = np.zeros_like(choice)
+        act = activity(refs, rows, cols) if self.wide and refs is not None else None
+        for parity, pos in enumerate(_parities(rows, cols)):
+            ctx = choice_contexts(known, previous.choice, parity).ravel()[pos]
+            if act is None:
+                yield pos, ctx, self._choice, known
+            else:
+                yield pos, ctx * (CHOICE_CONTEXTS_8 // CHOICE_CONTEXTS) + act.ravel()[pos], self._choice8, known
+
+    def encode(self, encoder, field: MotionField, previous: MotionField, refs=None) -> None:
+        """Code ``field`` given the previous P-frame's; ``refs``: the references (most
+        recent first) where the GOP's pixels are exact, else None (8.x reads them)."""
+        if not self.wide:
+            for _, ctx, values in choice_symbols(field.choice, previous.choice):
+                for c, members in _groups(ctx):
+                    encoder.encode(values[members].astype(np.int32), self._choice[c])
+            for ctx, symbols in vector_symbols(field, previous):
+                encoder.encode(symbols.astype(np.int32), self._vector[ctx])
+        else:
+            for pos, ctx, models, known in self._choice_passes(field.choice, previous, refs):
+                values = field.choice.ravel()[pos]
+                for c, members in _groups(ctx, len(models)):
+                    encoder.encode(values[members].astype(np.int32), models[c])
+                known.ravel()[pos] = values
+            for x_row, y_row, dx, dy in wide_vector_symbols(field, previous):
+                encoder.encode(np.array([dx], np.int32), self._vector_x[x_row])
+                encoder.encode(np.array([dy], np.int32), self._vector_y[y_row])
         if self.half_pel:
-            for ctx, value in fraction_symbols(field, previous):
-                encoder.encode(np.array([value], np.int32), self._fraction[ctx])
+            for ctx, value in fraction_symbols(field, previous, self.wide):
+                encoder.encode(np.array([value], np.int32), (self._fraction8 if self.wide else self._fraction)[ctx])
         elif field.fraction is not None and field.fraction.any():
             raise ValueError("half-pixel offsets need a format that codes them (6.x)")
 
-    def decode(self, decoder, rows: int, cols: int, previous: MotionField) -> MotionField:
+    def decode(self, decoder, rows: int, cols: int, previous: MotionField, refs=None) -> MotionField:
+        """The field ``encode`` coded (the same ``previous`` and ``refs``)."""
         choice = np.zeros((rows, cols), np.int64)
-        for parity, pos in enumerate(_parities(rows, cols)):
-            ctx = choice_contexts(choice, previous.choice, parity).ravel()[pos]
-            values = np.empty(len(pos), np.int64)
-            for c, members in _groups(ctx):
-                values[members] = decoder.decode(self._choice[c], len(members))
-            choice.ravel()[pos] = values
+        if not self.wide:
+            for parity, pos in enumerate(_parities(rows, cols)):
+                ctx = choice_contexts(choice, previous.choice, parity).ravel()[pos]
+                values = np.empty(len(pos), np.int64)
+                for c, members in _groups(ctx):
+                    values[members] = decoder.decode(self._choice[c], len(members))
+                choice.ravel()[pos] = values
+        else:
+            for pos, ctx, models, known in self._choice_passes(choice, previous, refs):
+                values = np.empty(len(pos), np.int64)
+                for c, members in _groups(ctx, len(models)):
+                    values[members] = decoder.decode(models[c], len(members))
+                known.ravel()[pos] = values
+            choice = known
         vectors = np.zeros((rows, cols, 2), np.int64)
         for r, c in zip(*np.nonzero(choice)):
-            ctx, p = predictor(choice, vectors, previous, r, c)
-            dx, dy = np.asarray(decoder.decode(self._vector[ctx], 2), np.int64) - 2 * SEARCH
+            if self.wide:
+                kind, p = predictor8(choice, vectors, previous, r, c, int(choice[r, c]))
+                row = REFERENCES * kind + int(choice[r, c]) - 1
+                dx = int(decoder.decode(self._vector_x[row], 1)[0]) - 2 * SEARCH
+                dy = int(decoder.decode(self._vector_y[2 * row + int(dx != 0)], 1)[0]) - 2 * SEARCH
+            else:
+                ctx, p = predictor(choice, vectors, previous, r, c)
+                dx, dy = np.asarray(decoder.decode(self._vector[ctx], 2), np.int64) - 2 * SEARCH
             v = p + (dy, dx)
             if np.abs(v).max() > SEARCH:
                 raise FormatError(f"a 4×4 block's vector {tuple(int(x) for x in v)} is outside ±{SEARCH}")
@@ -212,10 +377,22 @@ class MotionCoder:
         if not self.half_pel:
             return MotionField(choice, vectors)
         fraction = np.zeros((rows, cols), np.int64)
+        models = self._fraction8 if self.wide else self._fraction
         for r, c in zip(*np.nonzero(choice)):
             ctx = fraction_context(choice, fraction, previous, r, c)
-            fraction[r, c] = int(decoder.decode(self._fraction[ctx], 1)[0])
+            if self.wide:
+                ctx = REFERENCES * ctx + int(choice[r, c]) - 1
+            fraction[r, c] = int(decoder.decode(models[ctx], 1)[0])
         return MotionField(choice, vectors, fraction)
+
+    def _wide_vector_bits(self, choice: np.ndarray, vectors: np.ndarray, previous: MotionField, r: int, c: int,
+                          j: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        """8.x: the bits of vectors (dy, dx) (arrays) for block (r, c) from reference j."""
+        kind, p = predictor8(choice, vectors, previous, r, c, j)
+        row = REFERENCES * kind + j - 1
+        ex = np.clip(dx - p[1], -2 * SEARCH, 2 * SEARCH)
+        ey = np.clip(dy - p[0] + 2 * SEARCH, 0, DIFFS - 1)
+        return self.vector_x_bits[row][ex + 2 * SEARCH] + self.vector_y_bits[2 * row + (ex != 0), ey]
 
     def choose_vectors(self, costs: np.ndarray, blocks: np.ndarray, keep_cost: np.ndarray, price: float,
                        bit_price: float, rows: int, cols: int, previous: MotionField,
@@ -240,26 +417,62 @@ class MotionCoder:
             best_ref = costs.reshape(len(blocks), -1).argmin(axis=1) // costs.shape[2]
         for i, flat in enumerate(blocks):
             r, c = divmod(int(flat), cols)
-            ctx, p = predictor(choice, vectors, previous, r, c)
-            bits = (self.vector_bits[ctx][dx - p[1] + 2 * SEARCH] + self.vector_bits[ctx][dy - p[0] + 2 * SEARCH])
-            total = costs[i] + bit_price * bits[None, :]
+            if self.wide:  # 8.x: the predictor and rows depend on the reference
+                bits = np.stack([self._wide_vector_bits(choice, vectors, previous, r, c, j + 1, dy, dx)
+                                 for j in range(costs.shape[1])])
+            else:
+                ctx, p = predictor(choice, vectors, previous, r, c)
+                bits = (self.vector_bits[ctx][dx - p[1] + 2 * SEARCH]
+                        + self.vector_bits[ctx][dy - p[0] + 2 * SEARCH])[None, :]
+            total = costs[i] + bit_price * bits
             j, k = np.unravel_index(int(np.argmin(total)), total.shape)
             cost, vector, offset = costs[i][j, k], (dy[k], dx[k]), 0
             if half is not None:
-                fbits = self.fraction_bits[fraction_context(choice, fraction, previous, r, c)]
                 v = half_vectors[i]
-                hbits = (self.vector_bits[ctx][np.clip(v[:, 1] - p[1] + 2 * SEARCH, 0, DIFFS - 1)]
-                         + self.vector_bits[ctx][np.clip(v[:, 0] - p[0] + 2 * SEARCH, 0, DIFFS - 1)]
-                         + fbits[half_fractions[i]])
+                fctx = fraction_context(choice, fraction, previous, r, c)
+                if self.wide:
+                    jh = int(best_ref[i]) + 1
+                    fbits = self.fraction8_bits[REFERENCES * fctx + jh - 1]
+                    fzero = self.fraction8_bits[REFERENCES * fctx + j][0]  # the whole vector's offset 0
+                    hbits = self._wide_vector_bits(choice, vectors, previous, r, c, jh, v[:, 0], v[:, 1]) \
+                        + fbits[half_fractions[i]]
+                else:
+                    fbits = self.fraction_bits[fctx]
+                    fzero = fbits[0]
+                    hbits = (self.vector_bits[ctx][np.clip(v[:, 1] - p[1] + 2 * SEARCH, 0, DIFFS - 1)]
+                             + self.vector_bits[ctx][np.clip(v[:, 0] - p[0] + 2 * SEARCH, 0, DIFFS - 1)]
+                             + fbits[half_fractions[i]])
                 htotal = half_costs[i] + bit_price * hbits
                 m = int(np.argmin(htotal))
-                if htotal[m] < total[j, k] + bit_price * fbits[0]:
+                if htotal[m] < total[j, k] + bit_price * fzero:
                     j, cost, vector, offset = best_ref[i], half_costs[i][m], tuple(v[m]), int(half_fractions[i][m])
             if cost + price < keep_cost[i]:
                 choice[r, c] = j + 1
                 vectors[r, c] = vector
                 fraction[r, c] = offset
         return MotionField(choice, vectors, fraction if self.half_pel else None)
+
+
+def count_wide(field: MotionField, previous: MotionField, refs, counts: dict[str, np.ndarray]) -> None:
+    """Add one P-frame's 8.x symbols to ``counts`` (tools/count_motion_tables.py), in
+    place: "choice" (CHOICE_CONTEXTS_8, …) where ``refs`` (exact frames) are given,
+    else "choice2" (CHOICE_CONTEXTS, …), and "vector_x", "vector_y", "fraction"."""
+    rows, cols = field.choice.shape
+    known = np.zeros_like(field.choice)
+    act = activity(refs, rows, cols) if refs is not None else None
+    for parity, pos in enumerate(_parities(rows, cols)):
+        ctx = choice_contexts(known, previous.choice, parity).ravel()[pos]
+        values = field.choice.ravel()[pos]
+        if act is None:
+            np.add.at(counts["choice2"], (ctx, values), 1)
+        else:
+            np.add.at(counts["choice"], (ctx * (CHOICE_CONTEXTS_8 // CHOICE_CONTEXTS) + act.ravel()[pos], values), 1)
+        known.ravel()[pos] = values
+    for x_row, y_row, dx, dy in wide_vector_symbols(field, previous):
+        counts["vector_x"][x_row, dx] += 1
+        counts["vector_y"][y_row, dy] += 1
+    for ctx, value in fraction_symbols(field, previous, True):
+        counts["fraction"][ctx, value] += 1
 
 
 def count(field: MotionField, previous: MotionField, choice_counts: np.ndarray,

@@ -106,6 +106,15 @@ SCREEN_LEVELS = 1
 # was 31.64), on clip8 50.1 B at 29.77 dB (was 54.9 at 29.02): the smallest files stay
 # about as small as before, and better.
 LEVEL_RD_SCALE = (5.0, 1.0, 1.0, 1.0, 1.0)
+# Encoder's choice (8.0 on): the price of a bit of a taken block's vector and offset, in
+# units of the quarter of motion_price() that every level used before (pac-q6 … q10).
+# pac-q6's residual λ (5 Δ² = 20,480 a bit) is 7× that quarter (3,072), so its vectors
+# were nearly free beside its symbols; at 4 quarters, with 8.0's contexts, pac-q6 codes
+# clip8 in 37.8 B a frame at 29.16 dB instead of 45.4 at 29.72 (clip0 37.7 at 29.53
+# instead of 44.9 at 29.99): 0.2-0.35 of log-rate a dB, where the curve between pac-q6
+# and q7 trades 0.1 (whole clips, study runs). Doubling it at q7 … q10 cost 7.0 about
+# 1 % (BD over q7 … q10, clip8 and clip0), so they keep one quarter.
+LEVEL_VECTOR_PRICE = (4.0, 1.0, 1.0, 1.0, 1.0)
 
 
 def _rate_by_magnitude(max_symbol: int) -> np.ndarray:
@@ -625,6 +634,7 @@ class RefineCoder:
         self._bits = -np.log2(probabilities)
         self._screen_bits = self._bits  # the first pass's prices (screen_with)
         self.rd_scale = RD_SCALE  # λ of rd_optimize = rd_scale · Δ² (predicted frames)
+        self.vector_price = 1.0  # a vector bit costs vector_price · motion_price() / 4 (LEVEL_VECTOR_PRICE)
         if self.predicted:
             from .predict import _VECTOR_MODEL
 
@@ -810,8 +820,8 @@ class RefineCoder:
                 half = half_pel_costs(frame, self._half_planes(refs), blocks, j, whole, residual)
             # A bit of side information is priced at a quarter of a block's price: ties
             # between vectors go to the one its predictor makes cheap (encoder's choice).
-            field = self.motion_coder.choose_vectors(costs, blocks, keep, price, price / 4, rows, cols, previous,
-                                                     half)
+            field = self.motion_coder.choose_vectors(costs, blocks, keep, price, self.vector_price * price / 4, rows,
+                                                     cols, previous, half)
             choice = field.choice
             base = apply_motion(base, refs, choice, field.vectors, field.fraction)
         symbols = self.symbols(frame, base)
@@ -852,7 +862,8 @@ class RefineCoder:
             choice, vectors = field.choice, field.vectors
             if self.motion_coder is not None:
                 rows, cols = choice.shape
-                self.motion_coder.encode(encoder, field, previous or MotionField.empty(rows, cols))
+                self.motion_coder.encode(encoder, field, previous or MotionField.empty(rows, cols),
+                                         _exact_references(refs))
             else:
                 encoder.encode(choice.ravel().astype(np.int32), self._motion_model)
                 moved = choice != 0
@@ -902,7 +913,8 @@ class RefineCoder:
                 if self.motion_coder is not None:
                     from .blockmotion import MotionField
 
-                    field = self.motion_coder.decode(decoder, rows, cols, previous or MotionField.empty(rows, cols))
+                    field = self.motion_coder.decode(decoder, rows, cols, previous or MotionField.empty(rows, cols),
+                                                     _exact_references(refs))
                     choice, vectors, fraction = field.choice, field.vectors, field.fraction
                 else:
                     choice = np.asarray(decoder.decode(self._motion_model, rows * cols), np.int64).reshape(rows, cols)
@@ -968,6 +980,15 @@ class MotionFrame(np.ndarray):
     motion = None
     symbols = None
     exact = False
+
+
+def _exact_references(refs):
+    """The references (most recent first, at most REFERENCES) where their pixels are
+    exact integers on every machine (``MotionFrame.exact``), else None: what 8.x's
+    choice contexts may read (blockmotion.activity)."""
+    if not refs or not getattr(refs[0], "exact", False):
+        return None
+    return list(refs[:REFERENCES])
 
 
 def exact_frame(frame: np.ndarray) -> np.ndarray:

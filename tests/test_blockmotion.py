@@ -1,4 +1,5 @@
-"""Format 2.0's context-coded 4×4 re-prediction side information (blockmotion.py, pcz.md §14.4)."""
+"""Format 2.0's context-coded 4×4 re-prediction side information (blockmotion.py, pcz.md §14.4),
+and 8.0's wider contexts (§14.10)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import pytest
 
 import pacodec
 from pacodec import api
-from pacodec.blockmotion import (CHOICE_CONTEXTS, DIFFS, FRACTION_CONTEXTS, FRACTIONS, SEARCH, VECTOR_CONTEXTS,
-                                 MotionCoder, MotionField, _groups, choice_symbols)
+from pacodec import motion_tables
+from pacodec.blockmotion import (CHOICE_CONTEXTS, CHOICE_CONTEXTS_8, DIFFS, FRACTION_CONTEXTS, FRACTION_CONTEXTS_8,
+                                 FRACTIONS, SEARCH, VECTOR_CONTEXTS, VECTOR_X_CONTEXTS_8, VECTOR_Y_CONTEXTS_8,
+                                 MotionCoder, MotionField, WideTables, _groups, activity, choice_symbols, predictor8)
 from pacodec.entropy import RangeDecoder, RangeEncoder
 from pacodec.errors import FormatError
 from pacodec.motion_tables import CHOICE_TABLES, FRACTION_TABLES, VECTOR_TABLES
@@ -47,10 +50,23 @@ def roundtrip(field: MotionField, previous: MotionField) -> tuple[int, MotionFie
     return 4 * len(words), back
 
 
+def wide_tables() -> WideTables:
+    return WideTables(motion_tables.CHOICE_TABLES_8, motion_tables.VECTOR_X_TABLES_8,
+                      motion_tables.VECTOR_Y_TABLES_8, motion_tables.FRACTION_TABLES_8)
+
+
+def wide_coder() -> MotionCoder:
+    return MotionCoder(CHOICE_TABLES, VECTOR_TABLES, FRACTION_TABLES, wide_tables())
+
+
 def test_tables_are_what_the_format_says():
     assert CHOICE_TABLES.shape == (CHOICE_CONTEXTS, 5) and VECTOR_TABLES.shape == (VECTOR_CONTEXTS, DIFFS)
     assert FRACTION_TABLES.shape == (FRACTION_CONTEXTS, FRACTIONS)
-    for table in (CHOICE_TABLES, VECTOR_TABLES, FRACTION_TABLES):
+    wide = wide_tables()
+    assert wide.choice.shape == (CHOICE_CONTEXTS_8, 5) and wide.fraction.shape == (FRACTION_CONTEXTS_8, FRACTIONS)
+    assert wide.vector_x.shape == (VECTOR_X_CONTEXTS_8, DIFFS) and wide.vector_y.shape == (VECTOR_Y_CONTEXTS_8, DIFFS)
+    for table in (CHOICE_TABLES, VECTOR_TABLES, FRACTION_TABLES, wide.choice, wide.vector_x, wide.vector_y,
+                  wide.fraction):
         assert table.dtype == np.int32 and (table > 0).all() and (table.sum(axis=1) == 1 << 16).all()
 
 
@@ -119,13 +135,113 @@ def test_tables_of_the_wrong_shape_or_sum_are_refused():
     bad[0, 0] += 1
     with pytest.raises(FormatError):
         MotionCoder(CHOICE_TABLES, bad)
+    wide = wide_tables()
+    with pytest.raises(FormatError):  # 8.0's tables with a row short
+        MotionCoder(CHOICE_TABLES, VECTOR_TABLES, FRACTION_TABLES,
+                    WideTables(wide.choice[:-1], wide.vector_x, wide.vector_y, wide.fraction))
+    with pytest.raises(FormatError):  # 8.0 codes half-pixel offsets
+        MotionCoder(CHOICE_TABLES, VECTOR_TABLES, None, wide)
+
+
+def references(rng: np.random.Generator, m: int) -> list[np.ndarray]:
+    """m frames of static maze with a few sprites moving between them."""
+    maze = rng.integers(0, 256, (ROWS * 4, COLS * 4, 3)).astype(np.uint8)
+    frames = []
+    for t in range(m):
+        f = maze.copy()
+        for k in range(3):
+            y, x = 20 + 50 * k, 10 + 40 * k + 3 * t
+            f[y:y + 8, x:x + 8] = 255 - 60 * k
+        frames.append(f)
+    return frames
+
+
+def test_activity_is_the_sums_the_format_defines():
+    """§14.10's a1, a2 by the letter (slow loops) against blockmotion.activity, with
+    fewer references than three (Ref_j past the last reads as the last)."""
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 3, 4):
+        refs = references(rng, m)
+        act = activity(refs, ROWS, COLS)
+        first = refs[0].astype(np.int64)
+        for r, c in [(0, 0), (5, 3), (ROWS - 1, COLS - 1), (12, 20), (22, 5)]:
+            win = first[max(4 * r - 2, 0):4 * r + 6, max(4 * c - 2, 0):4 * c + 6]
+            sums = []
+            for j in (1, 2):
+                other = refs[min(j, m - 1)].astype(np.int64)[max(4 * r - 2, 0):4 * r + 6, max(4 * c - 2, 0):4 * c + 6]
+                sums.append(int(np.abs(win - other).sum()))
+            a1 = (sums[0] > 0) + (sums[0] > 62) + (sums[0] > 510)
+            a2 = (sums[1] > 0) + (sums[1] > 254)
+            assert act[r, c] == 3 * a1 + a2, (m, r, c)
+        if m == 1:
+            assert not act.any()  # a key frame's one reference: nothing moved
+        else:
+            assert act.max() == 3 * 3 + 2  # the sprites moved (with m = 2, Ref3 reads as Ref2)
+
+
+def test_the_8_0_vector_predictor_prefers_a_block_of_the_same_reference():
+    choice = np.zeros((ROWS, COLS), np.int64)
+    vectors = np.zeros((ROWS, COLS, 2), np.int64)
+    previous = MotionField.empty(ROWS, COLS)
+    assert predictor8(choice, vectors, previous, 5, 5, 1)[0] == 0
+    choice[5, 4], vectors[5, 4] = 2, (1, 1)  # left, another reference
+    choice[4, 6], vectors[4, 6] = 1, (-2, 3)  # above right, the same
+    kind, p = predictor8(choice, vectors, previous, 5, 5, 1)
+    assert kind == 1 and tuple(p) == (-2, 3)
+    kind, p = predictor8(choice, vectors, previous, 5, 5, 3)  # no block of reference 3: the first taken
+    assert kind == 3 and tuple(p) == (1, 1)
+    prev_choice = np.zeros_like(choice)
+    prev_vectors = np.zeros_like(vectors)
+    prev_choice[5, 5], prev_vectors[5, 5] = 3, (0, -4)
+    kind, p = predictor8(choice, vectors, MotionField(prev_choice, prev_vectors), 5, 5, 3)
+    assert kind == 2 and tuple(p) == (0, -4)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_8_0_fields_round_trip_exactly_with_and_without_exact_references(seed):
+    rng = np.random.default_rng(seed)
+    previous = with_fractions(sprite_field(rng), rng) if seed % 2 else MotionField.empty(ROWS, COLS)
+    field = with_fractions(sprite_field(rng, shift=1), rng)
+    refs = references(rng, 1 + seed)
+    for given in (refs, None):
+        encoder = RangeEncoder()
+        wide_coder().encode(encoder, field, previous, given)
+        decoder = RangeDecoder(encoder.get_compressed())
+        back = wide_coder().decode(decoder, ROWS, COLS, previous, given)
+        assert decoder.maybe_exhausted()
+        for a, b in ((back.choice, field.choice), (back.vectors, field.vectors), (back.fraction, field.fraction)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_8_0_choices_read_the_references_only_where_they_are_exact():
+    """Without exact references the choices cost what 2.0's contexts make them cost;
+    with them, the same choices are coded in other contexts (and other bytes)."""
+    rng = np.random.default_rng(11)
+    field = with_fractions(sprite_field(rng), rng)
+    previous = MotionField.empty(ROWS, COLS)
+    old, new = MotionCoder(CHOICE_TABLES, VECTOR_TABLES, FRACTION_TABLES), wide_coder()
+    streams = {}
+    for name, coder_, refs in (("2.0", old, None), ("8.0 blind", new, None), ("8.0 exact", new, references(rng, 3))):
+        encoder = RangeEncoder()
+        for _, ctx, values in choice_symbols(field.choice, previous.choice) if refs is None else []:
+            for k, members in _groups(ctx):
+                encoder.encode(values[members].astype(np.int32), coder_._choice[k])
+        if refs is not None:
+            for pos, ctx, models, known in coder_._choice_passes(field.choice, previous, refs):
+                values = field.choice.ravel()[pos]
+                for k, members in _groups(ctx, len(models)):
+                    encoder.encode(values[members].astype(np.int32), models[k])
+                known.ravel()[pos] = values
+        streams[name] = encoder.get_compressed().tobytes()
+    assert streams["2.0"] == streams["8.0 blind"]
+    assert streams["8.0 exact"] != streams["8.0 blind"]
 
 
 def test_writers_use_the_lowest_version_that_holds_the_file(tmp_path, clip, tiny_weights):
-    """7.0 only for refined predicted frames (2.0's contexts, 3.0's key frames, 4.0's symbol
-    model, 5.0's long-term reference, 6.0's half-pixel offsets, 7.0's wider symbol model);
-    1.0 files of every other kind read as before."""
-    cases = {("tiny-pac-hi", 4): "7.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
+    """8.0 only for refined predicted frames (2.0's contexts, 3.0's key frames, 4.0's symbol
+    model, 5.0's long-term reference, 6.0's half-pixel offsets, 7.0's wider symbol model,
+    8.0's wider motion contexts); 1.0 files of every other kind read as before."""
+    cases = {("tiny-pac-hi", 4): "8.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
     for (model, gop), version in cases.items():
         path = tmp_path / f"{model}-{gop}.pcz"
         facts = api.encode(clip, path, model=model, gop=gop, weights_dir=tiny_weights, max_frames=8)

@@ -125,6 +125,39 @@ def test_a_7x_sample_reads_the_wider_features_of_pac_ctx2(monkeypatch):
         assert wide[:, list(group)].any(), [symbolnet.WIDE_NAMES[g] for g in group]
 
 
+def test_an_8x_sample_codes_its_side_information_in_the_wider_contexts(monkeypatch):
+    """pac-q8-m8 (pac-q8-hp's frames as an 8.0 file) pins §14.10: its GOP is exact (key
+    frame from the reference), so its choices are read in contexts of the references'
+    activity, which takes non-zero values where the disc moved, and its vectors from
+    same-reference predictors; its digest and PNGs (test_golden_symbols_and_pixels)
+    hold both to the spec, and tests/test_specread.py reads it from the spec alone."""
+    from pacodec import blockmotion
+
+    path = SAMPLES / "pac-q8-m8.pcz"
+    facts = api.probe(path)
+    assert facts["version"] == "8.0" and facts["models"][3]["id"] == "pac-ctx2"
+    activities: list[np.ndarray] = []
+    kinds: list[int] = []
+    activity, predictor8 = blockmotion.activity, blockmotion.predictor8
+
+    def spy_activity(refs, rows, cols):
+        out = activity(refs, rows, cols)
+        activities.append(out)
+        return out
+
+    def spy_predictor(choice, vectors, previous, r, c, j):
+        out = predictor8(choice, vectors, previous, r, c, j)
+        kinds.append(out[0])
+        return out
+
+    monkeypatch.setattr(blockmotion, "activity", spy_activity)
+    monkeypatch.setattr(blockmotion, "predictor8", spy_predictor)
+    with pacodec.open(path) as reader:
+        assert len(list(reader)) == 12
+    assert len(activities) == 12 and any(a.any() for a in activities)
+    assert 1 in kinds and {2, 3} & set(kinds)
+
+
 def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkeypatch):
     """pac-q8-lt (one GOP of 12 frames) pins §14.3's 5.0 rule: every P-frame's last
     reference is the GOP's intra frame, its later P-frames take 4×4 blocks from it

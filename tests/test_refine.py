@@ -557,3 +557,35 @@ def test_each_refined_level_has_its_own_lambda_that_lambda_scales():
         for lam in (1.0, 2.5):
             refiner = api._predictor(model, None, "cpu", lam=lam).coder.refiner
             assert refiner.rd_scale == pytest.approx(RD_SCALE * LEVEL_RD_SCALE[k] * lam)
+
+
+def test_each_refined_level_prices_its_vectors_bits_at_its_own_price():
+    """A taken block's vector and offset bits cost LEVEL_VECTOR_PRICE[level] quarters of
+    the level's motion price (pac-q6: a whole one, nearer what its λ makes a bit cost),
+    and the search is handed that price."""
+    from pacodec import blockmotion, refine
+    from pacodec.refine import LEVEL_VECTOR_PRICE
+
+    assert len(LEVEL_VECTOR_PRICE) == len(REFINED_IDS) and LEVEL_VECTOR_PRICE[0] > LEVEL_VECTOR_PRICE[1]
+    rng = np.random.default_rng(2)
+    ref = np.full((64, 64, 3), 20, np.uint8)
+    ref[8:56, 8:56] = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    frame = np.roll(ref, (1, -2), axis=(0, 1))
+    seen = []
+    choose = blockmotion.MotionCoder.choose_vectors
+
+    def spy(self, costs, blocks, keep, price, bit_price, *args, **kwargs):
+        seen.append((price, bit_price))
+        return choose(self, costs, blocks, keep, price, bit_price, *args, **kwargs)
+
+    for k, name in enumerate(REFINED_IDS[:2]):
+        refiner = api._predictor(api._load_model(name, None, "cpu")[0], None, "cpu").coder.refiner
+        assert refiner.vector_price == LEVEL_VECTOR_PRICE[k]
+        refiner.board = refine.Checkerboard(64, 64)
+        blockmotion.MotionCoder.choose_vectors = spy
+        try:
+            refiner.predicted_symbols(frame, ref, [ref])
+        finally:
+            blockmotion.MotionCoder.choose_vectors = choose
+        price, bit_price = seen[-1]
+        assert price == refiner.motion_price() and bit_price == pytest.approx(LEVEL_VECTOR_PRICE[k] * price / 4)

@@ -2,6 +2,7 @@
 and write them to pacodec/motion_tables.py.
 
     python tools/count_motion_tables.py [--rounds 2] [--model pac-q8] [--all] [CLIPS...]
+    python tools/count_motion_tables.py --wide --model pac-q6,pac-q8,pac-q10   (format 8.0's tables)
 
 Encodes each training clip (default: clip0, clip4, clip5, clip6, clip7 of
 ../shared/data/pacman, never the validation or test clips) in a real closed loop at
@@ -12,7 +13,10 @@ so each round encodes with the tables of the round before. The tables are part o
 the format (formats/pcz.md §14.5): changing them changes what 2.x files mean, so a
 new count needs a new format version. So by default it counts only the half-pixel
 offset tables format 6.0 added and keeps the choice and vector tables of 2.0 as they
-are; ``--all`` recounts those too (for a new format, not for 6.x).
+are; ``--all`` recounts those too (for a new format, not for 6.x). ``--wide`` counts
+format 8.0's tables (pcz.md §14.10: choices with the references' activity in exact
+GOPs, vectors from a same-reference predictor, offsets by reference) and keeps every
+older table as it is; a sparse row leans on its parent's distribution (``backoff``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,27 @@ def spec_tables(choice: np.ndarray, vector: np.ndarray, fraction: np.ndarray) ->
     return "\n".join(lines + ["```"])
 
 
+START8, END8 = "<!-- motion-tables-8: written by tools/count_motion_tables.py -->", "<!-- /motion-tables-8 -->"
+
+
+def write_spec_wide(wide: dict[str, np.ndarray]) -> None:
+    """formats/pcz.md §14.10's copy of the 8.0 tables."""
+    def block(title: str, table: np.ndarray) -> list[str]:
+        return [title, "", "```"] + [f"{k:3d}: {' '.join(f'{int(v):5d}' for v in row)}"
+                                     for k, row in enumerate(table)] + ["```", ""]
+
+    lines = block("CHOICE_TABLES_8 (context: frequencies of choice 0 … 4):", wide["choice"])
+    lines += block("VECTOR_X_TABLES_8 (row: frequencies of dx − px + 8 = 0 … 16):", wide["vector_x"])
+    lines += block("VECTOR_Y_TABLES_8 (row: frequencies of dy − py + 8 = 0 … 16):", wide["vector_y"])
+    lines += block("FRACTION_TABLES_8 (row: frequencies of offset 0 … 3):", wide["fraction"])
+    text = SPEC.read_text()
+    if START8 not in text:
+        return  # the spec's section is written by hand first, with the markers
+    head, rest = text.split(START8, 1)
+    _, tail = rest.split(END8, 1)
+    SPEC.write_text(f"{head}{START8}\n" + "\n".join(lines[:-1]) + f"\n{END8}{tail}")
+
+
 def write_spec(choice: np.ndarray, vector: np.ndarray, fraction: np.ndarray) -> None:
     text = SPEC.read_text()
     head, rest = text.split(START, 1)
@@ -76,14 +101,92 @@ def count(clips: list[Path], model: str, choices: int) -> tuple[np.ndarray, np.n
     return choice_counts, vector_counts, fraction_counts
 
 
-def write(choice: np.ndarray, vector: np.ndarray, fraction: np.ndarray, note: str) -> None:
+#: A sparse 8.x row's prior: this many symbols drawn from its parent row's distribution.
+BACKOFF = 4.0
+
+
+def backoff(counts: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Rows of ``counts`` (C, S) smoothed toward their parent rows (``parent``: C row
+    indices into the sums of counts over rows sharing a parent), each parent itself
+    smoothed by half a count a symbol: frequency tables that trust a row's own counts
+    once it has many and fall back on the parent's shape where it has few."""
+    groups = np.zeros((parent.max() + 1, counts.shape[1]))
+    np.add.at(groups, parent, counts)
+    groups += 0.5
+    prior = groups / groups.sum(axis=1, keepdims=True)
+    return integer_table(counts + BACKOFF * prior[parent])
+
+
+def count_wide(clips: list[Path], model: str) -> dict[str, np.ndarray]:
+    """8.x's symbols of every predicted frame of ``clips`` encoded with each of
+    ``model`` (ids separated by commas: every level shares the tables)."""
+    counts = {"choice": np.zeros((blockmotion.CHOICE_CONTEXTS_8, 1 + blockmotion.REFERENCES), np.int64),
+              "choice2": np.zeros((blockmotion.CHOICE_CONTEXTS, 1 + blockmotion.REFERENCES), np.int64),
+              "vector_x": np.zeros((blockmotion.VECTOR_X_CONTEXTS_8, blockmotion.DIFFS), np.int64),
+              "vector_y": np.zeros((blockmotion.VECTOR_Y_CONTEXTS_8, blockmotion.DIFFS), np.int64),
+              "fraction": np.zeros((blockmotion.FRACTION_CONTEXTS_8, blockmotion.FRACTIONS), np.int64)}
+    original = blockmotion.MotionCoder.encode
+
+    def counting(self, encoder, field, previous, refs=None):
+        blockmotion.count_wide(field, previous, refs, counts)
+        return original(self, encoder, field, previous, refs)
+
+    blockmotion.MotionCoder.encode = counting
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for clip in clips:
+                for level in model.split(","):
+                    report = api.encode(clip, Path(tmp) / "out.pcz", model=level, force=True)
+                    print(f"  {clip.name} {level}: {report['frames']} frames, {report['file_bytes']} bytes",
+                          flush=True)
+    finally:
+        blockmotion.MotionCoder.encode = original
+    return counts
+
+
+def wide_tables(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The 8.x tables from ``count_wide``'s counts: choice rows lean on their 2.0
+    context (all activities), vector and offset rows on their predictor kind's (or
+    6.x context's) rows of every reference."""
+    activities = blockmotion.CHOICE_CONTEXTS_8 // blockmotion.CHOICE_CONTEXTS
+    refs = blockmotion.REFERENCES
+    return {"choice": backoff(counts["choice"], np.arange(blockmotion.CHOICE_CONTEXTS_8) // activities),
+            "vector_x": backoff(counts["vector_x"], np.arange(blockmotion.VECTOR_X_CONTEXTS_8) // refs),
+            "vector_y": backoff(counts["vector_y"], (np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) // (2 * refs)) * 2
+                                + np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) % 2),
+            "fraction": backoff(counts["fraction"], np.arange(blockmotion.FRACTION_CONTEXTS_8) // refs)}
+
+
+def _shipped_wide(tables) -> dict[str, np.ndarray] | None:
+    """The 8.0 tables ``tables`` (the motion_tables module) holds, kept as they are."""
+    if not hasattr(tables, "CHOICE_TABLES_8"):
+        return None
+    return {"choice": tables.CHOICE_TABLES_8, "vector_x": tables.VECTOR_X_TABLES_8,
+            "vector_y": tables.VECTOR_Y_TABLES_8, "fraction": tables.FRACTION_TABLES_8}
+
+
+def provisional_wide() -> dict[str, np.ndarray]:
+    """8.x tables before any count: each row its 2.0/6.0 counterpart's (round 1 prices
+    vectors with these)."""
+    from pacodec import motion_tables as mt
+
+    refs, act = blockmotion.REFERENCES, blockmotion.CHOICE_CONTEXTS_8 // blockmotion.CHOICE_CONTEXTS
+    x = np.arange(blockmotion.VECTOR_X_CONTEXTS_8)
+    kind = np.minimum(x // refs, 2)
+    return {"choice": np.repeat(mt.CHOICE_TABLES, act, axis=0), "vector_x": mt.VECTOR_TABLES[kind],
+            "vector_y": np.repeat(mt.VECTOR_TABLES[kind], 2, axis=0),
+            "fraction": np.repeat(mt.FRACTION_TABLES, refs, axis=0)}
+
+
+def write(choice: np.ndarray, vector: np.ndarray, fraction: np.ndarray, note: str,
+          wide: dict[str, np.ndarray] | None = None) -> None:
     def rows(table: np.ndarray) -> str:
         return "\n".join(f"    [{', '.join(str(int(v)) for v in row)}]," for row in table)
 
     OUT.write_text(f'''"""Integer tables of the 4×4 re-prediction's side information (blockmotion.py,
-formats/pcz.md §14.5). Generated by ``python tools/count_motion_tables.py``; do not edit:
-they are part of the format (choices and vectors since 2.0, half-pixel offsets since
-6.0). {note}"""
+formats/pcz.md §14.5, §14.8, §14.10). Generated by ``python tools/count_motion_tables.py``;
+do not edit: they are part of the format (choices and vectors since 2.0, half-pixel
+offsets since 6.0, the wider contexts' tables since 8.0). {note}"""
 
 import numpy as np
 
@@ -102,7 +205,30 @@ VECTOR_TABLES = np.array([
 FRACTION_TABLES = np.array([
 {rows(fraction)}
 ], dtype=np.int32)
-''')
+''' + ("" if wide is None else f'''
+# Format 8.0 (pcz.md §14.10, blockmotion.WideTables).
+
+#: (CHOICE_CONTEXTS_8, 1 + REFERENCES): a 4×4 block's choice in an exact GOP, context
+#: 12 × 2.0's + 3 · a1 + a2 (the references' activity around the block).
+CHOICE_TABLES_8 = np.array([
+{rows(wide["choice"])}
+], dtype=np.int32)
+
+#: (VECTOR_X_CONTEXTS_8, DIFFS): dx − px, row 4 · predictor kind + reference − 1.
+VECTOR_X_TABLES_8 = np.array([
+{rows(wide["vector_x"])}
+], dtype=np.int32)
+
+#: (VECTOR_Y_CONTEXTS_8, DIFFS): dy − py, row 2 · (dx's row) + (dx ≠ px).
+VECTOR_Y_TABLES_8 = np.array([
+{rows(wide["vector_y"])}
+], dtype=np.int32)
+
+#: (FRACTION_CONTEXTS_8, FRACTIONS): a half-pixel offset, row 4 · 6.x's context + reference − 1.
+FRACTION_TABLES_8 = np.array([
+{rows(wide["fraction"])}
+], dtype=np.int32)
+'''))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,11 +237,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="pac-q8")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--all", action="store_true", help="recount the choice and vector tables too (a new format)")
+    parser.add_argument("--wide", action="store_true", help="count format 8.0's tables, keep the older ones")
+    parser.add_argument("--fresh", action="store_true",
+                        help="with --wide: start from tables copied from the older ones (else from the shipped 8.0)")
     args = parser.parse_args(argv)
     clips = args.clips or [CLIPS / f"{name}.mp4" for name in TRAINING]
     import importlib
 
     import pacodec.motion_tables as tables
+
+    if args.wide:
+        if args.fresh or not hasattr(tables, "CHOICE_TABLES_8"):
+            write(tables.CHOICE_TABLES, tables.VECTOR_TABLES, tables.FRACTION_TABLES, "Provisional 8.0 tables.",
+                  provisional_wide())
+            tables = importlib.reload(tables)
+        for k in range(args.rounds):
+            print(f"round {k + 1} of {args.rounds}", flush=True)
+            counts = count_wide(clips, args.model)
+            wide = wide_tables(counts)
+            write(tables.CHOICE_TABLES, tables.VECTOR_TABLES, tables.FRACTION_TABLES,
+                  f"Counted the 8.0 tables with {args.model} on {', '.join(c.stem for c in clips)}, "
+                  f"{args.rounds} rounds (the older ones as 2.0 and 6.0 counted them).", wide)
+            write_spec_wide(wide)
+            tables = importlib.reload(tables)
+            print(f"  exact-GOP choices {int(counts['choice'].sum())}, others {int(counts['choice2'].sum())}, "
+                  f"vectors {int(counts['vector_x'].sum())}, offsets {int(counts['fraction'].sum())}", flush=True)
+        return 0
 
     for k in range(args.rounds):
         print(f"round {k + 1} of {args.rounds}", flush=True)
@@ -127,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         fraction = integer_table(fraction_counts.astype(np.float64) + 0.5)
         what = "all tables" if args.all else "the half-pixel offsets (choices and vectors as 2.0 counted them)"
         write(choice, vector, fraction, f"Counted {what} with {args.model} on {', '.join(c.stem for c in clips)}, "
-                                        f"{args.rounds} rounds.")
+                                        f"{args.rounds} rounds.", _shipped_wide(tables))
         write_spec(choice, vector, fraction)
         tables = importlib.reload(tables)
         print(f"  choice symbols {int(choice_counts.sum())}, vectors {int(vector_counts.sum()) // 2}, "

@@ -47,6 +47,19 @@ def spec_motion_tables(spec: Path = Path(__file__).resolve().parents[2] / "forma
     return np.array(rows(choice_part)), np.array(rows(vector_part)), np.array(rows(fraction_part))
 
 
+def spec_motion_tables_8(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md"):
+    """§14.10's CHOICE_TABLES_8, VECTOR_X_TABLES_8, VECTOR_Y_TABLES_8 and FRACTION_TABLES_8,
+    read from the spec's own text."""
+    text = spec.read_text()
+    block = text.split("<!-- motion-tables-8:", 1)[1].split("<!-- /motion-tables-8 -->", 1)[0]
+    choice_part, rest = block.split("VECTOR_X_TABLES_8", 1)
+    x_part, rest = rest.split("VECTOR_Y_TABLES_8", 1)
+    y_part, fraction_part = rest.split("FRACTION_TABLES_8", 1)
+    rows = lambda part: [[int(v) for v in line.split(":", 1)[1].split()]
+                         for line in part.splitlines() if re.match(r"^\s*\d+:", line)]
+    return tuple(np.array(rows(part)) for part in (choice_part, x_part, y_part, fraction_part))
+
+
 def layout_of(model_id: str) -> tuple[str, object]:
     """§17: (layout, level rule) of an id in models[0]: ("fixed", None), ("entropy", l
     or "config") or ("two-layer", k: the refined level)."""
@@ -165,6 +178,15 @@ class Decoder:
                 self.choice_cdfs = [model(t) for t in choice]
                 self.diff_cdfs = [model(t) for t in vector]
                 self.fraction_cdfs = [model(t) for t in fraction]
+            if header.version[0] >= 8:   # §14.10
+                tables8 = spec_motion_tables_8()
+                for t, name, shape in zip(tables8, ("CHOICE_TABLES_8", "VECTOR_X_TABLES_8", "VECTOR_Y_TABLES_8",
+                                                    "FRACTION_TABLES_8"), ((288, 5), (16, 17), (32, 17), (20, 4))):
+                    if t.shape != shape:
+                        raise Refused(f"the spec's {name} is not {shape}")
+                    _check_tables(t, name)
+                self.choice8_cdfs, self.x8_cdfs, self.y8_cdfs, self.fraction8_cdfs = (
+                    [model(t) for t in table] for table in tables8)
         # §14.5: (choices, vectors, §14.8 half-pixel offsets) of the previous PREDICTED record
         self.previous = None
         if digest != header.table_digest:
@@ -310,6 +332,21 @@ class Decoder:
         (6.x): and the half-pixel offsets F (rows × cols; all 0 before 6.0)."""
         c_prev, v_prev, f_prev = self.previous if self.previous is not None else (
             np.zeros((rows, cols), np.int64), np.zeros((rows, cols, 2), np.int64), np.zeros((rows, cols), np.int64))
+        activity = None
+        if self.h.version[0] >= 8 and getattr(self, "gop_frames", None) is not None:   # §14.10
+            refs = self.gop_frames[:4]
+            h, w = self.h.height, self.h.width
+            bins = []
+            for j, edges in ((2, (0, 62, 510)), (3, (0, 254))):
+                other = refs[min(j, len(refs)) - 1]
+                s_j = np.zeros((rows, cols), np.int64)
+                for r in range(rows):
+                    for col in range(cols):
+                        ys = slice(max(4 * r - 2, 0), min(4 * r + 6, h))
+                        xs = slice(max(4 * col - 2, 0), min(4 * col + 6, w))
+                        s_j[r, col] = np.abs(refs[0][ys, xs].astype(np.int64) - other[ys, xs]).sum()
+                bins.append(sum((s_j > e).astype(np.int64) for e in edges))
+            activity = 3 * bins[0] + bins[1]
         taken = np.pad((c_prev != 0).astype(np.int64), 1)
         p = taken[1:-1, 1:-1]
         b = np.minimum(sum(taken[dy:dy + rows, dx:dx + cols] for dy in range(3) for dx in range(3)), 2)
@@ -322,13 +359,18 @@ class Decoder:
                 ctx = 6 + 3 * (3 * p + b) + n
             else:
                 ctx = 3 * p + b
+            cdfs = self.choice_cdfs
+            if activity is not None:   # §14.10, exact references
+                ctx, cdfs = 12 * ctx + activity, self.choice8_cdfs
             where = np.flatnonzero((parity == odd).reshape(-1))
             contexts = ctx.reshape(-1)[where]
             flat = c.reshape(-1)
             for k in np.unique(contexts):
                 members = where[contexts == k]
-                flat[members] = d.decode_many(self.choice_cdfs[k], len(members))
+                flat[members] = d.decode_many(cdfs[k], len(members))
         v = np.zeros((rows, cols, 2), np.int64)
+        if self.h.version[0] >= 8:
+            return self._vectors_8(d, c, v, c_prev, v_prev, f_prev)
         for r in range(rows):
             for col in range(cols):
                 if not c[r, col]:
@@ -361,6 +403,50 @@ class Decoder:
                     else:
                         k = 0
                     f[r, col] = d.decode(self.fraction_cdfs[k])
+        return c, v, f
+
+    def _vectors_8(self, d: RangeDecoder, c, v, c_prev, v_prev, f_prev):
+        """§14.10: the vectors, then the half-pixel offsets, of the blocks taken."""
+        rows, cols = c.shape
+        for r in range(rows):
+            for col in range(cols):
+                j = c[r, col]
+                if not j:
+                    continue
+                around = [(r, col - 1), (r - 1, col), (r - 1, col + 1), (r - 1, col - 1)]
+                taken = [v[y, x] for y, x in around if y >= 0 and 0 <= x < cols and c[y, x]]
+                same = [v[y, x] for y, x in around if y >= 0 and 0 <= x < cols and c[y, x] == j]
+                if same:
+                    k, pred = 1, same[0]
+                elif c_prev[r, col] == j:
+                    k, pred = 2, v_prev[r, col]
+                elif taken:
+                    k, pred = 3, taken[0]
+                elif c_prev[r, col]:
+                    k, pred = 3, v_prev[r, col]
+                else:
+                    k, pred = 0, np.zeros(2, np.int64)
+                row = 4 * k + j - 1
+                ex = d.decode(self.x8_cdfs[row])
+                ey = d.decode(self.y8_cdfs[2 * row + (ex != 8)])
+                vec = pred + (ey - 8, ex - 8)
+                if np.abs(vec).max() > 4:
+                    raise CorruptStream("a 4 × 4 vector outside −4 … 4 (§14.10)")
+                v[r, col] = vec
+        f = np.zeros((rows, cols), np.int64)
+        for r in range(rows):
+            for col in range(cols):
+                if not c[r, col]:
+                    continue
+                if col > 0 and c[r, col - 1]:   # §14.8's context
+                    k = 1 + f[r, col - 1]
+                elif r > 0 and c[r - 1, col]:
+                    k = 1 + f[r - 1, col]
+                elif c_prev[r, col]:
+                    k = 1 + f_prev[r, col]
+                else:
+                    k = 0
+                f[r, col] = d.decode(self.fraction8_cdfs[4 * k + c[r, col] - 1])
         return c, v, f
 
     def refinement(self, payload: bytes, predicted: bool, learned: bool = False) -> list[np.ndarray]:
