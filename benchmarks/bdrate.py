@@ -91,6 +91,27 @@ def bd_rate(anchor: Curve, test: Curve) -> float | None:
                                      require_matching_points=False, min_overlap=0))
 
 
+def bd_rate_over(anchor: Curve, test: Curve, lo: float, hi: float) -> float | None:
+    """``bd_rate`` integrated over the PSNR interval [lo, hi] instead of the overlap
+    (None unless both cleaned curves cover it and have 4 points): the same PCHIP on
+    log-rate, so that two releases' figures against one anchor can be compared over
+    one range (a curve whose lowest point moves changes the overlap, and with it the
+    BD-rate, even where no point got better). Over the overlap it is ``bd_rate``."""
+    from scipy.integrate import quad
+    from scipy.interpolate import PchipInterpolator
+
+    usable = _usable(anchor, test)
+    if usable is None or hi <= lo:
+        return None
+    fits = []
+    for curve in usable:
+        if curve[0][1] > lo or curve[-1][1] < hi:
+            return None
+        fits.append(PchipInterpolator([p for _, p in curve], [math.log(r) for r, _ in curve]))
+    mean = quad(lambda x: float(fits[1](x) - fits[0](x)), lo, hi, limit=200)[0] / (hi - lo)
+    return (math.exp(mean) - 1.0) * 100.0
+
+
 def bd_psnr(anchor: Curve, test: Curve) -> float | None:
     """Average PSNR difference (dB) of ``test`` over ``anchor`` at equal rate.
 

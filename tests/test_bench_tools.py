@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bdrate import bd_psnr, bd_rate, monotone  # noqa: E402
+from bdrate import bd_psnr, bd_rate, bd_rate_over, monotone  # noqa: E402
 
 # A plausible RD curve: PSNR rising with log-rate.
 ANCHOR = [(r, 20.0 + 6.0 * math.log2(r / 100.0)) for r in (100, 150, 220, 330, 500, 750)]
@@ -31,6 +31,17 @@ def test_half_the_rate_is_minus_fifty_percent():
     assert bd_rate(ANCHOR, scaled(ANCHOR, 2.0)) == pytest.approx(100.0, abs=1.0)
     # Halving the rate on a 6 dB-per-doubling curve is +6 dB at equal rate.
     assert bd_psnr(ANCHOR, scaled(ANCHOR, 0.5)) == pytest.approx(6.0, abs=0.1)
+
+
+def test_bd_rate_over_a_range_is_bd_rate_over_the_overlap_and_follows_the_range():
+    """Over the curves' overlap it is the bjontegaard package's figure; over a range
+    where one curve's lead grows it moves, and outside either curve it is None."""
+    test = [(r * (0.6 if p < 25 else 0.8), p) for r, p in ANCHOR]
+    lo, hi = ANCHOR[0][1], ANCHOR[-1][1]
+    assert bd_rate_over(ANCHOR, test, lo, hi) == pytest.approx(bd_rate(ANCHOR, test), abs=0.01)
+    assert bd_rate_over(ANCHOR, test, lo, 24.0) < bd_rate_over(ANCHOR, test, 28.0, hi)
+    assert bd_rate_over(ANCHOR, scaled(ANCHOR, 0.5), 22.0, 27.0) == pytest.approx(-50.0, abs=0.5)
+    assert bd_rate_over(ANCHOR, test, lo - 1.0, hi) is None
 
 
 def test_point_order_does_not_matter():
