@@ -64,7 +64,8 @@ REFERENCES = 4  # a choice's references 1 … 4
 ACTIVITY_BINS = (4, 3)  # |Ref1 − Ref2| in 4 bins, |Ref1 − Ref3| in 3, around the block
 ACTIVITY_EDGES = ((0, 62, 510), (0, 254))  # a bin is the number of edges the sum exceeds
 ACTIVITY_MARGIN = 2  # the 4×4 block grown by this many pixels on every side
-CHOICE_CONTEXTS_8 = CHOICE_CONTEXTS * ACTIVITY_BINS[0] * ACTIVITY_BINS[1]
+ACTIVITIES = ACTIVITY_BINS[0] * ACTIVITY_BINS[1]
+CHOICE_CONTEXTS_8 = CHOICE_CONTEXTS * ACTIVITIES
 PREDICTOR_KINDS = 4  # none, an earlier block of the same reference, the previous P-frame's, another's
 VECTOR_X_CONTEXTS_8 = PREDICTOR_KINDS * REFERENCES
 VECTOR_Y_CONTEXTS_8 = 2 * VECTOR_X_CONTEXTS_8
@@ -184,13 +185,21 @@ def _groups(ctx: np.ndarray, contexts: int = CHOICE_CONTEXTS):
         start += counts[c]
 
 
-def choice_symbols(choice: np.ndarray, previous: np.ndarray):
-    """(pass, contexts, values) of each choice pass, in coding order within a context
-    group is left to the coder; used by the coder and by the table count."""
-    rows, cols = choice.shape
-    known = np.zeros_like(choice)
+def choice_passes(known: np.ndarray, previous: np.ndarray, act: np.ndarray | None = None):
+    """(positions, contexts) of each choice pass: 2.0's contexts, or with ``act``
+    (8.x, ``activity`` of exact references) 8.0's. The caller writes each pass's
+    choices into ``known`` before asking for the next."""
+    rows, cols = known.shape
     for parity, pos in enumerate(_parities(rows, cols)):
         ctx = choice_contexts(known, previous, parity).ravel()[pos]
+        yield pos, ctx if act is None else ctx * ACTIVITIES + act.ravel()[pos]
+
+
+def choice_symbols(choice: np.ndarray, previous: np.ndarray, act: np.ndarray | None = None):
+    """(positions, contexts, values) of each choice pass of a known field (order within
+    a context group is left to the coder)."""
+    known = np.zeros_like(choice)
+    for pos, ctx in choice_passes(known, previous, act):
         values = choice.ravel()[pos]
         yield pos, ctx, values
         known.ravel()[pos] = values
@@ -306,37 +315,27 @@ class MotionCoder:
             self.vector_y_bits = -np.log2(np.asarray(wide.vector_y, np.float64) / float(1 << 16))
             self.fraction8_bits = -np.log2(np.asarray(wide.fraction, np.float64) / float(1 << 16))
 
-    def _choice_passes(self, choice: np.ndarray, previous: MotionField, refs):
-        """(positions, contexts, models) of each choice pass: 8.x's activity contexts
-        where ``refs`` (the GOP's exact frames) are given, else 2.0's."""
-        rows, cols = choice.shape
-        known = np.zeros_like(choice)
-        act = activity(refs, rows, cols) if self.wide and refs is not None else None
-        for parity, pos in enumerate(_parities(rows, cols)):
-            ctx = choice_contexts(known, previous.choice, parity).ravel()[pos]
-            if act is None:
-                yield pos, ctx, self._choice, known
-            else:
-                yield pos, ctx * (CHOICE_CONTEXTS_8 // CHOICE_CONTEXTS) + act.ravel()[pos], self._choice8, known
+    def _choice_models(self, refs, rows: int, cols: int):
+        """(activity or None, the choice models): 8.x's contexts where ``refs`` (the
+        GOP's exact frames) are given, else 2.0's."""
+        if self.wide and refs is not None:
+            return activity(refs, rows, cols), self._choice8
+        return None, self._choice
 
     def encode(self, encoder, field: MotionField, previous: MotionField, refs=None) -> None:
         """Code ``field`` given the previous P-frame's; ``refs``: the references (most
         recent first) where the GOP's pixels are exact, else None (8.x reads them)."""
-        if not self.wide:
-            for _, ctx, values in choice_symbols(field.choice, previous.choice):
-                for c, members in _groups(ctx):
-                    encoder.encode(values[members].astype(np.int32), self._choice[c])
-            for ctx, symbols in vector_symbols(field, previous):
-                encoder.encode(symbols.astype(np.int32), self._vector[ctx])
-        else:
-            for pos, ctx, models, known in self._choice_passes(field.choice, previous, refs):
-                values = field.choice.ravel()[pos]
-                for c, members in _groups(ctx, len(models)):
-                    encoder.encode(values[members].astype(np.int32), models[c])
-                known.ravel()[pos] = values
+        act, models = self._choice_models(refs, *field.choice.shape)
+        for _, ctx, values in choice_symbols(field.choice, previous.choice, act):
+            for c, members in _groups(ctx, len(models)):
+                encoder.encode(values[members].astype(np.int32), models[c])
+        if self.wide:
             for x_row, y_row, dx, dy in wide_vector_symbols(field, previous):
                 encoder.encode(np.array([dx], np.int32), self._vector_x[x_row])
                 encoder.encode(np.array([dy], np.int32), self._vector_y[y_row])
+        else:
+            for ctx, symbols in vector_symbols(field, previous):
+                encoder.encode(symbols.astype(np.int32), self._vector[ctx])
         if self.half_pel:
             for ctx, value in fraction_symbols(field, previous, self.wide):
                 encoder.encode(np.array([value], np.int32), (self._fraction8 if self.wide else self._fraction)[ctx])
@@ -346,20 +345,12 @@ class MotionCoder:
     def decode(self, decoder, rows: int, cols: int, previous: MotionField, refs=None) -> MotionField:
         """The field ``encode`` coded (the same ``previous`` and ``refs``)."""
         choice = np.zeros((rows, cols), np.int64)
-        if not self.wide:
-            for parity, pos in enumerate(_parities(rows, cols)):
-                ctx = choice_contexts(choice, previous.choice, parity).ravel()[pos]
-                values = np.empty(len(pos), np.int64)
-                for c, members in _groups(ctx):
-                    values[members] = decoder.decode(self._choice[c], len(members))
-                choice.ravel()[pos] = values
-        else:
-            for pos, ctx, models, known in self._choice_passes(choice, previous, refs):
-                values = np.empty(len(pos), np.int64)
-                for c, members in _groups(ctx, len(models)):
-                    values[members] = decoder.decode(models[c], len(members))
-                known.ravel()[pos] = values
-            choice = known
+        act, models = self._choice_models(refs, rows, cols)
+        for pos, ctx in choice_passes(choice, previous.choice, act):
+            values = np.empty(len(pos), np.int64)
+            for c, members in _groups(ctx, len(models)):
+                values[members] = decoder.decode(models[c], len(members))
+            choice.ravel()[pos] = values
         vectors = np.zeros((rows, cols, 2), np.int64)
         for r, c in zip(*np.nonzero(choice)):
             if self.wide:
@@ -457,17 +448,9 @@ def count_wide(field: MotionField, previous: MotionField, refs, counts: dict[str
     """Add one P-frame's 8.x symbols to ``counts`` (tools/count_motion_tables.py), in
     place: "choice" (CHOICE_CONTEXTS_8, …) where ``refs`` (exact frames) are given,
     else "choice2" (CHOICE_CONTEXTS, …), and "vector_x", "vector_y", "fraction"."""
-    rows, cols = field.choice.shape
-    known = np.zeros_like(field.choice)
-    act = activity(refs, rows, cols) if refs is not None else None
-    for parity, pos in enumerate(_parities(rows, cols)):
-        ctx = choice_contexts(known, previous.choice, parity).ravel()[pos]
-        values = field.choice.ravel()[pos]
-        if act is None:
-            np.add.at(counts["choice2"], (ctx, values), 1)
-        else:
-            np.add.at(counts["choice"], (ctx * (CHOICE_CONTEXTS_8 // CHOICE_CONTEXTS) + act.ravel()[pos], values), 1)
-        known.ravel()[pos] = values
+    act = activity(refs, *field.choice.shape) if refs is not None else None
+    for _, ctx, values in choice_symbols(field.choice, previous.choice, act):
+        np.add.at(counts["choice2" if act is None else "choice"], (ctx, values), 1)
     for x_row, y_row, dx, dy in wide_vector_symbols(field, previous):
         counts["vector_x"][x_row, dx] += 1
         counts["vector_y"][y_row, dy] += 1

@@ -130,6 +130,18 @@ def _check_tables(tables: np.ndarray, what: str) -> None:
         raise Refused(f"weights: {what} are not positive frequencies summing to 2^16")
 
 
+def _fraction_context(c, f, c_prev, f_prev, r: int, col: int) -> int:
+    """§14.8: 1 + the offset of the left block if taken, else of the block above if
+    taken, else of this block in the previous record if taken there; else 0."""
+    if col > 0 and c[r, col - 1]:
+        return 1 + f[r, col - 1]
+    if r > 0 and c[r - 1, col]:
+        return 1 + f[r - 1, col]
+    if c_prev[r, col]:
+        return 1 + f_prev[r, col]
+    return 0
+
+
 class Decoder:
     """The symbols of every frame of one header (§10, §13, §14, §16)."""
 
@@ -390,19 +402,8 @@ class Decoder:
                 v[r, col] = vec
         f = np.zeros((rows, cols), np.int64)
         if self.h.version[0] >= 6:   # §14.8
-            for r in range(rows):
-                for col in range(cols):
-                    if not c[r, col]:
-                        continue
-                    if col > 0 and c[r, col - 1]:
-                        k = 1 + f[r, col - 1]
-                    elif r > 0 and c[r - 1, col]:
-                        k = 1 + f[r - 1, col]
-                    elif c_prev[r, col]:
-                        k = 1 + f_prev[r, col]
-                    else:
-                        k = 0
-                    f[r, col] = d.decode(self.fraction_cdfs[k])
+            for r, col in zip(*np.nonzero(c)):
+                f[r, col] = d.decode(self.fraction_cdfs[_fraction_context(c, f, c_prev, f_prev, r, col)])
         return c, v, f
 
     def _vectors_8(self, d: RangeDecoder, c, v, c_prev, v_prev, f_prev):
@@ -434,19 +435,9 @@ class Decoder:
                     raise CorruptStream("a 4 × 4 vector outside −4 … 4 (§14.10)")
                 v[r, col] = vec
         f = np.zeros((rows, cols), np.int64)
-        for r in range(rows):
-            for col in range(cols):
-                if not c[r, col]:
-                    continue
-                if col > 0 and c[r, col - 1]:   # §14.8's context
-                    k = 1 + f[r, col - 1]
-                elif r > 0 and c[r - 1, col]:
-                    k = 1 + f[r - 1, col]
-                elif c_prev[r, col]:
-                    k = 1 + f_prev[r, col]
-                else:
-                    k = 0
-                f[r, col] = d.decode(self.fraction8_cdfs[4 * k + c[r, col] - 1])
+        for r, col in zip(*np.nonzero(c)):
+            k = _fraction_context(c, f, c_prev, f_prev, r, col)
+            f[r, col] = d.decode(self.fraction8_cdfs[4 * k + c[r, col] - 1])
         return c, v, f
 
     def refinement(self, payload: bytes, predicted: bool, learned: bool = False) -> list[np.ndarray]:
