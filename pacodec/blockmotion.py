@@ -245,7 +245,7 @@ def fraction_symbols(field: MotionField, previous: MotionField, wide: bool = Fal
     fraction = field.fractions()
     for r, c in zip(*np.nonzero(field.choice)):
         ctx = fraction_context(field.choice, fraction, previous, r, c)
-        yield (REFERENCES * ctx + int(field.choice[r, c]) - 1) if wide else ctx, int(fraction[r, c])
+        yield wide_fraction_row(ctx, int(field.choice[r, c])) if wide else ctx, int(fraction[r, c])
 
 
 def wide_vector_symbols(field: MotionField, previous: MotionField):
@@ -255,9 +255,9 @@ def wide_vector_symbols(field: MotionField, previous: MotionField):
     for r, c in zip(*np.nonzero(field.choice)):
         j = int(field.choice[r, c])
         kind, p = predictor8(field.choice, field.vectors, previous, r, c, j)
-        row = REFERENCES * kind + j - 1
         dy, dx = (int(x) for x in field.vectors[r, c] - p)
-        yield row, 2 * row + int(dx != 0), dx + 2 * SEARCH, dy + 2 * SEARCH
+        x_row, y_row = wide_vector_rows(kind, j, dx != 0)
+        yield x_row, int(y_row), dx + 2 * SEARCH, dy + 2 * SEARCH
 
 
 def vector_symbols(field: MotionField, previous: MotionField):
@@ -266,6 +266,28 @@ def vector_symbols(field: MotionField, previous: MotionField):
         ctx, p = predictor(field.choice, field.vectors, previous, r, c)
         d = field.vectors[r, c] - p
         yield ctx, np.array([d[1], d[0]], np.int64) + 2 * SEARCH
+
+
+def _models(table) -> tuple[list[Categorical], np.ndarray]:
+    """A table's rows as the coder's models, and each entry's bits; FormatError unless
+    every row is positive and sums to 2^16."""
+    table = np.asarray(table)
+    if np.any(table <= 0) or np.any(table.sum(axis=1) != 1 << 16):
+        raise FormatError("motion tables must be positive rows summing to 2^16")
+    p = table.astype(np.float64) / float(1 << 16)
+    return [Categorical(row, perfect=False) for row in p], -np.log2(p)
+
+
+def wide_vector_rows(kind: int, j: int, dx_missed) -> tuple[int, object]:
+    """8.x: (dx's row, dy's row) of a vector from reference ``j`` whose predictor is of
+    ``kind``; ``dx_missed``: whether dx differs from its prediction (arrays allowed)."""
+    row = REFERENCES * kind + j - 1
+    return row, 2 * row + np.asarray(dx_missed, np.int64)
+
+
+def wide_fraction_row(ctx: int, j: int) -> int:
+    """8.x: a half-pixel offset's row from 6.x's context and the block's reference."""
+    return REFERENCES * ctx + j - 1
 
 
 class MotionCoder:
@@ -280,40 +302,22 @@ class MotionCoder:
                 or vector_tables.shape != (VECTOR_CONTEXTS, DIFFS) or (
                 fraction_tables is not None and np.shape(fraction_tables) != (FRACTION_CONTEXTS, FRACTIONS)):
             raise FormatError("motion tables have the wrong shape")
-        tables = (choice_tables, vector_tables) + (() if fraction_tables is None else (np.asarray(fraction_tables),))
-        for t in tables:
-            if np.any(t <= 0) or np.any(t.sum(axis=1) != 1 << 16):
-                raise FormatError("motion tables must be positive rows summing to 2^16")
         self.choices = choice_tables.shape[1]
-        self._choice = [Categorical(row / float(1 << 16), perfect=False) for row in choice_tables.astype(np.float64)]
-        self._vector = [Categorical(row / float(1 << 16), perfect=False) for row in vector_tables.astype(np.float64)]
-        self.vector_bits = -np.log2(vector_tables / float(1 << 16))
-        self.choice_bits = -np.log2(choice_tables / float(1 << 16))
+        self._choice, self.choice_bits = _models(choice_tables)
+        self._vector, self.vector_bits = _models(vector_tables)
         #: 6.x: half-pixel offsets follow the vectors (None: the format has none).
         self.half_pel = fraction_tables is not None
         if self.half_pel:
-            table = np.asarray(fraction_tables, np.float64) / float(1 << 16)
-            self._fraction = [Categorical(row, perfect=False) for row in table]
-            self.fraction_bits = -np.log2(table)
+            self._fraction, self.fraction_bits = _models(fraction_tables)
         #: 8.x (§14.10): wider contexts for choices (in exact GOPs), vectors and offsets.
         self.wide = wide is not None
         if self.wide:
             if not self.half_pel or not wide.shapes_ok():
                 raise FormatError("8.x motion tables have the wrong shape (or no half-pixel offsets)")
-            for t in (wide.choice, wide.vector_x, wide.vector_y, wide.fraction):
-                t = np.asarray(t)
-                if np.any(t <= 0) or np.any(t.sum(axis=1) != 1 << 16):
-                    raise FormatError("motion tables must be positive rows summing to 2^16")
-
-            def models(table):
-                return [Categorical(row / float(1 << 16), perfect=False) for row in np.asarray(table, np.float64)]
-
-            self._choice8 = models(wide.choice)
-            self._vector_x, self._vector_y = models(wide.vector_x), models(wide.vector_y)
-            self._fraction8 = models(wide.fraction)
-            self.vector_x_bits = -np.log2(np.asarray(wide.vector_x, np.float64) / float(1 << 16))
-            self.vector_y_bits = -np.log2(np.asarray(wide.vector_y, np.float64) / float(1 << 16))
-            self.fraction8_bits = -np.log2(np.asarray(wide.fraction, np.float64) / float(1 << 16))
+            self._choice8, _ = _models(wide.choice)
+            self._vector_x, self.vector_x_bits = _models(wide.vector_x)
+            self._vector_y, self.vector_y_bits = _models(wide.vector_y)
+            self._fraction8, self.fraction8_bits = _models(wide.fraction)
 
     def _choice_models(self, refs, rows: int, cols: int):
         """(activity or None, the choice models): 8.x's contexts where ``refs`` (the
@@ -354,10 +358,12 @@ class MotionCoder:
         vectors = np.zeros((rows, cols, 2), np.int64)
         for r, c in zip(*np.nonzero(choice)):
             if self.wide:
-                kind, p = predictor8(choice, vectors, previous, r, c, int(choice[r, c]))
-                row = REFERENCES * kind + int(choice[r, c]) - 1
-                dx = int(decoder.decode(self._vector_x[row], 1)[0]) - 2 * SEARCH
-                dy = int(decoder.decode(self._vector_y[2 * row + int(dx != 0)], 1)[0]) - 2 * SEARCH
+                j = int(choice[r, c])
+                kind, p = predictor8(choice, vectors, previous, r, c, j)
+                x_row, _ = wide_vector_rows(kind, j, False)
+                dx = int(decoder.decode(self._vector_x[x_row], 1)[0]) - 2 * SEARCH
+                _, y_row = wide_vector_rows(kind, j, dx != 0)
+                dy = int(decoder.decode(self._vector_y[int(y_row)], 1)[0]) - 2 * SEARCH
             else:
                 ctx, p = predictor(choice, vectors, previous, r, c)
                 dx, dy = np.asarray(decoder.decode(self._vector[ctx], 2), np.int64) - 2 * SEARCH
@@ -372,7 +378,7 @@ class MotionCoder:
         for r, c in zip(*np.nonzero(choice)):
             ctx = fraction_context(choice, fraction, previous, r, c)
             if self.wide:
-                ctx = REFERENCES * ctx + int(choice[r, c]) - 1
+                ctx = wide_fraction_row(ctx, int(choice[r, c]))
             fraction[r, c] = int(decoder.decode(models[ctx], 1)[0])
         return MotionField(choice, vectors, fraction)
 
@@ -380,10 +386,10 @@ class MotionCoder:
                           j: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
         """8.x: the bits of vectors (dy, dx) (arrays) for block (r, c) from reference j."""
         kind, p = predictor8(choice, vectors, previous, r, c, j)
-        row = REFERENCES * kind + j - 1
         ex = np.clip(dx - p[1], -2 * SEARCH, 2 * SEARCH)
         ey = np.clip(dy - p[0] + 2 * SEARCH, 0, DIFFS - 1)
-        return self.vector_x_bits[row][ex + 2 * SEARCH] + self.vector_y_bits[2 * row + (ex != 0), ey]
+        x_row, y_rows = wide_vector_rows(kind, j, ex != 0)
+        return self.vector_x_bits[x_row][ex + 2 * SEARCH] + self.vector_y_bits[y_rows, ey]
 
     def choose_vectors(self, costs: np.ndarray, blocks: np.ndarray, keep_cost: np.ndarray, price: float,
                        bit_price: float, rows: int, cols: int, previous: MotionField,
@@ -423,8 +429,8 @@ class MotionCoder:
                 fctx = fraction_context(choice, fraction, previous, r, c)
                 if self.wide:
                     jh = int(best_ref[i]) + 1
-                    fbits = self.fraction8_bits[REFERENCES * fctx + jh - 1]
-                    fzero = self.fraction8_bits[REFERENCES * fctx + j][0]  # the whole vector's offset 0
+                    fbits = self.fraction8_bits[wide_fraction_row(fctx, jh)]
+                    fzero = self.fraction8_bits[wide_fraction_row(fctx, j + 1)][0]  # the whole vector's offset 0
                     hbits = self._wide_vector_bits(choice, vectors, previous, r, c, jh, v[:, 0], v[:, 1]) \
                         + fbits[half_fractions[i]]
                 else:
