@@ -382,14 +382,33 @@ class MotionCoder:
             fraction[r, c] = int(decoder.decode(models[ctx], 1)[0])
         return MotionField(choice, vectors, fraction)
 
+    def _wide_bits_grid(self) -> np.ndarray:
+        """Encoder, 8.x: (VECTOR_X_CONTEXTS_8, side, side, side²) bits of every vector
+        [dy, dx] (raster order, each in ±SEARCH) by dx's row and predictor [py, px],
+        built once: the search prices up to 5 references' 81 vectors for every candidate
+        block, and the arithmetic per block was most of its time (the same sums)."""
+        grid = getattr(self, "_bits_grid", None)
+        if grid is None:
+            side = 2 * SEARCH + 1
+            v = np.arange(-SEARCH, SEARCH + 1)
+            dy, dx = (a.ravel() for a in np.meshgrid(v, v, indexing="ij"))  # raster [dy, dx]
+            ex = dx[None, None, :] - v[None, :, None]  # (px, vectors): within ±2·SEARCH
+            ey = dy[None, None, :] - v[:, None, None]  # (py, vectors)
+            grid = np.empty((VECTOR_X_CONTEXTS_8, side, side, side * side))
+            for x_row in range(VECTOR_X_CONTEXTS_8):
+                y_rows = 2 * x_row + (ex != 0)  # (px, vectors)
+                grid[x_row] = (self.vector_x_bits[x_row][ex + 2 * SEARCH]
+                               + self.vector_y_bits[y_rows, ey + 2 * SEARCH])
+            self._bits_grid = grid
+        return grid
+
     def _wide_vector_bits(self, choice: np.ndarray, vectors: np.ndarray, previous: MotionField, r: int, c: int,
-                          j: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-        """8.x: the bits of vectors (dy, dx) (arrays) for block (r, c) from reference j."""
+                          j: int) -> np.ndarray:
+        """8.x: the bits of every vector (side², raster [dy, dx]) of block (r, c) taken
+        from reference j."""
         kind, p = predictor8(choice, vectors, previous, r, c, j)
-        ex = np.clip(dx - p[1], -2 * SEARCH, 2 * SEARCH)
-        ey = np.clip(dy - p[0] + 2 * SEARCH, 0, DIFFS - 1)
-        x_row, y_rows = wide_vector_rows(kind, j, ex != 0)
-        return self.vector_x_bits[x_row][ex + 2 * SEARCH] + self.vector_y_bits[y_rows, ey]
+        x_row, _ = wide_vector_rows(kind, j, False)
+        return self._wide_bits_grid()[x_row, int(p[0]) + SEARCH, int(p[1]) + SEARCH]
 
     def choose_vectors(self, costs: np.ndarray, blocks: np.ndarray, keep_cost: np.ndarray, price: float,
                        bit_price: float, rows: int, cols: int, previous: MotionField,
@@ -415,7 +434,7 @@ class MotionCoder:
         for i, flat in enumerate(blocks):
             r, c = divmod(int(flat), cols)
             if self.wide:  # 8.x: the predictor and rows depend on the reference
-                bits = np.stack([self._wide_vector_bits(choice, vectors, previous, r, c, j + 1, dy, dx)
+                bits = np.stack([self._wide_vector_bits(choice, vectors, previous, r, c, j + 1)
                                  for j in range(costs.shape[1])])
             else:
                 ctx, p = predictor(choice, vectors, previous, r, c)
@@ -431,8 +450,8 @@ class MotionCoder:
                     jh = int(best_ref[i]) + 1
                     fbits = self.fraction8_bits[wide_fraction_row(fctx, jh)]
                     fzero = self.fraction8_bits[wide_fraction_row(fctx, j + 1)][0]  # the whole vector's offset 0
-                    hbits = self._wide_vector_bits(choice, vectors, previous, r, c, jh, v[:, 0], v[:, 1]) \
-                        + fbits[half_fractions[i]]
+                    at = (v[:, 0] + SEARCH) * side + v[:, 1] + SEARCH  # whole parts, within ±SEARCH
+                    hbits = self._wide_vector_bits(choice, vectors, previous, r, c, jh)[at] + fbits[half_fractions[i]]
                 else:
                     fbits = self.fraction_bits[fctx]
                     fzero = fbits[0]

@@ -497,16 +497,51 @@ def _symbol_contexts(symbols: np.ndarray, board: Checkerboard) -> tuple[np.ndarr
     return passes, contexts
 
 
+_ORDER_OF_CHANNEL = np.argsort(CHANNEL_ORDER)  # channel -> its place in CHANNEL_ORDER
+_EARLIER = np.array([[CHANNEL_ORDER.index(e) < CHANNEL_ORDER.index(c) for e in range(3)] for c in range(3)])
+_AROUND = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+_CROSS_AT = [_AROUND.index(o) for o in ((-1, 0), (0, -1), (0, 1), (1, 0))]
+
+
+def _symbol_contexts_at(symbols: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_symbol_contexts`` at the flat indices ``at`` of H×W×3 ``symbols`` only (the
+    same integers, tests/test_refine.py): read from each subpixel's 3×3 neighbourhood,
+    so its cost follows the few subpixels rd_optimize decides on, not the frame."""
+    h, w = symbols.shape[:2]
+    pix, channel = np.divmod(np.asarray(at, np.int64), 3)
+    y, x = np.divmod(pix, w)
+    padded = np.zeros((h + 2, w + 2, 3), np.int64)
+    padded[1:-1, 1:-1] = symbols
+    # (n, 9 neighbours, 3 channels), reading outside the frame as 0
+    near = np.stack([padded[y + 1 + dy, x + 1 + dx] for dy, dx in _AROUND], axis=1)
+    earlier = _EARLIER[channel]  # (n, 3): which channels come before this one
+    order = _ORDER_OF_CHANNEL[channel]
+    p = np.minimum((np.abs(near[:, 4]) * earlier).sum(axis=1), 3)
+    box = ((near != 0) & earlier[:, None, :]).any(axis=2).sum(axis=1)
+    ctx = np.where(order > 0, 4 * (4 * p + _Q_OF_COUNT[box]), 0)
+    odd = (y + x) % 2 == 1
+    own = near[np.arange(len(at))[:, None], _CROSS_AT, channel[:, None]] != 0  # (n, 4)
+    ctx = ctx + np.where(odd, np.minimum(own.sum(axis=1), 3), 0)
+    return 2 * order + odd, ctx
+
+
 def table_prices(bits: np.ndarray, board: Checkerboard):
     """A ``rd_optimize`` pricer from counted tables' code lengths ``bits`` (PASSES,
-    CONTEXTS, 2R+1): each candidate's bits in the contexts of the current symbols."""
+    CONTEXTS, 2R+1): each candidate's bits in the contexts of the current symbols.
+    With ``at`` (flat indices of H×W×3) the candidates are the values there, and so
+    are the bits."""
     width = bits.shape[2]
     flat = bits.ravel()
 
-    def price(s: np.ndarray, candidates) -> list[np.ndarray]:
-        passes, ctx = _symbol_contexts(s, board)
-        at = (passes * bits.shape[1] + ctx) * width + width // 2
-        return [flat[at + v] for v in candidates]
+    def price(s: np.ndarray, candidates, at=None) -> list[np.ndarray]:
+        if at is not None and len(at) <= s.size // 16:  # a few subpixels: read around each
+            passes, ctx = _symbol_contexts_at(s, at)
+        else:  # many: whole planes at once are faster
+            passes, ctx = _symbol_contexts(s, board)
+            if at is not None:
+                passes, ctx = passes.reshape(-1)[at], ctx.reshape(-1)[at]
+        where = (passes * bits.shape[1] + ctx) * width + width // 2
+        return [flat[where + v] for v in candidates]
 
     return price
 
@@ -518,8 +553,9 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     they remove is worth less than ``lam`` per bit they cost (rate–distortion
     optimised quantization; the decoder is unchanged).
 
-    ``price(s, candidates)`` gives, for each H×W×3 array of candidate values, the bits
-    each subpixel's candidate would cost where the other symbols are ``s``
+    ``price(s, candidates, at)`` gives, for each array of candidate values at the flat
+    indices ``at`` of H×W×3, the bits each subpixel's candidate would cost where the
+    other symbols are ``s``
     (``table_prices``: the counted tables; ``RefineCoder._learned_prices``: the
     symbol model's own tables, what a 4.x file pays); ``flag_bits`` is the 16×16 block
     flag's code lengths (2,). Three decisions, each priced with the current symbols:
@@ -533,40 +569,58 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     several times, since it stays on screen for the frames that follow.
     """
     h, w = frame.shape[:2]
-    wt = 1.0 if weight is None else weight
     # int32 throughout: squared errors are at most 255², their block sums far below 2^31.
     src = frame.astype(np.int32)
     b = base.astype(np.int32)
     err0 = (src - b) ** 2
     s = symbols.astype(np.int32)  # a copy
-    zero = np.zeros_like(s)
+    flat_s, flat_src, flat_b = s.reshape(-1), src.reshape(-1), b.reshape(-1)
 
     def distortion(values):
         return (src - np.clip(b + step * values, 0, 255)) ** 2
 
+    def weighted(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+        return values * (1.0 if weight is None else weight.reshape(-1)[at])
+
     bound = max_error ** 2
     too_far = err0 > bound  # subpixels that zeroing would leave beyond the bound
 
+    # The decisions concern the few non-zero subpixels (a zero has nowhere lower to
+    # go, and zeroing a block changes nothing where it is zero already), so they are
+    # priced and weighed there only (``price``'s ``at``): the same numbers as over
+    # the whole frame at a fraction of the encoder's time.
     d = distortion(s)
+    flat_d = d.reshape(-1)
     for _ in range(rounds):
-        lower = s - np.sign(s)
-        cost, cheaper = price(s, (s, lower))
-        dl = distortion(lower)
-        gain = (dl - d) * wt  # error added by lowering
-        take = (s != 0) & (gain < lam * (cost - cheaper)) & (dl <= bound)
+        at = np.flatnonzero(flat_s)
+        if not at.size:
+            break
+        now = flat_s[at]
+        lower = now - np.sign(now)
+        cost, cheaper = price(s, (now, lower), at)
+        dl = (flat_src[at] - np.clip(flat_b[at] + step * lower, 0, 255)) ** 2
+        gain = weighted(dl - flat_d[at], at)  # error added by lowering
+        take = (gain < lam * (cost - cheaper)) & (dl <= bound)
         if not take.any():
             break
-        s[take], d[take] = lower[take], dl[take]
-    here, nothing = price(s, (s, zero))
-    cost = here - nothing  # over coding a zero in its place
-    worth = (_block_sum((err0 - d) * wt, MOTION_BLOCK) >= lam * _block_sum(cost, MOTION_BLOCK)) \
+        flat_s[at[take]], flat_d[at[take]] = lower[take], dl[take]
+    at = np.flatnonzero(flat_s)
+    cost = np.zeros(s.size)  # over coding a zero in its place: nothing where it is zero
+    if at.size:
+        here, nothing = price(s, (flat_s[at], np.zeros(at.size, np.int32)), at)
+        cost[at] = here - nothing
+    wt = 1.0 if weight is None else weight
+    worth = (_block_sum((err0 - d) * wt, MOTION_BLOCK) >= lam * _block_sum(cost.reshape(s.shape), MOTION_BLOCK)) \
         | (_block_sum(too_far, MOTION_BLOCK) > 0)
     s[~_expand(worth, MOTION_BLOCK, h, w)] = 0
     flags = block_flags(s)
     if flags.any():
-        whole, = price(s, (s,))  # every symbol of a flagged block is coded
+        # every symbol of a flagged block is coded; the others' prices are not read
+        at = np.flatnonzero(np.repeat(_flagged_pixels(flags, h, w), 3))
+        whole = np.zeros(s.size)
+        whole[at], = price(s, (flat_s[at],), at)
         d = distortion(s)
-        block_price = _block_sum(whole, FLAG_BLOCK) + flag_bits[1] - flag_bits[0]
+        block_price = _block_sum(whole.reshape(s.shape), FLAG_BLOCK) + flag_bits[1] - flag_bits[0]
         keep = (_block_sum((err0 - d) * wt, FLAG_BLOCK) >= lam * block_price) | (_block_sum(too_far, FLAG_BLOCK) > 0)
         s[~_expand(keep | ~flags, FLAG_BLOCK, h, w)] = 0
     return s.astype(np.int32)
@@ -742,16 +796,23 @@ class RefineCoder:
                 bits.append(-np.log2(self.symbol_model.tables(x) / TOTAL))
                 f.append(flips(x))
         if not at:
-            return lambda s, candidates: [np.zeros(s.shape) for _ in candidates]
+            return lambda s, candidates, where=None: [np.zeros(s.shape if where is None else len(where))
+                                                      for _ in candidates]
         at, bits, f = np.concatenate(at), np.concatenate(bits), np.concatenate(f)
-        rows = np.arange(len(at))
+        row_of = np.full(3 * h * w, -1, np.int64)  # flat H×W×3 index -> its row of bits, or −1
+        row_of[at] = np.arange(len(at))
 
-        def price(s: np.ndarray, candidates) -> list[np.ndarray]:
+        def price(s: np.ndarray, candidates, where=None) -> list[np.ndarray]:
+            if where is None:
+                where = np.arange(s.size)
+            rows = row_of[where]
+            priced = rows >= 0
+            rows, sign = rows[priced], f[rows[priced]]
             out = []
             for v in candidates:
-                o = np.zeros(s.size)
-                o[at] = bits[rows, np.asarray(v).reshape(-1)[at] * f + r]
-                out.append(o.reshape(s.shape))
+                o = np.zeros(len(where))
+                o[priced] = bits[rows, np.asarray(v).reshape(-1)[priced] * sign + r]
+                out.append(o if len(where) != s.size else o.reshape(s.shape))
             return out
 
         return price

@@ -197,6 +197,32 @@ def test_the_8_0_vector_predictor_prefers_a_block_of_the_same_reference():
     assert kind == 2 and tuple(p) == (0, -4)
 
 
+def test_the_encoders_8_0_vector_prices_are_the_code_lengths_of_the_rows_the_format_names():
+    """The search prices each vector from a grid built once (MotionCoder._wide_vector_bits):
+    for every reference, predictor and vector, the bits of dx in its row plus those of
+    dy in the row 8.0 names for it (pcz.md §14.10), read from the tables themselves."""
+    from pacodec.blockmotion import wide_vector_rows
+
+    m = wide_coder()
+    x_bits = -np.log2(np.asarray(motion_tables.VECTOR_X_TABLES_8, np.float64) / (1 << 16))
+    y_bits = -np.log2(np.asarray(motion_tables.VECTOR_Y_TABLES_8, np.float64) / (1 << 16))
+    rng = np.random.default_rng(2)
+    side = 2 * SEARCH + 1
+    for _ in range(40):
+        choice = np.zeros((ROWS, COLS), np.int64)
+        vectors = np.zeros((ROWS, COLS, 2), np.int64)
+        r, c = rng.integers(1, ROWS), rng.integers(1, COLS - 1)
+        if rng.random() < 0.8:  # a taken neighbour on the left predicts
+            choice[r, c - 1], vectors[r, c - 1] = rng.integers(1, 5), rng.integers(-SEARCH, SEARCH + 1, 2)
+        j = int(rng.integers(1, 5))
+        kind, p = predictor8(choice, vectors, MotionField.empty(ROWS, COLS), r, c, j)
+        got = m._wide_vector_bits(choice, vectors, MotionField.empty(ROWS, COLS), r, c, j)
+        for k in range(side * side):
+            dy, dx = k // side - SEARCH - p[0], k % side - SEARCH - p[1]
+            x_row, y_row = wide_vector_rows(kind, j, dx != 0)
+            assert got[k] == x_bits[x_row, dx + 2 * SEARCH] + y_bits[int(y_row), dy + 2 * SEARCH]
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_8_0_fields_round_trip_exactly_with_and_without_exact_references(seed):
     rng = np.random.default_rng(seed)

@@ -505,7 +505,7 @@ def test_the_encoders_whole_frame_contexts_are_the_passes_contexts():
     """refine._symbol_contexts (the encoder's pricing, whole planes at once) gives every
     subpixel the pass and context the coding passes themselves compute (``_passes``,
     pass by pass, as a decoder does), on frames of every shape of parity."""
-    from pacodec.refine import Checkerboard, _passes, _symbol_contexts
+    from pacodec.refine import Checkerboard, _passes, _symbol_contexts, _symbol_contexts_at
 
     rng = np.random.default_rng(9)
     for h, w in ((8, 8), (9, 13), (200, 160)):
@@ -519,6 +519,34 @@ def test_the_encoders_whole_frame_contexts_are_the_passes_contexts():
             assert np.array_equal(passes, want_pass.reshape(3, h, w).transpose(1, 2, 0))
             assert np.array_equal(contexts, want_ctx.reshape(3, h, w).transpose(1, 2, 0))
             assert len(np.unique(contexts)) > 4
+            # ... and so does the pricing at a few subpixels (rd_optimize's ``at``),
+            # reading around each of them instead of the whole planes
+            at = np.flatnonzero(rng.random(h * w * 3) < 0.2)
+            some_pass, some_ctx = _symbol_contexts_at(s, at)
+            assert np.array_equal(some_pass, passes.reshape(-1)[at])
+            assert np.array_equal(some_ctx, contexts.reshape(-1)[at])
+
+
+def test_pricing_at_a_few_subpixels_is_pricing_the_whole_frame_there():
+    """A pricer asked at flat indices ``at`` (what rd_optimize asks, to spend its time
+    on the non-zero symbols only) gives the same bits there as over the whole frame,
+    for the counted tables both ways it computes them (around each subpixel, or whole
+    planes when many are asked)."""
+    from pacodec.refine import Checkerboard, table_prices
+
+    rng = np.random.default_rng(4)
+    h, w = 40, 24
+    bits = rng.random((6, 64, 9)) * 8
+    price = table_prices(bits, Checkerboard(h, w))
+    s = rng.integers(-4, 5, (h, w, 3)) * (rng.random((h, w, 3)) < 0.1)
+    lower = s - np.sign(s)
+    whole_s, whole_lower = price(s, (s, lower))
+    for share in (0.02, 0.5):  # both of its ways
+        at = np.flatnonzero(rng.random(s.size) < share)
+        got_s, got_lower = price(s, (s.reshape(-1)[at], lower.reshape(-1)[at]), at)
+        assert np.array_equal(got_s, whole_s.reshape(-1)[at])
+        assert np.array_equal(got_lower, whole_lower.reshape(-1)[at])
+        assert not np.array_equal(got_s, got_lower)
 
 
 REFINED_IDS = ("pac-q6", "pac-q7", "pac-q8", "pac-q9", "pac-q10")
