@@ -746,6 +746,8 @@ class RefineCoder:
     def _encode_learned(self, encoder, symbols: np.ndarray, coded: np.ndarray, inputs) -> None:
         from .symbolnet import TOTAL, features, flips
 
+        # the rows the pricing of these inputs already ran the network on (_learned_prices)
+        seen = self._seen_rows[1] if getattr(self, "_seen_rows", (None,))[0] is inputs else {}
         planes = np.ascontiguousarray(symbols.transpose(2, 0, 1))
         known = np.zeros_like(planes)
         for index in range(PASSES):
@@ -753,7 +755,7 @@ class RefineCoder:
             values = planes[channel].reshape(-1)[pos]
             if len(pos):
                 x = features(known, index, pos, inputs)
-                tables = self.symbol_model.tables(x)
+                tables, _ = self.symbol_model.tables_with(x, seen.get(index))
                 signed = (values * flips(x) + self.max_symbol).astype(np.int32)
                 encoder.encode(signed, _FAMILY, tables.astype(np.float64) / TOTAL)
             known[channel].reshape(-1)[pos] = values
@@ -786,6 +788,8 @@ class RefineCoder:
         coded = _flagged_pixels(block_flags(first), h, w)
         planes = np.ascontiguousarray(first.transpose(2, 0, 1))
         at, bits, f = [], [], []  # per pass: flat H×W×3 indices, bits of every signed value, flips
+        seen = {}
+        self._seen_rows = (inputs, seen)
         for index in range(PASSES):
             channel, pos = CHANNEL_ORDER[index // 2], _pass_positions(index, self.board, coded)
             if len(pos):
@@ -793,7 +797,8 @@ class RefineCoder:
                 # stand in for the decoder's partly filled ones.
                 x = features(planes, index, pos, inputs)
                 at.append(pos * 3 + channel)
-                bits.append(-np.log2(self.symbol_model.tables(x) / TOTAL))
+                tables, seen[index] = self.symbol_model.tables_with(x)
+                bits.append(-np.log2(tables / TOTAL))
                 f.append(flips(x))
         if not at:
             return lambda s, candidates, where=None: [np.zeros(s.shape if where is None else len(where))

@@ -284,6 +284,25 @@ class SymbolNet:
             return softmax_table(self._logits(x))
         return softmax_table(self._logits(distinct.view(np.int8).reshape(len(distinct), -1)))[inverse.ravel()]
 
+    def tables_with(self, x: np.ndarray, seen=None):
+        """Encoder: ``tables(x)`` and (its distinct feature rows, sorted, as bytes; their
+        tables), running the network only on rows not in ``seen`` (such a pair from an
+        earlier call). The encoder prices a frame's symbols and then codes them, asking
+        about mostly the same rows twice; a table is a function of its row alone."""
+        small = np.ascontiguousarray(x, dtype=np.int8)
+        if len(x) and (x.min() < -128 or x.max() > 127):
+            raise ValueError("symbol features outside −128 … 127")
+        distinct, inverse = np.unique(small.view(np.dtype((np.void, small.shape[1]))).ravel(), return_inverse=True)
+        out = np.empty((len(distinct), ALPHABET), np.int64)
+        todo = np.ones(len(distinct), bool)
+        if seen is not None and len(seen[0]) and len(distinct):
+            at = np.minimum(np.searchsorted(seen[0], distinct), len(seen[0]) - 1)
+            hit = seen[0][at] == distinct
+            out[hit], todo = seen[1][at[hit]], ~hit
+        if todo.any():
+            out[todo] = softmax_table(self._logits(distinct[todo].view(np.int8).reshape(int(todo.sum()), -1)))
+        return out[inverse.ravel()], (distinct, out)
+
 
 _EXP_FLOAT = EXP.astype(np.float64)
 

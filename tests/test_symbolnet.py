@@ -75,6 +75,25 @@ def test_tables_of_repeated_feature_rows_are_each_rows_own_table():
     assert np.array_equal(net.tables(x[:10]), want[:10])  # short batches: no sharing
 
 
+def test_the_encoders_second_ask_reuses_the_rows_of_its_first_and_gets_the_same_tables(monkeypatch):
+    """SymbolNet.tables_with (the encoder codes a frame's symbols after pricing them):
+    every row gets its own table whether or not an earlier call saw it, and the
+    network runs only on the rows that call did not see."""
+    net = zoo.load("pac-ctx2")[0].network()
+    rng = np.random.default_rng(5)
+    pool = random_features(12, 60, "pac-ctx2")
+    first, second = pool[rng.integers(0, 40, 2000)], pool[rng.integers(20, 60, 2000)]  # rows 20 … 39 shared
+    want = symbolnet.softmax_table(net.logits(second))
+    got, seen = net.tables_with(first)
+    assert np.array_equal(got, symbolnet.softmax_table(net.logits(first)))
+    ran = []
+    real = net._logits
+    monkeypatch.setattr(net, "_logits", lambda x: ran.append(len(x)) or real(x))
+    again, _ = net.tables_with(second, seen)
+    assert np.array_equal(again, want)
+    assert ran == [len(np.unique(pool[40:60], axis=0))]  # only the rows the first call had not seen
+
+
 def test_the_window_features_are_their_definition_at_every_pixel():
     """symbolnet.window (OpenCV on float32) is the spec's window sum and max over the
     (2k+1)² pixels around each, zero outside the plane, for the largest values its
