@@ -7,10 +7,13 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 8.0 as shipped;
+- ``default``: format 9.0 as shipped;
+- ``8.x block flags``: the 16×16 block flags coded with each level's one table, not in
+  9.0's contexts (the 4×4 blocks taken there, the previous frame's flag, §14.11);
 - ``7.x side-information contexts``: the 4×4 re-prediction's choices, vectors and
   half-pixel offsets coded with 2.0's and 6.0's contexts and tables, not 8.0's wider
-  ones (the references' activity, a same-reference vector predictor, §14.10);
+  ones (the references' activity, a same-reference vector predictor, §14.10), and the
+  flags as 8.x codes them (a 7.x file: 9.0's flags come only with 8.0's contexts);
 - ``6.x symbol model``: the residual symbols of predicted frames coded with pac-ctx,
   the narrower network of 4.x … 6.x (31 features, 32 hidden units), instead of
   pac-ctx2 (§14.9);
@@ -108,8 +111,11 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.refiner.symbol_model = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
+    elif name == "8.x block flags":
+        coder.refiner.flag_tables = None
     elif name == "7.x side-information contexts":
         coder.refiner.motion_coder.wide = False
+        coder.refiner.flag_tables = None  # 9.0's flags come with 8.0's contexts
     elif name == "no half-pixel offsets":
         coder.refiner.motion_coder.half_pel = False  # the file then lacks them: bytes and PSNR only
     elif name == "blocks chosen by squared error":
@@ -125,7 +131,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
+VARIANTS = ("default", "8.x block flags", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
             "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",

@@ -246,6 +246,8 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
                               mt.FRACTION_TABLES_8) if version[0] >= MOTION_CONTEXTS_MAJOR else None
             refiner.motion_coder = MotionCoder(mt.CHOICE_TABLES, mt.VECTOR_TABLES,
                                                mt.FRACTION_TABLES if version[0] >= 6 else None, wide)
+            if version[0] >= FLAG_CONTEXTS_MAJOR:  # 9.x: the 16×16 block flags in contexts
+                refiner.use_flag_contexts(mt.FLAG_TABLES_9[model.config.refine_level])
         from .refine import LEVEL_RD_SCALE, LEVEL_VECTOR_PRICE
 
         # The level's λ (refine.LEVEL_RD_SCALE) times --lambda: the residual's rate–distortion trade.
@@ -279,6 +281,10 @@ SYMBOL_MODEL_MAJOR = {"pac-ctx": 6, "pac-ctx2": 7}
 #: From this major on, the 4×4 re-prediction's side information has 8.0's wider
 #: contexts (blockmotion.WideTables, pcz.md §14.10); its symbol model is pac-ctx2.
 MOTION_CONTEXTS_MAJOR = 8
+
+#: From this major on, predicted frames' 16×16 block flags are coded in contexts (the
+#: 4×4 blocks taken there, the previous frame's flag: refine.flag_contexts, pcz.md §14.11).
+FLAG_CONTEXTS_MAJOR = 9
 
 
 def symbol_model_of(version: tuple[int, int]) -> str:
@@ -422,6 +428,7 @@ class Writer:
                 self._ctx_sha = _symbol_model(loaded, self.predictor, wdir, device, model_id=self._ctx_id)
                 if self._ctx_id != "pac-ctx2":  # a 6.x file (tools/train_symbol_model.py's first pac-ctx2)
                     self.predictor.coder.refiner.motion_coder.wide = False
+                    self.predictor.coder.refiner.flag_tables = None
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
         self._since_intra = 0  # frames since the last intra frame
         self._intra_bytes = 0  # payload bytes of the last intra frame
@@ -554,8 +561,9 @@ class Writer:
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
-            # frames need major 8 (7 when the ablation switches 8.0's side-information
-            # contexts off, 6 with the 6.x symbol model pac-ctx, which only
+            # frames need major 9 (8 when the ablation switches 9.0's flag contexts off,
+            # 7 when it switches 8.0's side-information contexts off too, 6 with the 6.x
+            # symbol model pac-ctx, which only
             # tools/train_symbol_model.py asks for; 3 when written without the symbol
             # model, as the ablation does), only a fit other than stretch needs minor 1.
             version=(self._learned_major() if learned else 3 if self._layered() else 1,
@@ -565,11 +573,12 @@ class Writer:
         )
 
     def _learned_major(self) -> int:
-        """The major version of a file with the symbol model: 8 where the side
-        information has 8.0's contexts (the ablation may switch them off), else the
-        symbol model's."""
-        if getattr(self.predictor.coder.refiner.motion_coder, "wide", False):
-            return MOTION_CONTEXTS_MAJOR
+        """The major version of a file with the symbol model: 9 where the side
+        information has 8.0's contexts and the flags 9.0's, 8 with 8.0's alone (the
+        ablation may switch them off), else the symbol model's."""
+        refiner = self.predictor.coder.refiner
+        if getattr(refiner.motion_coder, "wide", False):
+            return FLAG_CONTEXTS_MAJOR if refiner.flag_tables is not None else MOTION_CONTEXTS_MAJOR
         return SYMBOL_MODEL_MAJOR[self._ctx_id]
 
     def _picture(self) -> tuple[int, int, int, int]:

@@ -428,6 +428,30 @@ def block_flags(symbols: np.ndarray) -> np.ndarray:
     return _block_sum(symbols != 0, FLAG_BLOCK) > 0
 
 
+#: Format 9.x (pcz.md §14.11): a 16×16 block's flag is coded in one of FLAG_CONTEXTS
+#: contexts, 2 · b + p: b bins how many of its 4×4 blocks this frame takes from a
+#: reference (0, 1–2, 3–6, 7 or more: the counts FLAG_TAKEN_EDGES reach), p is the
+#: previous predicted frame's flag there (0 after a key frame). Residual symbols sit
+#: where sprites moved and stay where they were: on clip8 at pac-q8 the flags cost
+#: 1.7 bytes a frame in these contexts instead of 3.9 in one table (tables counted on
+#: the training clips; study).
+FLAG_CONTEXTS = 8
+FLAG_TAKEN_EDGES = (1, 3, 7)
+
+
+def flag_contexts(choice: np.ndarray, previous_symbols: np.ndarray | None, h: int, w: int) -> np.ndarray:
+    """9.x: (rows, cols) contexts 0 … 7 of an H×W frame's 16×16 block flags, from its
+    4×4 choices and the previous predicted frame's symbols (None after a key frame)."""
+    rows, cols = _grid(h, w, FLAG_BLOCK)
+    k = FLAG_BLOCK // MOTION_BLOCK
+    taken = np.zeros((rows * k, cols * k), np.int64)
+    taken[:choice.shape[0], :choice.shape[1]] = np.asarray(choice) != 0
+    count = taken.reshape(rows, k, cols, k).sum(axis=(1, 3))
+    b = sum((count >= edge).astype(np.int64) for edge in FLAG_TAKEN_EDGES)
+    p = np.zeros((rows, cols), np.int64) if previous_symbols is None else block_flags(previous_symbols).astype(np.int64)
+    return 2 * b + p
+
+
 def _flagged_pixels(flags: np.ndarray, h: int, w: int) -> np.ndarray:
     """Flat H·W bool: pixels inside flagged blocks."""
     return _expand(flags, FLAG_BLOCK, h, w).ravel()
@@ -558,7 +582,8 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
     other symbols are ``s``
     (``table_prices``: the counted tables; ``RefineCoder._learned_prices``: the
     symbol model's own tables, what a 4.x file pays); ``flag_bits`` is the 16×16 block
-    flag's code lengths (2,). Three decisions, each priced with the current symbols:
+    flag's code lengths (2,), or each block's ((rows, cols, 2): 9.x's contexts). Three
+    decisions, each priced with the current symbols:
     move single symbols one step toward zero, zero whole 4×4 blocks, and zero whole
     16×16 blocks (which then need no symbols at all, only a 0 flag).
     No choice leaves a subpixel further than ``max_error`` from its source (or than
@@ -620,7 +645,7 @@ def rd_optimize(frame: np.ndarray, base: np.ndarray, symbols: np.ndarray, step: 
         whole = np.zeros(s.size)
         whole[at], = price(s, (flat_s[at],), at)
         d = distortion(s)
-        block_price = _block_sum(whole.reshape(s.shape), FLAG_BLOCK) + flag_bits[1] - flag_bits[0]
+        block_price = _block_sum(whole.reshape(s.shape), FLAG_BLOCK) + flag_bits[..., 1] - flag_bits[..., 0]
         keep = (_block_sum((err0 - d) * wt, FLAG_BLOCK) >= lam * block_price) | (_block_sum(too_far, FLAG_BLOCK) > 0)
         s[~_expand(keep | ~flags, FLAG_BLOCK, h, w)] = 0
     return s.astype(np.int32)
@@ -665,9 +690,9 @@ class RefineCoder:
     4×4 block (``motion_table``, 1 + REFERENCES entries), 0 where the block keeps the
     base P-frame, j where it is taken from reference j (``refs[j − 1]``; 1: the
     previous frame) displaced by a vector, and the vectors of those blocks (dx then dy, each with
-    predict.VECTOR_TABLE); then one flag per 16×16 block (``flag_table``), 1 where it
-    holds a non-zero symbol; the passes then code only the flagged blocks' pixels (the
-    others are zero).
+    predict.VECTOR_TABLE); then one flag per 16×16 block (``flag_table``; 9.x: in
+    contexts, ``use_flag_contexts``), 1 where it holds a non-zero symbol; the passes then
+    code only the flagged blocks' pixels (the others are zero).
     """
 
     def __init__(self, step: int, tables: np.ndarray, height: int, width: int,
@@ -706,6 +731,8 @@ class RefineCoder:
         # then with the network (``_learned_prices``).
         self.symbol_model = None
         self.level = 0
+        # Format 9.x: block flags in contexts (use_flag_contexts); None: one table.
+        self.flag_tables = None
         self._previous_source = None  # encoder: the last source frame it coded (persistence_weight)
 
     def screen_with(self, tables: np.ndarray) -> None:
@@ -716,6 +743,23 @@ class RefineCoder:
         if tables.shape != self._bits.shape or np.any(tables <= 0):
             raise ValueError(f"screening tables of shape {tables.shape} are not {self._bits.shape}, all positive")
         self._screen_bits = -np.log2(tables / tables.sum(axis=-1, keepdims=True))
+
+    def use_flag_contexts(self, tables: np.ndarray) -> None:
+        """Code predicted frames' block flags in 9.x's contexts (pcz.md §14.11) with
+        ``tables`` (FLAG_CONTEXTS, 2), each row positive and summing to 2^16."""
+        tables = np.asarray(tables)
+        if tables.shape != (FLAG_CONTEXTS, 2) or np.any(tables <= 0) or np.any(tables.sum(axis=1) != 1 << 16):
+            raise FormatError(f"9.x flag tables must be {FLAG_CONTEXTS}×2, positive rows summing to 2^16")
+        self.flag_tables = tables.astype(np.float64) / float(1 << 16)
+
+    def _flag_probabilities(self, choice: np.ndarray, refs) -> np.ndarray | None:
+        """9.x: (rows, cols, 2) probabilities of each 16×16 block's flag; None for one table."""
+        if self.flag_tables is None:
+            return None
+        if not refs:
+            raise ValueError("a 9.x predicted frame's flags need the decoder's frames")
+        previous = getattr(refs[0], "symbols", None)
+        return self.flag_tables[flag_contexts(choice, previous, *self.board.shape)]
 
     def use_symbol_model(self, network, level: int) -> None:
         """Code predicted frames' symbols with ``network`` (format 4.x, pcz.md §14.7)."""
@@ -892,6 +936,8 @@ class RefineCoder:
             base = apply_motion(base, refs, choice, field.vectors, field.fraction)
         symbols = self.symbols(frame, base)
         if self.rd_scale > 0:
+            flag_p = self._flag_probabilities(choice, refs)
+            flag_bits = self._flag_bits if flag_p is None else -np.log2(flag_p)
             weight = persistence_weight(frame, self._previous_source, PERSIST)
             lam, bound = self.rd_scale * self.step ** 2, RD_MAX_ERROR * self.step
             if self.symbol_model is not None and LEARNED_PRICES:
@@ -899,13 +945,13 @@ class RefineCoder:
                 # every block the plain quantizer touches would cost 5× the encode);
                 # the rest keep the tables' choice (SCREEN_LEVELS: a denser level's).
                 first = rd_optimize(frame, base, symbols, self.step, table_prices(self._screen_bits, self.board),
-                                    lam, self._flag_bits, self.board, bound, weight=weight)
+                                    lam, flag_bits, self.board, bound, weight=weight)
                 active = _expand(block_flags(first), FLAG_BLOCK, *self.board.shape)
                 symbols = symbols * active[..., None]  # the blocks the tables drop stay dropped
                 price = self._learned_prices(self._frame_inputs(choice, base, refs, field.vectors), first)
             else:
                 price = table_prices(self._bits, self.board)
-            symbols = rd_optimize(frame, base, symbols, self.step, price, lam, self._flag_bits, self.board, bound,
+            symbols = rd_optimize(frame, base, symbols, self.step, price, lam, flag_bits, self.board, bound,
                                   weight=weight)
         self._previous_source = frame
         return field, base, symbols
@@ -936,7 +982,11 @@ class RefineCoder:
                 if moved.any():
                     encoder.encode((vectors[moved][:, ::-1] + SEARCH).astype(np.int32).ravel(), self._vector_model)
             flags = block_flags(symbols)
-            encoder.encode(flags.ravel().astype(np.int32), self._flag_model)
+            flag_p = self._flag_probabilities(choice, refs)
+            if flag_p is None:
+                encoder.encode(flags.ravel().astype(np.int32), self._flag_model)
+            else:  # 9.x: each flag in its context, raster order
+                encoder.encode(flags.ravel().astype(np.int32), _FAMILY, flag_p.reshape(-1, 2))
             coded = _flagged_pixels(flags, *self.board.shape)
         else:
             symbols = self.symbols(frame, base)
@@ -991,7 +1041,11 @@ class RefineCoder:
                         comps = np.asarray(decoder.decode(self._vector_model, 2 * count), np.int64) - SEARCH
                         vectors[shifted] = comps.reshape(-1, 2)[:, ::-1]
                 rows, cols = _grid(h, w, FLAG_BLOCK)
-                flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
+                flag_p = self._flag_probabilities(choice, refs)
+                if flag_p is None:
+                    flags = np.asarray(decoder.decode(self._flag_model, rows * cols)).reshape(rows, cols) != 0
+                else:  # 9.x
+                    flags = np.asarray(decoder.decode(_FAMILY, flag_p.reshape(-1, 2))).reshape(rows, cols) != 0
                 coded = _flagged_pixels(flags, h, w)
             if self.predicted and self.symbol_model is not None:
                 if refs is None or base is None:

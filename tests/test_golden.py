@@ -158,6 +158,33 @@ def test_an_8x_sample_codes_its_side_information_in_the_wider_contexts(monkeypat
     assert 1 in kinds and {2, 3} & set(kinds)
 
 
+def test_a_9x_sample_codes_its_block_flags_in_contexts(monkeypatch):
+    """pac-q8-f9 (pac-q8-hp's frames as a 9.0 file) pins §14.11: its 16×16 block flags
+    are read in contexts of the 4×4 blocks taken in them and of the previous record's
+    flags, and both parts take non-zero values (the disc moves, and its residual stays
+    in the blocks it was in); its digest and PNGs (test_golden_symbols_and_pixels) hold
+    that to the spec, and tests/test_specread.py reads it from the spec alone."""
+    from pacodec import refine
+
+    path = SAMPLES / "pac-q8-f9.pcz"
+    facts = api.probe(path)
+    assert facts["version"] == "9.0" and facts["models"][3]["id"] == "pac-ctx2"
+    seen: list[np.ndarray] = []
+    flag_contexts = refine.flag_contexts
+
+    def spy(choice, previous_symbols, h, w):
+        out = flag_contexts(choice, previous_symbols, h, w)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(refine, "flag_contexts", spy)
+    with pacodec.open(path) as reader:
+        assert len(list(reader)) == 12
+    contexts = np.concatenate([s.ravel() for s in seen])
+    assert len(seen) == 12  # the key frame (from the reference) and 11 P-frames
+    assert (contexts // 2 > 0).any() and (contexts % 2 == 1).any()
+
+
 def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkeypatch):
     """pac-q8-lt (one GOP of 12 frames) pins §14.3's 5.0 rule: every P-frame's last
     reference is the GOP's intra frame, its later P-frames take 4×4 blocks from it

@@ -617,3 +617,30 @@ def test_each_refined_level_prices_its_vectors_bits_at_its_own_price():
             blockmotion.MotionCoder.choose_vectors = choose
         price, bit_price = seen[-1]
         assert price == refiner.motion_price() and bit_price == pytest.approx(LEVEL_VECTOR_PRICE[k] * price / 4)
+
+
+def test_the_9x_flag_contexts_are_the_specs_counts():
+    """refine.flag_contexts by the letter of pcz.md §14.11: 2 · b + p, b binning the 4×4
+    blocks taken inside each 16×16 block (0 | 1–2 | 3–6 | 7 or more, the bottom row of
+    16×16 blocks holding only two rows of 4×4 blocks), p the previous predicted frame's
+    flag there, 0 without one."""
+    from pacodec.refine import flag_contexts
+
+    h, w = 200, 160
+    choice = np.zeros((50, 40), np.int64)
+    choice[0, 0] = 1                      # block (0, 0): 1 taken -> b = 1
+    choice[4:6, 4] = 2; choice[7, 7] = 3  # block (1, 1): 3 taken -> b = 2
+    choice[8:12, 8:10] = 4                # block (2, 2): 8 taken -> b = 3
+    choice[48:50, 36:40] = 1              # block (12, 9), the cut bottom row: 8 taken -> b = 3
+    choice[4, 8:10] = 1                   # block (1, 2): 2 taken -> b = 1
+    previous = np.zeros((h, w, 3), np.int32)
+    previous[20, 40, 2] = -1              # block (1, 2) held a symbol (blue only)
+    previous[199, 0, 0] = 3               # block (12, 0)
+    ctx = flag_contexts(choice, previous, h, w)
+    assert ctx.shape == (13, 10)
+    want = np.zeros((13, 10), np.int64)
+    want[0, 0], want[1, 1], want[2, 2], want[12, 9] = 2, 4, 6, 6
+    want[1, 2] = 2 * 1 + 1
+    want[12, 0] = 1
+    np.testing.assert_array_equal(ctx, want)
+    np.testing.assert_array_equal(flag_contexts(choice, None, h, w), want - (want % 2))

@@ -60,6 +60,14 @@ def spec_motion_tables_8(spec: Path = Path(__file__).resolve().parents[2] / "for
     return tuple(np.array(rows(part)) for part in (choice_part, x_part, y_part, fraction_part))
 
 
+def spec_flag_tables_9(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md") -> np.ndarray:
+    """§14.11's FLAG_TABLES_9 (5 levels × 8 contexts × 2), read from the spec's own text."""
+    text = spec.read_text()
+    block = text.split("<!-- flag-tables-9:", 1)[1].split("<!-- /flag-tables-9 -->", 1)[0]
+    levels = [[int(v) for v in line.split()[1:]] for line in block.splitlines() if re.match(r"^pac-q\d+ ", line)]
+    return np.array(levels).reshape(len(levels), -1, 2)
+
+
 def layout_of(model_id: str) -> tuple[str, object]:
     """§17: (layout, level rule) of an id in models[0]: ("fixed", None), ("entropy", l
     or "config") or ("two-layer", k: the refined level)."""
@@ -199,6 +207,12 @@ class Decoder:
                     _check_tables(t, name)
                 self.choice8_cdfs, self.x8_cdfs, self.y8_cdfs, self.fraction8_cdfs = (
                     [model(t) for t in table] for table in tables8)
+            if header.version[0] >= 9:   # §14.11: the flags in contexts, the level's table
+                flags9 = spec_flag_tables_9()
+                if flags9.shape != (5, 8, 2):
+                    raise Refused("the spec's FLAG_TABLES_9 is not 5 × 8 × 2")
+                _check_tables(flags9[rule], "FLAG_TABLES_9")
+                self.flag9_cdfs = [model(t) for t in flags9[rule]]
         # §14.5: (choices, vectors, §14.8 half-pixel offsets) of the previous PREDICTED record
         self.previous = None
         if digest != header.table_digest:
@@ -460,7 +474,18 @@ class Decoder:
             moved = int((refs != 0).sum())
             comps = np.array(d.decode_many(self.vector_cdf, 2 * moved)).reshape(-1, 2) - 4
             parts += [refs, comps[:, ::-1].reshape(-1)]
-        if predicted:
+        if predicted and self.h.version[0] >= 9:   # §14.11
+            rows, cols = -(-h // 16), -(-w // 16)
+            prev = getattr(self, "prev_symbols", None)
+            flags = np.zeros((rows, cols), np.int64)
+            for r in range(rows):
+                for col in range(cols):
+                    n = int((refs[4 * r:4 * r + 4, 4 * col:4 * col + 4] != 0).sum())
+                    b = int(n >= 1) + int(n >= 3) + int(n >= 7)
+                    p = int(prev is not None and (prev[:, 16 * r:16 * r + 16, 16 * col:16 * col + 16] != 0).any())
+                    flags[r, col] = d.decode(self.flag9_cdfs[2 * b + p])
+            coded = np.kron(flags, np.ones((16, 16), np.int64))[:h, :w] != 0
+        elif predicted:
             rows, cols = -(-h // 16), -(-w // 16)
             flags = np.array(d.decode_many(self.flag_cdf, rows * cols)).reshape(rows, cols)
             coded = np.kron(flags, np.ones((16, 16), np.int64))[:h, :w] != 0
