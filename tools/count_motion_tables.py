@@ -104,16 +104,13 @@ def count(clips: list[Path], model: str, choices: int) -> tuple[np.ndarray, np.n
     fraction_counts = np.zeros((blockmotion.FRACTION_CONTEXTS, blockmotion.FRACTIONS), np.int64)
     original = blockmotion.MotionCoder.encode
 
-    def counting(self, encoder, field, previous):
+    def counting(self, encoder, field, previous, refs=None):  # refs: what 8.x's contexts read
         blockmotion.count(field, previous, choice_counts, vector_counts, fraction_counts)
-        return original(self, encoder, field, previous)
+        return original(self, encoder, field, previous, refs)
 
     blockmotion.MotionCoder.encode = counting
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for clip in clips:
-                report = api.encode(clip, Path(tmp) / "out.pcz", model=model, force=True)
-                print(f"  {clip.name}: {report['frames']} frames, {report['file_bytes']} bytes", flush=True)
+        encode_each(clips, [model])
     finally:
         blockmotion.MotionCoder.encode = original
     return choice_counts, vector_counts, fraction_counts
@@ -135,6 +132,16 @@ def backoff(counts: np.ndarray, parent: np.ndarray) -> np.ndarray:
     return integer_table(counts + BACKOFF * prior[parent])
 
 
+def encode_each(clips: list[Path], models) -> None:
+    """Encode every clip with every model id, at the default GOP, into a scratch file:
+    the counting hooks installed around it see each frame as the encoder codes it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in clips:
+            for level in models:
+                report = api.encode(clip, Path(tmp) / "out.pcz", model=level, force=True)
+                print(f"  {clip.name} {level}: {report['frames']} frames, {report['file_bytes']} bytes", flush=True)
+
+
 def count_wide(clips: list[Path], model: str) -> dict[str, np.ndarray]:
     """8.x's symbols of every predicted frame of ``clips`` encoded with each of
     ``model`` (ids separated by commas: every level shares the tables)."""
@@ -151,12 +158,7 @@ def count_wide(clips: list[Path], model: str) -> dict[str, np.ndarray]:
 
     blockmotion.MotionCoder.encode = counting
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for clip in clips:
-                for level in model.split(","):
-                    report = api.encode(clip, Path(tmp) / "out.pcz", model=level, force=True)
-                    print(f"  {clip.name} {level}: {report['frames']} frames, {report['file_bytes']} bytes",
-                          flush=True)
+        encode_each(clips, model.split(","))
     finally:
         blockmotion.MotionCoder.encode = original
     return counts
@@ -260,12 +262,7 @@ def count_flags(clips: list[Path]) -> np.ndarray:
 
     refine.RefineCoder.encode = counting
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for clip in clips:
-                for level in REFINED:
-                    report = api.encode(clip, Path(tmp) / "out.pcz", model=level, force=True)
-                    print(f"  {clip.name} {level}: {report['frames']} frames, {report['file_bytes']} bytes",
-                          flush=True)
+        encode_each(clips, REFINED)
     finally:
         refine.RefineCoder.encode = original
     return counts
