@@ -831,7 +831,7 @@ class RefineCoder:
         r = self.max_symbol
         coded = _flagged_pixels(block_flags(first), h, w)
         planes = np.ascontiguousarray(first.transpose(2, 0, 1))
-        at, bits, f = [], [], []  # per pass: flat H×W×3 indices, bits of every signed value, flips
+        slots, bits, f = [], [], []  # per pass: flat H×W×3 indices, bits of every signed value, flips
         seen = {}
         self._seen_rows = (inputs, seen)
         for index in range(PASSES):
@@ -840,28 +840,25 @@ class RefineCoder:
                 # The features read only earlier passes' symbols, so the whole planes
                 # stand in for the decoder's partly filled ones.
                 x = features(planes, index, pos, inputs)
-                at.append(pos * 3 + channel)
+                slots.append(pos * 3 + channel)
                 tables, seen[index] = self.symbol_model.tables_with(x)
                 bits.append(-np.log2(tables / TOTAL))
                 f.append(flips(x))
-        if not at:
-            return lambda s, candidates, where=None: [np.zeros(s.shape if where is None else len(where))
-                                                      for _ in candidates]
-        at, bits, f = np.concatenate(at), np.concatenate(bits), np.concatenate(f)
+        if not slots:
+            return lambda s, candidates, at=None: [np.zeros(s.shape if at is None else len(at)) for _ in candidates]
+        slots, bits, f = np.concatenate(slots), np.concatenate(bits), np.concatenate(f)
         row_of = np.full(3 * h * w, -1, np.int64)  # flat H×W×3 index -> its row of bits, or −1
-        row_of[at] = np.arange(len(at))
+        row_of[slots] = np.arange(len(slots))
 
-        def price(s: np.ndarray, candidates, where=None) -> list[np.ndarray]:
-            if where is None:
-                where = np.arange(s.size)
-            rows = row_of[where]
+        def price(s: np.ndarray, candidates, at=None) -> list[np.ndarray]:
+            rows = row_of if at is None else row_of[at]
             priced = rows >= 0
             rows, sign = rows[priced], f[rows[priced]]
             out = []
             for v in candidates:
-                o = np.zeros(len(where))
+                o = np.zeros(len(priced))
                 o[priced] = bits[rows, np.asarray(v).reshape(-1)[priced] * sign + r]
-                out.append(o if len(where) != s.size else o.reshape(s.shape))
+                out.append(o if at is not None else o.reshape(s.shape))
             return out
 
         return price

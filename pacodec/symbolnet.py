@@ -291,9 +291,9 @@ class SymbolNet:
         tables), running the network only on rows not in ``seen`` (such a pair from an
         earlier call). The encoder prices a frame's symbols and then codes them, asking
         about mostly the same rows twice; a table is a function of its row alone."""
-        small = np.ascontiguousarray(x, dtype=np.int8)
         if len(x) and (x.min() < -128 or x.max() > 127):
             raise ValueError("symbol features outside −128 … 127")
+        small = np.ascontiguousarray(x, dtype=np.int8)
         distinct, inverse = np.unique(small.view(np.dtype((np.void, small.shape[1]))).ravel(), return_inverse=True)
         out = np.empty((len(distinct), ALPHABET), np.int64)
         todo = np.ones(len(distinct), bool)
