@@ -121,8 +121,9 @@ class FrameInputs:
             spread = high - low  # (H, W, 3) uint8: the references' range
             gx = np.abs(b - np.concatenate([b[:, 1:], b[:, -1:]], axis=1))
             gy = np.abs(b - np.concatenate([b[1:], b[-1:]], axis=0))
+            widest = np.maximum(np.maximum(spread[..., 0], spread[..., 1]), spread[..., 2])  # as _any_channel
             planes.update({9: spread >> 3,  # ≤ 31 for bytes
-                           10: window(np.maximum(np.maximum(spread[..., 0], spread[..., 1]), spread[..., 2]), 1, "max") >> 3,
+                           10: window(widest, 1, "max") >> 3,
                            11: np.minimum((gx + gy) >> 3, 31),
                            12: np.abs(b - r1) >> 3,
                            13: b >> 4,
