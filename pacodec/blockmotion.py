@@ -128,12 +128,11 @@ def activity(refs, rows: int, cols: int) -> np.ndarray:
     bins = []
     for j, edges in zip((1, 2), ACTIVITY_EDGES):
         other = np.ascontiguousarray(refs[min(j, len(refs) - 1)], np.uint8)
-        # |Ref1 − Refj| per byte (exact in uint8) and its running sums in int32 (a whole
-        # frame sums to < 2^25): the same integers as in int64, in a third of the time.
-        d = cv2.absdiff(first, other).sum(axis=2, dtype=np.int32)
-        cs = np.zeros((h + 1, w + 1), np.int32)
-        cs[1:, 1:] = d.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
-        sums = cs[y1][:, x1] - cs[y0][:, x1] - cs[y1][:, x0] + cs[y0][:, x0]
+        # |Ref1 − Refj| per byte (exact in uint8) and OpenCV's running sums of each
+        # channel in int32 (a whole frame's channel sums to < 2^24), added over the
+        # channels per block: the same integers as in int64, in a twentieth of the time.
+        cs = cv2.integral(cv2.absdiff(first, other), sdepth=cv2.CV_32S)  # (h + 1, w + 1, 3)
+        sums = (cs[y1][:, x1] - cs[y0][:, x1] - cs[y1][:, x0] + cs[y0][:, x0]).sum(axis=2)
         bins.append(sum((sums > e).astype(np.int64) for e in edges))
     return ACTIVITY_BINS[1] * bins[0] + bins[1]
 

@@ -160,6 +160,27 @@ class FrameInputs:
             plane = planes[column]
             table[:, k] = plane.transpose(2, 0, 1) if plane.ndim == 3 else plane
         self.static = table.reshape(3, len(planes), h * w)
+        self._earlier = None  # earlier_windows' last planes and what they were made from
+
+    def earlier_windows(self, known: np.ndarray, earlier) -> tuple[np.ndarray, np.ndarray]:
+        """Features 3 and 4 of every pixel (flat int8 planes) from the ``earlier``
+        channels of ``known``: the 3×3 pixels with a non-zero symbol there, and
+        min(Σ |s| over the 5×5, 15). Both passes of a channel read the same earlier
+        channels, so the planes are kept, with a copy of those channels, and reused
+        while they are unchanged."""
+        kept = self._earlier
+        if kept is not None and kept[0] == tuple(earlier) \
+                and all(np.array_equal(a, known[c]) for a, c in zip(kept[1], earlier)):
+            return kept[2], kept[3]
+        nonzero = known[earlier[0]] != 0
+        magnitude = np.abs(known[earlier[0]])
+        for c in earlier[1:]:
+            nonzero |= known[c] != 0
+            magnitude = magnitude + np.abs(known[c])
+        near = window(nonzero, 1, "sum", np.int8).reshape(-1)
+        spread = np.minimum(window(magnitude, 2, "sum", np.float32), 15).astype(np.int8).reshape(-1)
+        self._earlier = (tuple(earlier), [known[c].copy() for c in earlier], near, spread)
+        return near, spread
 
 
 def _any_channel(planes: np.ndarray) -> np.ndarray:
@@ -167,9 +188,10 @@ def _any_channel(planes: np.ndarray) -> np.ndarray:
     return (planes[..., 0] != 0) | (planes[..., 1] != 0) | (planes[..., 2] != 0)
 
 
-def window(plane: np.ndarray, k: int, op: str) -> np.ndarray:
+def window(plane: np.ndarray, k: int, op: str, dtype=np.int64) -> np.ndarray:
     """Sum or max of an H×W plane of small non-negative integers over the (2k+1)²
-    window around every pixel, reading outside the plane as 0: an H×W int64 plane.
+    window around every pixel, reading outside the plane as 0: an H×W plane of
+    ``dtype`` (int64; a narrower one where the caller knows the values fit).
     OpenCV's box filter and dilation, on float32 holding integers whose sums stay far
     below 2²⁴, so exact in any order of summation (tests/test_symbolnet.py holds it to
     the definition)."""
@@ -181,7 +203,7 @@ def window(plane: np.ndarray, k: int, op: str) -> np.ndarray:
         out = cv2.boxFilter(src, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
     else:
         out = cv2.dilate(src, np.ones(size, np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return out.astype(np.int64)
+    return out.astype(dtype)
 
 
 def features(known: np.ndarray, index: int, pos: np.ndarray, inputs: FrameInputs) -> np.ndarray:
@@ -196,27 +218,26 @@ def features(known: np.ndarray, index: int, pos: np.ndarray, inputs: FrameInputs
     x = np.zeros((n, INPUTS_7 if inputs.wide else INPUTS), np.int8)
     i = index // 2
     channel = CHANNEL_ORDER[i]
-    earlier = list(CHANNEL_ORDER[:i])
+    earlier = CHANNEL_ORDER[:i]
     x[:, inputs.static_columns] = inputs.static[channel][:, pos].T
-    if earlier or index % 2:
-        ys, xs = np.divmod(pos, w)
     if earlier:
-        e = known[earlier].astype(np.int64)
-        here = e[:, ys, xs]  # (len(earlier), n)
+        here = np.stack([known[c].reshape(-1)[pos] for c in earlier])  # (len(earlier), n)
         x[:, 0] = np.minimum(np.abs(here[0]), 4)
         if len(earlier) > 1:
             x[:, 1] = np.minimum(np.abs(here[1]), 4)
         x[:, 2] = np.clip(here.sum(axis=0), -4, 4)
-        x[:, 3] = window((e != 0).any(axis=0), 1, "sum")[ys, xs]
-        x[:, 4] = np.minimum(window(np.abs(e).sum(axis=0), 2, "sum")[ys, xs], 15)
+        near, spread = inputs.earlier_windows(known, earlier)
+        x[:, 3] = near[pos]
+        x[:, 4] = spread[pos]
         if inputs.wide:
             x[:, WIDE_AT:WIDE_AT + len(earlier)] = np.clip(here, -31, 31).T
     if index % 2:
-        m = np.pad(known[channel].astype(np.int64), 1)
-        cross = np.stack([m[ys, xs + 1], m[ys + 2, xs + 1], m[ys + 1, xs], m[ys + 1, xs + 2]])
-        magnitude = np.abs(cross)
+        m = np.pad(known[channel], 1).reshape(-1)
+        ys, xs = np.divmod(pos, w)
+        at = ys * (w + 2) + xs  # the top left of each pixel's 3×3 in the padded plane
+        cross = np.stack([m[at + 1], m[at + 2 * (w + 2) + 1], m[at + w + 2], m[at + w + 4]])  # up, down, left, right
         x[:, 5] = (cross != 0).sum(axis=0)
-        x[:, 6] = np.minimum(magnitude.sum(axis=0), 8)
+        x[:, 6] = np.minimum(np.abs(cross).sum(axis=0), 8)
         if inputs.wide:
             x[:, WIDE_AT + 2] = np.clip(cross.sum(axis=0), -31, 31)
     x[:, PASS_AT + index] = 1
@@ -280,31 +301,70 @@ class SymbolNet:
         third of the rows are distinct (black corridors, no symbol near)."""
         if len(x) < 64 or x.min() < -128 or x.max() > 127:
             return softmax_table(self._logits(x))
-        small = np.ascontiguousarray(x, dtype=np.int8)  # rows compared as bytes
-        rows = small.view(np.dtype((np.void, small.shape[1]))).ravel()
-        distinct, inverse = np.unique(rows, return_inverse=True)
+        distinct, inverse = distinct_rows(x)
         if len(distinct) > 0.8 * len(x):
             return softmax_table(self._logits(x))
-        return softmax_table(self._logits(distinct.view(np.int8).reshape(len(distinct), -1)))[inverse.ravel()]
+        return softmax_table(self._logits(distinct))[inverse]
 
     def tables_with(self, x: np.ndarray, seen=None):
-        """Encoder: ``tables(x)`` and (its distinct feature rows, sorted, as bytes; their
-        tables), running the network only on rows not in ``seen`` (such a pair from an
-        earlier call). The encoder prices a frame's symbols and then codes them, asking
-        about mostly the same rows twice; a table is a function of its row alone."""
+        """Encoder: ``tables(x)`` and (its distinct feature rows' ``row_keys``, sorted;
+        those rows; their tables), running the network only on rows not in ``seen`` (such
+        a pair from an earlier call). The encoder prices a frame's symbols and then
+        codes them, asking about mostly the same rows twice; a table is a function of
+        its row alone."""
         if len(x) and (x.min() < -128 or x.max() > 127):
             raise ValueError("symbol features outside −128 … 127")
-        small = np.ascontiguousarray(x, dtype=np.int8)
-        distinct, inverse = np.unique(small.view(np.dtype((np.void, small.shape[1]))).ravel(), return_inverse=True)
+        distinct, inverse = distinct_rows(x)
+        keys = row_keys(distinct)
         out = np.empty((len(distinct), ALPHABET), np.int64)
         todo = np.ones(len(distinct), bool)
         if seen is not None and len(seen[0]) and len(distinct):
-            at = np.minimum(np.searchsorted(seen[0], distinct), len(seen[0]) - 1)
-            hit = seen[0][at] == distinct
-            out[hit], todo = seen[1][at[hit]], ~hit
+            known_keys, known_rows, known_tables = seen
+            at = np.minimum(np.searchsorted(known_keys, keys), len(known_keys) - 1)
+            hit = (known_keys[at] == keys) & (known_rows[at] == distinct).all(axis=1)
+            out[hit], todo = known_tables[at[hit]], ~hit
         if todo.any():
-            out[todo] = softmax_table(self._logits(distinct[todo].view(np.int8).reshape(int(todo.sum()), -1)))
-        return out[inverse.ravel()], (distinct, out)
+            out[todo] = softmax_table(self._logits(distinct[todo]))
+        order = np.argsort(keys, kind="stable")
+        return out[inverse], (keys[order], distinct[order], out[order])
+
+
+# Odd 64-bit multipliers of a row's 8-byte words (any odd constants would do): a hash
+# only groups rows; every row is then compared with its group's whole bytes.
+_WORD_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                      0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9],
+                     dtype=np.uint64)
+
+
+def row_keys(x: np.ndarray) -> np.ndarray:
+    """(n, k) int8 rows (k ≤ 64) -> (n,) uint64 hashes of their bytes (equal rows,
+    equal hashes; unequal rows almost never)."""
+    n, k = x.shape
+    words = -(-k // 8)
+    padded = np.zeros((n, 8 * words), np.int8)
+    padded[:, :k] = x
+    w = padded.view(np.uint64)
+    h = w[:, 0] * _WORD_MIX[0]
+    for i in range(1, words):
+        h ^= w[:, i] * _WORD_MIX[i]
+        h *= _WORD_MIX[(i + 3) % len(_WORD_MIX)]
+    return h ^ (h >> np.uint64(31))
+
+
+def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of ``x`` as int8 (m, k), inverse (n,)): x == distinct[inverse].
+    Grouped by a hash of each row (sorting 64-bit integers is several times faster
+    than sorting rows as byte strings) and checked against the whole rows; on a
+    collision, NumPy's unique of the rows as bytes."""
+    small = np.ascontiguousarray(x, dtype=np.int8)
+    _, first, inverse = np.unique(row_keys(small), return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    distinct = small[first]
+    if not np.array_equal(distinct[inverse], small):  # two rows share a hash
+        rows = small.view(np.dtype((np.void, small.shape[1]))).ravel()
+        unique, inverse = np.unique(rows, return_inverse=True)
+        distinct, inverse = unique.view(np.int8).reshape(len(unique), -1), inverse.ravel()
+    return distinct, inverse
 
 
 _EXP_FLOAT = EXP.astype(np.float64)

@@ -94,6 +94,50 @@ def test_the_encoders_second_ask_reuses_the_rows_of_its_first_and_gets_the_same_
     assert ran == [len(np.unique(pool[40:60], axis=0))]  # only the rows the first call had not seen
 
 
+def test_rows_that_share_a_hash_still_get_their_own_tables(monkeypatch):
+    """distinct_rows groups feature rows by a 64-bit hash and checks every row against
+    its group: were every row to hash alike, each would still get its own table, from
+    tables and from tables_with, with or without an earlier call's rows."""
+    net = zoo.load("pac-ctx2")[0].network()
+    rng = np.random.default_rng(8)
+    pool = random_features(13, 50, "pac-ctx2")
+    first, second = pool[rng.integers(0, 30, 500)], pool[rng.integers(15, 50, 500)]
+    want_first, want_second = (symbolnet.softmax_table(net.logits(x)) for x in (first, second))
+    monkeypatch.setattr(symbolnet, "row_keys", lambda x: np.zeros(len(x), np.uint64))
+    distinct, inverse = symbolnet.distinct_rows(second)
+    assert np.array_equal(distinct[inverse], second.astype(np.int8))
+    assert len(distinct) == len(np.unique(second, axis=0))
+    assert np.array_equal(net.tables(second), want_second)
+    got, seen = net.tables_with(first)
+    assert np.array_equal(got, want_first)
+    again, _ = net.tables_with(second, seen)
+    assert np.array_equal(again, want_second)
+
+
+def test_features_follow_the_earlier_channels_when_their_window_planes_are_kept():
+    """FrameInputs keeps the window planes of the earlier channels from one pass to the
+    next (both passes of a channel read the same ones): asked again with other
+    earlier symbols, the features are those of fresh inputs, not the kept planes'."""
+    rng = np.random.default_rng(21)
+    h, w = 40, 48
+    choice = rng.integers(0, 5, (h // 4, w // 4))
+    vectors = rng.integers(-4, 5, (h // 4, w // 4, 2))
+    base = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+    refs = [rng.integers(0, 256, (h, w, 3)).astype(np.uint8) for _ in range(4)]
+    previous = rng.integers(-6, 7, (h, w, 3)) * (rng.random((h, w, 3)) < 0.2)
+
+    def inputs():
+        return symbolnet.FrameInputs(choice, previous, base, refs, 3, h, w, vectors=vectors, wide=True)
+
+    kept = inputs()
+    pos = np.flatnonzero(rng.random(h * w) < 0.5)
+    for trial in range(3):
+        known = rng.integers(-32, 33, (3, h, w)) * (rng.random((3, h, w)) < 0.3)
+        for index in range(2, 6):
+            assert np.array_equal(symbolnet.features(known, index, pos, kept),
+                                  symbolnet.features(known, index, pos, inputs())), (trial, index)
+
+
 def test_the_window_features_are_their_definition_at_every_pixel():
     """symbolnet.window (OpenCV on float32) is the spec's window sum and max over the
     (2k+1)² pixels around each, zero outside the plane, for the largest values its
