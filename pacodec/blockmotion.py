@@ -162,6 +162,33 @@ def predictor8(choice: np.ndarray, vectors: np.ndarray, previous: "MotionField",
     return 0, np.zeros(2, np.int64)
 
 
+def predictors8(choice: np.ndarray, vectors: np.ndarray, previous: "MotionField", r: int, c: int,
+                n: int) -> tuple[list[int], list]:
+    """Encoder: ``predictor8`` of block (r, c) for each reference j = 1 … n, from one
+    look at the blocks around (the search prices every reference's vectors for every
+    candidate block): (kinds, [dy, dx] predictors), each a list indexed by j − 1."""
+    cols = choice.shape[1]
+    kinds, found = [0] * n, [None] * n
+    first = None
+    for y, x in ((r, c - 1), (r - 1, c), (r - 1, c + 1), (r - 1, c - 1)):
+        if y >= 0 and 0 <= x < cols and choice[y, x]:
+            j = int(choice[y, x])
+            if j <= n and not kinds[j - 1]:
+                kinds[j - 1], found[j - 1] = 1, vectors[y, x]
+            if first is None:
+                first = vectors[y, x]
+    j = int(previous.choice[r, c])
+    if j:
+        if j <= n and not kinds[j - 1]:
+            kinds[j - 1], found[j - 1] = 2, previous.vectors[r, c]
+        if first is None:
+            first = previous.vectors[r, c]
+    for i in range(n):
+        if not kinds[i]:
+            kinds[i], found[i] = (3, first) if first is not None else (0, np.zeros(2, np.int64))
+    return kinds, found
+
+
 def choice_contexts(known: np.ndarray, previous: np.ndarray, parity: int) -> np.ndarray:
     """(rows, cols) contexts of the blocks of ``parity``, from the choices decoded so far
     (``known``; only the other parity's entries are read on odd blocks) and the
@@ -406,12 +433,12 @@ class MotionCoder:
         return grid
 
     def _wide_vector_bits(self, choice: np.ndarray, vectors: np.ndarray, previous: MotionField, r: int, c: int,
-                          j: int) -> np.ndarray:
-        """8.x: the bits of every vector (side², raster [dy, dx]) of block (r, c) taken
-        from reference j."""
-        kind, p = predictor8(choice, vectors, previous, r, c, j)
-        x_row, _ = wide_vector_rows(kind, j, False)
-        return self._wide_bits_grid()[x_row, int(p[0]) + SEARCH, int(p[1]) + SEARCH]
+                          n: int) -> np.ndarray:
+        """8.x: the bits of every vector (n, side², raster [dy, dx]) of block (r, c)
+        taken from each reference j = 1 … n."""
+        kinds, found = predictors8(choice, vectors, previous, r, c, n)
+        p = np.array([[int(v[0]), int(v[1])] for v in found]) + SEARCH
+        return self._wide_bits_grid()[REFERENCES * np.array(kinds) + np.arange(n), p[:, 0], p[:, 1]]
 
     def choose_vectors(self, costs: np.ndarray, blocks: np.ndarray, keep_cost: np.ndarray, price: float,
                        bit_price: float, rows: int, cols: int, previous: MotionField,
@@ -437,8 +464,7 @@ class MotionCoder:
         for i, flat in enumerate(blocks):
             r, c = divmod(int(flat), cols)
             if self.wide:  # 8.x: the predictor and rows depend on the reference
-                bits = np.stack([self._wide_vector_bits(choice, vectors, previous, r, c, j + 1)
-                                 for j in range(costs.shape[1])])
+                bits = self._wide_vector_bits(choice, vectors, previous, r, c, costs.shape[1])
             else:
                 ctx, p = predictor(choice, vectors, previous, r, c)
                 bits = (self.vector_bits[ctx][dx - p[1] + 2 * SEARCH]
@@ -454,7 +480,7 @@ class MotionCoder:
                     fbits = self.fraction8_bits[wide_fraction_row(fctx, jh)]
                     fzero = self.fraction8_bits[wide_fraction_row(fctx, j + 1)][0]  # the whole vector's offset 0
                     at = (v[:, 0] + SEARCH) * side + v[:, 1] + SEARCH  # whole parts, within ±SEARCH
-                    hbits = self._wide_vector_bits(choice, vectors, previous, r, c, jh)[at] + fbits[half_fractions[i]]
+                    hbits = bits[jh - 1][at] + fbits[half_fractions[i]]
                 else:
                     fbits = self.fraction_bits[fctx]
                     fzero = fbits[0]

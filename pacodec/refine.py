@@ -799,9 +799,9 @@ class RefineCoder:
             values = planes[channel].reshape(-1)[pos]
             if len(pos):
                 x = features(known, index, pos, inputs)
-                tables, _ = self.symbol_model.tables_with(x, seen.get(index))
+                table, inverse, _ = self.symbol_model.distinct_tables(x, seen.get(index), keep=False)
                 signed = (values * flips(x) + self.max_symbol).astype(np.int32)
-                encoder.encode(signed, _FAMILY, tables.astype(np.float64) / TOTAL)
+                encoder.encode(signed, _FAMILY, (table / TOTAL)[inverse])
             known[channel].reshape(-1)[pos] = values
 
     def _decode_learned(self, decoder, known: np.ndarray, coded: np.ndarray, inputs) -> None:
@@ -812,8 +812,8 @@ class RefineCoder:
             if not len(pos):
                 continue
             x = features(known, index, pos, inputs)
-            tables = self.symbol_model.tables(x)
-            signed = np.asarray(decoder.decode(_FAMILY, tables.astype(np.float64) / TOTAL), np.int64)
+            table, inverse, _ = self.symbol_model.distinct_tables(x, keep=False)
+            signed = np.asarray(decoder.decode(_FAMILY, (table / TOTAL)[inverse]), np.int64)
             known[channel].reshape(-1)[pos] = (signed - self.max_symbol) * flips(x)
 
     def _learned_prices(self, inputs, first: np.ndarray):
@@ -831,29 +831,31 @@ class RefineCoder:
         r = self.max_symbol
         coded = _flagged_pixels(block_flags(first), h, w)
         planes = np.ascontiguousarray(first.transpose(2, 0, 1))
-        slots, bits, f = [], [], []  # per pass: flat H×W×3 indices, bits of every signed value, flips
+        bits = []  # per pass: the code lengths of its distinct feature rows' tables
         seen = {}
         self._seen_rows = (inputs, seen)
+        rows = 0
+        row_of = np.full(3 * h * w, -1, np.int64)  # flat H×W×3 index -> its row of code lengths, or −1
+        flip_of = np.zeros(3 * h * w, np.int64)
         for index in range(PASSES):
             channel, pos = CHANNEL_ORDER[index // 2], _pass_positions(index, self.board, coded)
             if len(pos):
                 # The features read only earlier passes' symbols, so the whole planes
                 # stand in for the decoder's partly filled ones.
                 x = features(planes, index, pos, inputs)
-                slots.append(pos * 3 + channel)
-                tables, seen[index] = self.symbol_model.tables_with(x)
-                bits.append(-np.log2(tables / TOTAL))
-                f.append(flips(x))
-        if not slots:
+                table, inverse, seen[index] = self.symbol_model.distinct_tables(x)
+                row_of[pos * 3 + channel] = inverse + rows
+                flip_of[pos * 3 + channel] = flips(x)
+                bits.append(-np.log2(table / TOTAL))
+                rows += len(table)
+        if not bits:
             return lambda s, candidates, at=None: [np.zeros(s.shape if at is None else len(at)) for _ in candidates]
-        slots, bits, f = np.concatenate(slots), np.concatenate(bits), np.concatenate(f)
-        row_of = np.full(3 * h * w, -1, np.int64)  # flat H×W×3 index -> its row of bits, or −1
-        row_of[slots] = np.arange(len(slots))
+        bits = np.concatenate(bits)
 
         def price(s: np.ndarray, candidates, at=None) -> list[np.ndarray]:
-            rows = row_of if at is None else row_of[at]
+            rows, sign = (row_of, flip_of) if at is None else (row_of[at], flip_of[at])
             priced = rows >= 0
-            rows, sign = rows[priced], f[rows[priced]]
+            rows, sign = rows[priced], sign[priced]
             out = []
             for v in candidates:
                 o = np.zeros(len(priced))

@@ -307,17 +307,24 @@ class SymbolNet:
         return softmax_table(self._logits(distinct))[inverse]
 
     def tables_with(self, x: np.ndarray, seen=None):
-        """Encoder: ``tables(x)`` and (its distinct feature rows' ``row_keys``, sorted;
-        those rows; their tables), running the network only on rows not in ``seen`` (such
-        a pair from an earlier call). The encoder prices a frame's symbols and then
-        codes them, asking about mostly the same rows twice; a table is a function of
-        its row alone."""
+        """Encoder: ``tables(x)`` and what ``distinct_tables`` keeps for a later call."""
+        table, inverse, kept = self.distinct_tables(x, seen)
+        return table[inverse], kept
+
+    def distinct_tables(self, x: np.ndarray, seen=None, keep: bool = True):
+        """The tables of ``x``'s distinct feature rows (m, ALPHABET) int64, inverse (n,)
+        (row i's table is table[inverse[i]]: a frame's symbols need about a third as
+        many tables as rows, and their code lengths and probabilities likewise), and
+        with ``keep`` (the rows' ``row_keys``, sorted; those rows; their tables) for a
+        later call's ``seen``, whose rows the network does not run again: the encoder
+        prices a frame's symbols and then codes them, asking about mostly the same
+        rows twice, and a table is a function of its row alone."""
         if len(x) and (x.min() < -128 or x.max() > 127):
             raise ValueError("symbol features outside −128 … 127")
         distinct, inverse = distinct_rows(x)
-        keys = row_keys(distinct)
         out = np.empty((len(distinct), ALPHABET), np.int64)
         todo = np.ones(len(distinct), bool)
+        keys = row_keys(distinct) if keep or seen is not None else None
         if seen is not None and len(seen[0]) and len(distinct):
             known_keys, known_rows, known_tables = seen
             at = np.minimum(np.searchsorted(known_keys, keys), len(known_keys) - 1)
@@ -325,8 +332,10 @@ class SymbolNet:
             out[hit], todo = known_tables[at[hit]], ~hit
         if todo.any():
             out[todo] = softmax_table(self._logits(distinct[todo]))
+        if not keep:
+            return out, inverse, None
         order = np.argsort(keys, kind="stable")
-        return out[inverse], (keys[order], distinct[order], out[order])
+        return out, inverse, (keys[order], distinct[order], out[order])
 
 
 # Odd 64-bit multipliers of a row's 8-byte words (any odd constants would do): a hash

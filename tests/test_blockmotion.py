@@ -197,8 +197,28 @@ def test_the_8_0_vector_predictor_prefers_a_block_of_the_same_reference():
     assert kind == 2 and tuple(p) == (0, -4)
 
 
+def test_the_encoders_predictors_of_every_reference_at_once_are_each_references_own():
+    """predictors8 (the search's one look around a block for all its references) gives
+    for each reference j the kind and vector predictor8 gives for j alone, with fewer
+    references than choices name too."""
+    from pacodec.blockmotion import predictors8
+
+    rng = np.random.default_rng(9)
+    for _ in range(300):
+        choice = rng.integers(0, 5, (ROWS, COLS)) * (rng.random((ROWS, COLS)) < 0.4)
+        vectors = rng.integers(-SEARCH, SEARCH + 1, (ROWS, COLS, 2))
+        previous = MotionField(rng.integers(0, 5, (ROWS, COLS)) * (rng.random((ROWS, COLS)) < 0.5),
+                               rng.integers(-SEARCH, SEARCH + 1, (ROWS, COLS, 2)))
+        r, c, n = int(rng.integers(0, ROWS)), int(rng.integers(0, COLS)), int(rng.integers(1, 5))
+        kinds, found = predictors8(choice, vectors, previous, r, c, n)
+        for j in range(1, n + 1):
+            kind, p = predictor8(choice, vectors, previous, r, c, j)
+            assert kinds[j - 1] == kind and tuple(found[j - 1]) == tuple(p), (r, c, j)
+
+
 def test_the_encoders_8_0_vector_prices_are_the_code_lengths_of_the_rows_the_format_names():
-    """The search prices each vector from a grid built once (MotionCoder._wide_vector_bits):
+    """The search prices each vector from a grid built once (MotionCoder._wide_vector_bits,
+    every reference's at once):
     for every reference, predictor and vector, the bits of dx in its row plus those of
     dy in the row 8.0 names for it (pcz.md §14.10), read from the tables themselves."""
     from pacodec.blockmotion import wide_vector_rows
@@ -216,7 +236,7 @@ def test_the_encoders_8_0_vector_prices_are_the_code_lengths_of_the_rows_the_for
             choice[r, c - 1], vectors[r, c - 1] = rng.integers(1, 5), rng.integers(-SEARCH, SEARCH + 1, 2)
         j = int(rng.integers(1, 5))
         kind, p = predictor8(choice, vectors, MotionField.empty(ROWS, COLS), r, c, j)
-        got = m._wide_vector_bits(choice, vectors, MotionField.empty(ROWS, COLS), r, c, j)
+        got = m._wide_vector_bits(choice, vectors, MotionField.empty(ROWS, COLS), r, c, 4)[j - 1]
         for k in range(side * side):
             dy, dx = k // side - SEARCH - p[0], k % side - SEARCH - p[1]
             x_row, y_row = wide_vector_rows(kind, j, dx != 0)
