@@ -7,7 +7,10 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 9.0 as shipped;
+- ``default``: format 10.0 as shipped;
+- ``9.x whole-word streams``: predicted frames' streams stored as §15.2's whole 32-bit
+  words with their one- or two-word seal, not trimmed to the fewest bytes (§14.12,
+  §15.4);
 - ``8.x block flags``: the 16×16 block flags coded with each level's one table, not in
   9.0's contexts (the 4×4 blocks taken there, the previous frame's flag, §14.11);
 - ``7.x side-information contexts``: the 4×4 re-prediction's choices, vectors and
@@ -111,6 +114,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.refiner.symbol_model = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
+    elif name == "9.x whole-word streams":
+        coder.refiner.trimmed = False
     elif name == "8.x block flags":
         coder.refiner.flag_tables = None
     elif name == "7.x side-information contexts":
@@ -131,7 +136,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "8.x block flags", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
+VARIANTS = ("default", "9.x whole-word streams", "8.x block flags", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
             "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",

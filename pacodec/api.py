@@ -248,6 +248,7 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
                                                mt.FRACTION_TABLES if version[0] >= 6 else None, wide)
             if version[0] >= FLAG_CONTEXTS_MAJOR:  # 9.x: the 16×16 block flags in contexts
                 refiner.use_flag_contexts(mt.FLAG_TABLES_9[model.config.refine_level])
+            refiner.trimmed = version[0] >= TRIMMED_MAJOR  # 10.x: their streams stored trimmed
         from .refine import LEVEL_RD_SCALE, LEVEL_VECTOR_PRICE
 
         # The level's λ (refine.LEVEL_RD_SCALE) times --lambda: the residual's rate–distortion trade.
@@ -285,6 +286,11 @@ MOTION_CONTEXTS_MAJOR = 8
 #: From this major on, predicted frames' 16×16 block flags are coded in contexts (the
 #: 4×4 blocks taken there, the previous frame's flag: refine.flag_contexts, pcz.md §14.11).
 FLAG_CONTEXTS_MAJOR = 9
+
+#: From this major on, predicted frames' refinement streams (PREDICTED payloads, kind 1
+#: key frames' bodies) are stored trimmed: the fewest bytes that decode to their symbols
+#: (entropy.trimmed_stream, pcz.md §15.4) instead of whole 32-bit words.
+TRIMMED_MAJOR = 10
 
 
 def symbol_model_of(version: tuple[int, int]) -> str:
@@ -561,7 +567,8 @@ class Writer:
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
-            # frames need major 9 (8 when the ablation switches 9.0's flag contexts off,
+            # frames need major 10 (9 when the ablation switches 10.0's trimmed streams
+            # off, 8 when it switches 9.0's flag contexts off,
             # 7 when it switches 8.0's side-information contexts off too, 6 with the 6.x
             # symbol model pac-ctx, which only
             # tools/train_symbol_model.py asks for; 3 when written without the symbol
@@ -573,12 +580,15 @@ class Writer:
         )
 
     def _learned_major(self) -> int:
-        """The major version of a file with the symbol model: 9 where the side
-        information has 8.0's contexts and the flags 9.0's, 8 with 8.0's alone (the
-        ablation may switch them off), else the symbol model's."""
+        """The major version of a file with the symbol model: 10 where the side
+        information has 8.0's contexts, the flags 9.0's and the streams are trimmed, 9
+        with whole-word streams, 8 with 8.0's contexts alone (the ablation may switch
+        them off), else the symbol model's."""
         refiner = self.predictor.coder.refiner
         if getattr(refiner.motion_coder, "wide", False):
-            return FLAG_CONTEXTS_MAJOR if refiner.flag_tables is not None else MOTION_CONTEXTS_MAJOR
+            if refiner.flag_tables is not None:
+                return TRIMMED_MAJOR if refiner.trimmed else FLAG_CONTEXTS_MAJOR
+            return MOTION_CONTEXTS_MAJOR
         return SYMBOL_MODEL_MAJOR[self._ctx_id]
 
     def _picture(self) -> tuple[int, int, int, int]:

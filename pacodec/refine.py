@@ -58,7 +58,7 @@ import contextlib
 
 import numpy as np
 
-from .entropy import Categorical, RangeDecoder, RangeEncoder
+from .entropy import Categorical, RangeDecoder, RangeEncoder, TrimmedDecoder, trimmed_stream
 from .errors import FormatError
 
 CHANNEL_ORDER = (1, 0, 2)  # G first: it predicts R and B best
@@ -733,6 +733,8 @@ class RefineCoder:
         self.level = 0
         # Format 9.x: block flags in contexts (use_flag_contexts); None: one table.
         self.flag_tables = None
+        # Format 10.x: predicted frames' streams are stored trimmed (entropy.trimmed_stream).
+        self.trimmed = False
         self._previous_source = None  # encoder: the last source frame it coded (persistence_weight)
 
     def screen_with(self, tables: np.ndarray) -> None:
@@ -996,7 +998,7 @@ class RefineCoder:
                 values = (values + self.max_symbol).astype(np.int32)
                 for c, members in _groups(ctx):
                     encoder.encode(values[members], self._models[index][c])
-        payload = encoder.get_compressed().astype("<u4").tobytes()
+        payload = trimmed_stream(encoder) if self.trimmed else encoder.get_compressed().astype("<u4").tobytes()
         return payload, _with_motion(apply_residual(base, symbols, self.step), field, symbols, refs)
 
     def decode_layer(self, payload: bytes, previous=None, base: np.ndarray | None = None,
@@ -1013,13 +1015,16 @@ class RefineCoder:
         """(the MotionField of a predicted frame (else None), the symbols, the
         re-predicted base where it had to build it (4.x predicted frames; else None) so
         that ``decode`` does not build it again)."""
-        if len(payload) % 4:
+        if len(payload) % 4 and not self.trimmed:
             raise FormatError(f"refinement payload of {len(payload)} bytes is not whole 32-bit words")
         h, w = self.board.shape
         known = np.zeros((3, h, w), np.int32)
         choice = vectors = moved = fraction = None
         try:
-            decoder = RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+            if self.trimmed:
+                decoder = TrimmedDecoder(payload)
+            else:
+                decoder = RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
             coded = None
             if self.predicted:
                 from .predict import SEARCH
@@ -1058,7 +1063,9 @@ class RefineCoder:
                     for c, members in _groups(ctx):
                         values[members] = decoder.decode(self._models[index][c], len(members))
                     known[channel].reshape(-1)[pos] = values - self.max_symbol
-            if not decoder.maybe_exhausted():
+            if self.trimmed:  # 10.x: exactly the shortest form of its symbols (pcz.md §15.4)
+                decoder.finish()
+            elif not decoder.maybe_exhausted():
                 raise FormatError("refinement payload has bytes left over after its symbols")
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise FormatError(f"refinement payload does not decode ({exc})") from None

@@ -185,6 +185,24 @@ def test_a_9x_sample_codes_its_block_flags_in_contexts(monkeypatch):
     assert (contexts // 2 > 0).any() and (contexts % 2 == 1).any()
 
 
+def test_a_10x_sample_stores_its_predicted_streams_trimmed(monkeypatch):
+    """pac-q8-t10 (pac-q8-f9's frames as a 10.0 file) pins §14.12: the same symbols as
+    the 9.0 file (the digest), in fewer bytes, with payloads that are not whole words;
+    read as 9.x reads them (whole little-endian words) it does not decode."""
+    path, nine = SAMPLES / "pac-q8-t10.pcz", SAMPLES / "pac-q8-f9.pcz"
+    facts = api.probe(path)
+    assert facts["version"] == "10.0"
+    expected = json.loads((SAMPLES / "pac-q8-t10.json").read_text())
+    assert expected["symbols_sha256"] == json.loads((SAMPLES / "pac-q8-f9.json").read_text())["symbols_sha256"]
+    assert facts["file_bytes"] < api.probe(nine)["file_bytes"]
+    lengths = [len(payload) for kind, payload in parse_pcz(path.read_bytes())["frames"] if kind == 3]
+    assert lengths and any(n % 4 for n in lengths)
+    monkeypatch.setattr(api, "TRIMMED_MAJOR", 11)  # a reader that knows no trimmed streams
+    with pytest.raises(FormatError):
+        with pacodec.open(path) as reader:
+            list(reader)
+
+
 def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkeypatch):
     """pac-q8-lt (one GOP of 12 frames) pins §14.3's 5.0 rule: every P-frame's last
     reference is the GOP's intra frame, its later P-frames take 4×4 blocks from it

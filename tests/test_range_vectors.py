@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pacodec.entropy import Categorical, RangeDecoder, RangeEncoder, TableCoder
+from pacodec.entropy import Categorical, RangeDecoder, RangeEncoder, TableCoder, TrimmedDecoder, trimmed_stream
 from pacodec.errors import FormatError
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "formats" / "vectors" / "range-coder.json").read_text())
@@ -43,6 +43,65 @@ def test_constriction_decodes_the_vectors(name):
     for t, symbols in case["segments"]:
         assert [int(s) for s in decoder.decode(models[t], len(symbols))] == symbols
     assert decoder.maybe_exhausted()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_trimmed_streams_are_the_vectors_and_decode(name):
+    """Format 10.x's trimmed streams (§15.4): pacodec.entropy.trimmed_stream makes the
+    vectors' bytes from constriction's state, and constriction decodes them, read
+    big-endian with zero bytes past the end, to the symbols."""
+    case = CASES[name]
+    models = _models(case["tables"])
+    encoder = RangeEncoder()
+    for t, symbols in case["segments"]:
+        encoder.encode(np.asarray(symbols, np.int32), models[t])
+    payload = trimmed_stream(encoder)
+    assert payload.hex() == case["trimmed"]
+    if not case["segments"] or not any(len(s) for _, s in case["segments"]):
+        assert payload == b""
+        return
+    decoder = TrimmedDecoder(payload)
+    for t, symbols in case["segments"]:
+        assert [int(s) for s in decoder.decode(models[t], len(symbols))] == symbols
+    decoder.finish()
+
+
+def test_a_trimmed_stream_is_exactly_the_shortest_form_of_its_symbols():
+    """§15.4: a decoder refuses an empty trimmed stream or one ending in a zero byte at
+    once, and after its symbols one with a byte more, or another value that decodes
+    to the same symbols: only the shortest, least form is a stream."""
+    case = CASES["random 0"]
+    models = _models(case["tables"])
+    payload = bytes.fromhex(case["trimmed"])
+    for bad in (b"", payload + b"\0"):
+        with pytest.raises(FormatError):
+            TrimmedDecoder(bad)
+    original = [symbols for _, symbols in case["segments"]]
+    same = 0
+    for bad in (payload + b"\x01", payload + b"\xff", payload[:-1] + bytes([payload[-1] ^ 1]) + b"\x80"):
+        decoder = TrimmedDecoder(bad)
+        decoded = [[int(s) for s in decoder.decode(models[t], len(symbols))] for t, symbols in case["segments"]]
+        if decoded == original:  # the same symbols in other bytes: not the stream of them
+            same += 1
+            with pytest.raises(FormatError):
+                decoder.finish()
+        else:  # other symbols: their stream only if it is their shortest form
+            encoder = RangeEncoder()
+            for t, symbols in zip((t for t, _ in case["segments"]), decoded):
+                encoder.encode(np.asarray(symbols, np.int32), models[t])
+            if trimmed_stream(encoder) != bad:
+                with pytest.raises(FormatError):
+                    decoder.finish()
+    assert same >= 1
+
+
+def test_trimming_saves_the_seal_s_spare_bytes():
+    """Across the vectors the trimmed streams are shorter than the words, never longer:
+    the seal's one or two words (§15.2) mostly become a byte or two."""
+    words = sum(4 * len(case["words"]) for case in CASES.values())
+    cut = sum(len(case["trimmed"]) // 2 for case in CASES.values())
+    assert all(len(case["trimmed"]) // 2 <= 4 * len(case["words"]) for case in CASES.values())
+    assert cut <= words - 2 * sum(1 for case in CASES.values() if case["words"])
 
 
 def test_words_too_many_are_not_exhausted():

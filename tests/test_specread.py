@@ -22,7 +22,7 @@ import pacodec
 from pacodec import api
 from pacodec.errors import FormatError, PacodecError
 from tools import specread
-from tools.specread.rangecoder import RangeDecoder, RangeEncoder, model
+from tools.specread.rangecoder import CorruptStream, RangeDecoder, RangeEncoder, model, trimmed, trimmed_words
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "formats" / "samples"
@@ -55,6 +55,36 @@ def test_spec_range_coder_passes_the_vectors(vector):
     for t, symbols in vector["segments"]:
         assert decoder.decode_many(cdfs[t], len(symbols)) == symbols
     assert decoder.exhausted()
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_spec_trimmed_streams_are_the_vectors_and_the_shortest(vector):
+    """§15.4 by the spec's coder: the trimmed form is the vectors', decodes to the
+    symbols with zero bytes read past its end, and is the shortest: one byte fewer
+    (its zero bytes dropped too) decodes to other symbols or not at all."""
+    cdfs = [model(t) for t in vector["tables"]]
+    encoder = RangeEncoder()
+    for t, symbols in vector["segments"]:
+        for s in symbols:
+            encoder.encode(s, cdfs[t])
+    got = trimmed(encoder)
+    assert got.hex() == vector["trimmed"]
+    if not got:
+        assert vector["words"] == []
+        return
+    assert got[-1] != 0
+
+    def decodes(payload: bytes) -> bool:
+        decoder = RangeDecoder(trimmed_words(payload))
+        try:
+            return all(decoder.decode_many(cdfs[t], len(symbols)) == symbols for t, symbols in vector["segments"])
+        except CorruptStream:
+            return False
+
+    assert decodes(got)
+    shorter = got[:-1].rstrip(b"\0")
+    if shorter:  # (no stream is empty: §15.4)
+        assert not decodes(shorter)
 
 
 def test_the_vectors_reach_the_coder_s_rare_paths():
@@ -134,7 +164,7 @@ def test_specread_matches_fresh_predicted_files(tmp_path, frames, model_id):
         assert result.info["key_frames"] == {"own": 1, "reference": 0}
 
 
-@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "9.1")])
+@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "10.1")])
 def test_specread_reads_letterboxed_files_of_both_majors(tmp_path, frames, model_id, gop, version):
     """§3.2.1: a padded file is x.1 and both readers agree on its fit and picture."""
     wide = np.ascontiguousarray(np.concatenate([frames[:2], frames[:2]], axis=2))   # 320x200: twice as wide
@@ -351,7 +381,8 @@ def test_versions_a_reader_cannot_read_are_refused_naming_them(tmp_path):
         body[quantizer_at] = 9
 
     fields = _fit_fields(0, 0, 0, 160, 200)   # §3.2.1, which minor 2 keeps
-    for version, kwargs in (("10.0", {"major": 10}),
+    for version, kwargs in (("11.0", {"major": 11}),
+                            ("10.2", {"major": 10, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("9.2", {"major": 9, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("8.2", {"major": 8, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("7.2", {"major": 7, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),

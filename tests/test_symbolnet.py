@@ -224,10 +224,10 @@ def learned(tmp_path_factory):
 
 
 def test_a_7x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
-    """(Written as 9.0 now, which codes the symbols as 7.0 does.)"""
+    """(Written as 10.0 now, which codes the symbols as 7.0 does.)"""
     (path, recon), _ = learned
     facts = api.probe(path)
-    assert facts["version"] == "9.0"
+    assert facts["version"] == "10.0"
     assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx2"]
     from pacodec.cli import render_info
 

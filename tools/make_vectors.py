@@ -82,15 +82,16 @@ def _held_back_prefix(table: list[int], symbols: list[int]) -> int:
     raise AssertionError("no prefix ends in the inverted situation")
 
 
-def encode(tables: list[list[int]], segments: list) -> list[int]:
-    """The words pacodec's coder makes (pacodec.entropy: float64 table / 2^16, perfect=False)."""
-    from pacodec.entropy import Categorical, RangeEncoder
+def encode(tables: list[list[int]], segments: list) -> tuple[list[int], str]:
+    """The words pacodec's coder makes (pacodec.entropy: float64 table / 2^16,
+    perfect=False), and their trimmed form (§15.4, hex)."""
+    from pacodec.entropy import Categorical, RangeEncoder, trimmed_stream
 
     models = [Categorical(np.asarray(t, np.float64) / float(1 << 16), perfect=False) for t in tables]
     encoder = RangeEncoder()
     for t, symbols in segments:
         encoder.encode(np.asarray(symbols, np.int32), models[t])
-    return [int(w) for w in encoder.get_compressed()]
+    return [int(w) for w in encoder.get_compressed()], trimmed_stream(encoder).hex()
 
 
 def main() -> int:
@@ -98,10 +99,12 @@ def main() -> int:
 
     vectors = []
     for case in cases():
-        vectors.append({**case, "words": encode(case["tables"], case["segments"])})
+        words, trimmed = encode(case["tables"], case["segments"])
+        vectors.append({**case, "words": words, "trimmed": trimmed})
     doc = {"coder": "entropy coder 1, formats/pcz.md §15",
            "made_with": f"constriction {version('constriction')}",
            "words": "u32 values; a payload stores them in this order, each little-endian",
+           "trimmed": "the same stream in §15.4's trimmed form (version 10.x), hex",
            "vectors": vectors}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, separators=(",", ":")) + "\n")

@@ -36,12 +36,14 @@ TRAILER_MAGIC = b"PCZE"
 #: references' activity around a block, a same-reference vector predictor (§14.10).
 #: 9.0: their 16×16 block flags are coded in contexts: the 4×4 blocks taken in the
 #: block, the previous predicted frame's flag (§14.11).
-#: x.1 (1.1 … 9.1): the header's extension says how frames were fitted to the
+#: 10.0: their refinement streams are stored trimmed: the fewest bytes that decode to
+#: their symbols, not whole 32-bit words (§15.4).
+#: x.1 (1.1 … 10.1): the header's extension says how frames were fitted to the
 #: coded geometry (§3.2.1). A writer uses the lowest version that holds its file: the
-#: major 9 only for refined predicted frames (it no longer writes 2 to 6), the minor 1
+#: major 10 only for refined predicted frames (it no longer writes 2 to 6), the minor 1
 #: only for a fit other than stretch (pcz.md §9).
-CURRENT_VERSION = (9, 1)
-KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1}
+CURRENT_VERSION = (10, 1)
+KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1}
 SUPPORTED_MAJOR = tuple(KNOWN_MINOR)
 
 PREAMBLE_SIZE = 8  # magic, major, minor, body_length (§3.1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .container import INTRA, CODE_DTYPES, Header, Refused
-from .rangecoder import CorruptStream, RangeDecoder, model
+from .rangecoder import CorruptStream, RangeDecoder, TrimmedDecoder, model
 
 # §17: the layout of every model id ----------------------------------------------
 FIXED_WIDTH = {"conv4", "conv5", "tiny-conv", "vanilla-fc-1000", "multilayer-fc-1000", "vanilla-fc-500",
@@ -326,9 +326,18 @@ class Decoder:
         return RangeDecoder(struct.unpack(f"<{len(payload) // 4}I", payload))
 
     @staticmethod
+    def _trimmed_stream(payload: bytes) -> RangeDecoder:
+        """§15.4: a 10.x stream, its bytes the words big-endian, zero bytes after its end."""
+        try:
+            return TrimmedDecoder(payload)
+        except CorruptStream as exc:
+            raise Refused(str(exc)) from None
+
+    @staticmethod
     def _end(decoder: RangeDecoder) -> None:
         if not decoder.exhausted():
-            raise Refused("an entropy-coded stream does not end where its symbols do (§15.3)")
+            raise Refused("an entropy-coded stream does not end where its symbols do (§15.3), or is not "
+                          "the shortest form of its symbols (§15.4)")
 
     def intra(self, payload: bytes) -> np.ndarray:
         """§10: C × h·w symbols −R…R, channel by channel."""
@@ -458,7 +467,8 @@ class Decoder:
         """§14: (predicted: the 4×4 blocks' references, the vectors of the moved ones as
         dy, dx) and the H×W×3 symbols, R, G, B per pixel; ``learned``: the symbols of
         §14.7."""
-        d = self._stream(payload)
+        trimmed = predicted and self.h.version[0] >= 10   # §15.4
+        d = self._trimmed_stream(payload) if trimmed else self._stream(payload)
         h, w = self.h.height, self.h.width
         parts = []
         coded = np.ones((h, w), bool)

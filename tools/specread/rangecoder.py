@@ -130,3 +130,55 @@ class RangeDecoder:
         """§15.3: every word read and the point within 2^33 − 1 of lower (or nothing decoded)."""
         return self.pos == len(self.words) and (
             self.range == MAX_RANGE or ((self.point - self.lower) & MASK) < (1 << 33) - 1)
+
+
+def trimmed(encoder: RangeEncoder) -> bytes:
+    """§15.4: the shortest trimmed form of ``encoder``'s stream (b"" for no symbol)."""
+    words = encoder.finish()
+    if not words:
+        return b""
+    m = len(encoder.words) + encoder.inverted   # words renormalised out, the held ones counted
+    data = b"".join(w.to_bytes(4, "big") for w in words) + bytes(8)
+    n = len(data)
+    shift = 8 * (n - 4 * m - 8)
+    p = int.from_bytes(data[4 * m:4 * m + 8], "big")
+    low = int.from_bytes(data, "big") - (((p - encoder.lower) & MASK) << shift)
+    high = low + (encoder.range << shift)
+    for t in range(1, n + 1):
+        unit = 1 << (8 * (n - t))
+        k = -(-low // unit)
+        if k % 256 == 0:
+            k += 1
+        if k * unit < high:
+            return k.to_bytes(t, "big")
+    raise AssertionError("no trimmed form")   # a sealed stream's value lies in its interval
+
+
+def trimmed_words(payload: bytes) -> list[int]:
+    """§15.4: a trimmed stream as the decoder's words (big-endian, zero bytes appended)."""
+    padded = payload + bytes(-len(payload) % 4)
+    return [int.from_bytes(padded[i:i + 4], "big") for i in range(0, len(padded), 4)]
+
+
+class TrimmedDecoder(RangeDecoder):
+    """§15.4: a trimmed stream's decoder; ``exhausted()`` is its end rule, the payload
+    exactly the shortest form (``trimmed``) of the symbols decoded from it."""
+
+    def __init__(self, payload: bytes) -> None:
+        if not payload or payload[-1] == 0:
+            raise CorruptStream("a trimmed stream is empty or ends in a zero byte (§15.4)")
+        super().__init__(trimmed_words(payload))
+        self.payload = payload
+        self.decoded: list[tuple[list[int], int]] = []
+
+    def decode(self, cdf: list[int]) -> int:
+        symbol = super().decode(cdf)
+        self.decoded.append((cdf, symbol))
+        return symbol
+
+    def exhausted(self) -> bool:
+        encoder = RangeEncoder()
+        for cdf, symbol in self.decoded:
+            encoder.encode(symbol, cdf)
+        return trimmed(encoder) == self.payload
+
