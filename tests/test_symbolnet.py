@@ -292,7 +292,7 @@ def test_manifest_entry_says_how_the_symbol_model_was_trained(model_id):
                  if m["id"] == model_id and not m.get("superseded"))
     data = (zoo.SHIPPED_DIR / entry["file"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-    assert entry["training"]["command"] == "python tools/train_symbol_model.py"
+    assert entry["training"]["command"].startswith("python tools/train_symbol_model.py")
     assert not any("clip8" in d or "clip9" in d for d in entry["training"]["data"])
     levels = entry["measured"]["levels"]
     assert set(levels) == {"pac-q7", "pac-q8", "pac-q9", "pac-q10", "pac-q6"}
