@@ -8,7 +8,8 @@ stored in the weights, never from a float computed at decode time.
 
 Symbols of a frame are coded channel by channel in C order with that channel's table,
 by constriction's range coder (``constriction.stream.queue``); the payload is the
-coder's compressed 32-bit words, little-endian.
+coder's compressed 32-bit words, little-endian (format 10.x's predicted frames store
+theirs trimmed instead: ``trimmed_stream``, ``TrimmedDecoder``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def trimmed_stream(encoder: RangeEncoder) -> bytes:
     n = len(data)
     shift = 8 * (n - 4 * renormalised - 8)  # the window's lowest bit, in bits from the end
     sealed = int.from_bytes(data[4 * renormalised:4 * renormalised + 8], "big")
-    low = int.from_bytes(data, "big") - ((sealed - lower) % (1 << 64) << shift)
+    low = int.from_bytes(data, "big") - (((sealed - lower) % (1 << 64)) << shift)
     high = low + (width << shift)
     for size in range(1, n + 1):
         drop = 8 * (n - size)
@@ -65,8 +66,8 @@ class TrimmedDecoder:
     """Decodes a 10.x stream (``trimmed_stream``) as RangeDecoder does, keeping what it
     decoded so that ``finish`` can hold the stream to §15.4's end rule: its bytes must
     be exactly those ``trimmed_stream`` makes of its symbols. (constriction's decoder
-    does not say how far it read, so the symbols are coded again: a few hundred
-    microseconds a frame.) Raises FormatError for an empty stream or one ending in a
+    does not say how far it read, so the symbols are coded again: about a millisecond
+    a frame at pac-q10.) Raises FormatError for an empty stream or one ending in a
     zero byte (never the shortest) at once."""
 
     def __init__(self, payload: bytes) -> None:

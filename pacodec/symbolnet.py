@@ -306,11 +306,6 @@ class SymbolNet:
             return softmax_table(self._logits(x))
         return softmax_table(self._logits(distinct))[inverse]
 
-    def tables_with(self, x: np.ndarray, seen=None):
-        """Encoder: ``tables(x)`` and what ``distinct_tables`` keeps for a later call."""
-        table, inverse, kept = self.distinct_tables(x, seen)
-        return table[inverse], kept
-
     def distinct_tables(self, x: np.ndarray, seen=None, keep: bool = True):
         """The tables of ``x``'s distinct feature rows (m, ALPHABET) int64, inverse (n,)
         (row i's table is table[inverse[i]]: a frame's symbols need about a third as

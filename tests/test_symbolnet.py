@@ -76,28 +76,28 @@ def test_tables_of_repeated_feature_rows_are_each_rows_own_table():
 
 
 def test_the_encoders_second_ask_reuses_the_rows_of_its_first_and_gets_the_same_tables(monkeypatch):
-    """SymbolNet.tables_with (the encoder codes a frame's symbols after pricing them):
-    every row gets its own table whether or not an earlier call saw it, and the
+    """SymbolNet.distinct_tables (the encoder codes a frame's symbols after pricing
+    them): every row gets its own table whether or not an earlier call saw it, and the
     network runs only on the rows that call did not see."""
     net = zoo.load("pac-ctx2")[0].network()
     rng = np.random.default_rng(5)
     pool = random_features(12, 60, "pac-ctx2")
     first, second = pool[rng.integers(0, 40, 2000)], pool[rng.integers(20, 60, 2000)]  # rows 20 … 39 shared
     want = symbolnet.softmax_table(net.logits(second))
-    got, seen = net.tables_with(first)
-    assert np.array_equal(got, symbolnet.softmax_table(net.logits(first)))
+    table, inverse, seen = net.distinct_tables(first)
+    assert np.array_equal(table[inverse], symbolnet.softmax_table(net.logits(first)))
     ran = []
     real = net._logits
     monkeypatch.setattr(net, "_logits", lambda x: ran.append(len(x)) or real(x))
-    again, _ = net.tables_with(second, seen)
-    assert np.array_equal(again, want)
+    table, inverse, _ = net.distinct_tables(second, seen, keep=False)
+    assert np.array_equal(table[inverse], want)
     assert ran == [len(np.unique(pool[40:60], axis=0))]  # only the rows the first call had not seen
 
 
 def test_rows_that_share_a_hash_still_get_their_own_tables(monkeypatch):
     """distinct_rows groups feature rows by a 64-bit hash and checks every row against
     its group: were every row to hash alike, each would still get its own table, from
-    tables and from tables_with, with or without an earlier call's rows."""
+    tables and from distinct_tables, with or without an earlier call's rows."""
     net = zoo.load("pac-ctx2")[0].network()
     rng = np.random.default_rng(8)
     pool = random_features(13, 50, "pac-ctx2")
@@ -108,10 +108,10 @@ def test_rows_that_share_a_hash_still_get_their_own_tables(monkeypatch):
     assert np.array_equal(distinct[inverse], second.astype(np.int8))
     assert len(distinct) == len(np.unique(second, axis=0))
     assert np.array_equal(net.tables(second), want_second)
-    got, seen = net.tables_with(first)
-    assert np.array_equal(got, want_first)
-    again, _ = net.tables_with(second, seen)
-    assert np.array_equal(again, want_second)
+    table, inverse, seen = net.distinct_tables(first)
+    assert np.array_equal(table[inverse], want_first)
+    table, inverse, _ = net.distinct_tables(second, seen)
+    assert np.array_equal(table[inverse], want_second)
 
 
 def test_features_follow_the_earlier_channels_when_their_window_planes_are_kept():
