@@ -66,8 +66,8 @@ class TrimmedDecoder:
     """Decodes a 10.x stream (``trimmed_stream``) as RangeDecoder does, keeping what it
     decoded so that ``finish`` can hold the stream to §15.4's end rule: its bytes must
     be exactly those ``trimmed_stream`` makes of its symbols. (constriction's decoder
-    does not say how far it read, so the symbols are coded again: about a millisecond
-    a frame at pac-q10.) Raises FormatError for an empty stream or one ending in a
+    does not say how far it read, so the symbols are coded again, at about the cost
+    of coding them.) Raises FormatError for an empty stream or one ending in a
     zero byte (never the shortest) at once."""
 
     def __init__(self, payload: bytes) -> None:

@@ -299,12 +299,10 @@ class SymbolNet:
         every entry ≥ 1. The network runs once per distinct feature row (the same
         integers give the same table): in a predicted frame of this footage about a
         third of the rows are distinct (black corridors, no symbol near)."""
-        if len(x) < 64 or x.min() < -128 or x.max() > 127:
+        if len(x) and (x.min() < -128 or x.max() > 127):  # no int8 rows to group
             return softmax_table(self._logits(x))
-        distinct, inverse = distinct_rows(x)
-        if len(distinct) > 0.8 * len(x):
-            return softmax_table(self._logits(x))
-        return softmax_table(self._logits(distinct))[inverse]
+        table, inverse, _ = self.distinct_tables(x, keep=False)
+        return table[inverse]
 
     def distinct_tables(self, x: np.ndarray, seen=None, keep: bool = True):
         """The tables of ``x``'s distinct feature rows (m, ALPHABET) int64, inverse (n,)
@@ -316,10 +314,9 @@ class SymbolNet:
         rows twice, and a table is a function of its row alone."""
         if len(x) and (x.min() < -128 or x.max() > 127):
             raise ValueError("symbol features outside −128 … 127")
-        distinct, inverse = distinct_rows(x)
+        distinct, inverse, keys = distinct_rows(x)
         out = np.empty((len(distinct), ALPHABET), np.int64)
         todo = np.ones(len(distinct), bool)
-        keys = row_keys(distinct) if keep or seen is not None else None
         if seen is not None and len(seen[0]) and len(distinct):
             known_keys, known_rows, known_tables = seen
             at = np.minimum(np.searchsorted(known_keys, keys), len(known_keys) - 1)
@@ -355,20 +352,21 @@ def row_keys(x: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct rows of ``x`` as int8 (m, k), inverse (n,)): x == distinct[inverse].
-    Grouped by a hash of each row (sorting 64-bit integers is several times faster
-    than sorting rows as byte strings) and checked against the whole rows; on a
-    collision, NumPy's unique of the rows as bytes."""
+def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct rows of ``x`` as int8 (m, k), inverse (n,), their ``row_keys`` (m,)):
+    x == distinct[inverse]. Grouped by a hash of each row (sorting 64-bit integers is
+    several times faster than sorting rows as byte strings) and checked against the
+    whole rows; on a collision, NumPy's unique of the rows as bytes."""
     small = np.ascontiguousarray(x, dtype=np.int8)
-    _, first, inverse = np.unique(row_keys(small), return_index=True, return_inverse=True)
+    keys, first, inverse = np.unique(row_keys(small), return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     distinct = small[first]
     if not np.array_equal(distinct[inverse], small):  # two rows share a hash
         rows = small.view(np.dtype((np.void, small.shape[1]))).ravel()
         unique, inverse = np.unique(rows, return_inverse=True)
         distinct, inverse = unique.view(np.int8).reshape(len(unique), -1), inverse.ravel()
-    return distinct, inverse
+        keys = row_keys(distinct)
+    return distinct, inverse, keys
 
 
 _EXP_FLOAT = EXP.astype(np.float64)
