@@ -7,7 +7,9 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 10.0 as shipped;
+- ``default``: format 11.0 as shipped;
+- ``10.x choice tables``: the 4×4 re-prediction's choices coded with 8.0's counted
+  tables and contexts (CHOICE_TABLES_8), not pac-ctx3's choice network (§14.13);
 - ``9.x whole-word streams``: predicted frames' streams stored as §15.2's whole 32-bit
   words with their one- or two-word seal, not trimmed to the fewest bytes (§14.12,
   §15.4);
@@ -114,6 +116,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.refiner.symbol_model = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
+    elif name == "10.x choice tables":
+        coder.refiner.motion_coder.choice_net = None
     elif name == "9.x whole-word streams":
         coder.refiner.trimmed = False
     elif name == "8.x block flags":
@@ -136,7 +140,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "9.x whole-word streams", "8.x block flags", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
+VARIANTS = ("default", "10.x choice tables", "9.x whole-word streams", "8.x block flags", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
             "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",

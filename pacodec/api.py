@@ -272,12 +272,13 @@ def _keyframes(codec: Codec, predictor: Predictor, weights_dir: Path | None, dev
 
 
 #: The model holding the learned probability model of predicted frames' symbols
-#: (symbolnet.py) that pacodec writes: 7.x files name pac-ctx2, 4.x … 6.x files pac-ctx.
-SYMBOL_MODEL = "pac-ctx2"
+#: (symbolnet.py) that pacodec writes: 11.x files name pac-ctx3 (which holds the choices'
+#: network too, choicenet.py), 7.x … 10.x files pac-ctx2, 4.x … 6.x files pac-ctx.
+SYMBOL_MODEL = "pac-ctx3"
 
 
 #: The major version of a file whose models[3] is each symbol model (pcz.md §9: the lowest that holds it).
-SYMBOL_MODEL_MAJOR = {"pac-ctx": 6, "pac-ctx2": 7}
+SYMBOL_MODEL_MAJOR = {"pac-ctx": 6, "pac-ctx2": 7, "pac-ctx3": 11}
 
 #: From this major on, the 4×4 re-prediction's side information has 8.0's wider
 #: contexts (blockmotion.WideTables, pcz.md §14.10); its symbol model is pac-ctx2.
@@ -292,18 +293,32 @@ FLAG_CONTEXTS_MAJOR = 9
 #: (entropy.trimmed_stream, pcz.md §15.4) instead of whole 32-bit words.
 TRIMMED_MAJOR = 10
 
+#: From this major on, predicted frames' 4×4 choices in exact GOPs are coded with the
+#: tables of a network (choicenet.py, pcz.md §14.13) whose weights travel in models[3],
+#: pac-ctx3.
+CHOICE_MODEL_MAJOR = 11
+
 
 def symbol_model_of(version: tuple[int, int]) -> str:
     """The symbol model id a file of ``version`` (major 4 on) names as models[3]."""
+    if version[0] >= CHOICE_MODEL_MAJOR:
+        return "pac-ctx3"
     return "pac-ctx2" if version[0] >= SYMBOL_MODEL_MAJOR["pac-ctx2"] else "pac-ctx"
 
 
 def _symbol_model(model: Any, predictor: Predictor, weights_dir: Path | None, device: str,
                   expect: str | None = None, model_id: str | None = None) -> str:
     """Code ``predictor``'s P-frame symbols with the network of ``model_id`` (pac-ctx:
-    format 4.x … 6.x, pac-ctx2: 7.x) at ``model``'s refined level; the sha256 of its weights."""
+    format 4.x … 6.x, pac-ctx2: 7.x … 10.x, pac-ctx3: 11.x, whose 4×4 choices take their
+    tables from its second network) at ``model``'s refined level; the sha256 of its weights."""
     net, sha = _load_model(model_id or SYMBOL_MODEL, weights_dir, device, expect)
-    predictor.coder.refiner.use_symbol_model(net.network(), model.config.refine_level)
+    refiner = predictor.coder.refiner
+    refiner.use_symbol_model(net.network(), model.config.refine_level)
+    if refiner.motion_coder is not None:
+        if hasattr(net, "choice_network"):
+            refiner.motion_coder.use_choice_model(net.choice_network(), model.config.refine_level)
+        else:
+            refiner.motion_coder.choice_net = None
     return sha
 
 
@@ -432,7 +447,7 @@ class Writer:
                 self.keyframes, self._key_sha = _keyframes(self.codec, self.predictor, wdir, device)
                 self._ctx_id = SYMBOL_MODEL
                 self._ctx_sha = _symbol_model(loaded, self.predictor, wdir, device, model_id=self._ctx_id)
-                if self._ctx_id != "pac-ctx2":  # a 6.x file (tools/train_symbol_model.py's first pac-ctx2)
+                if self._ctx_id == "pac-ctx":  # a 6.x file (tools/train_symbol_model.py's first pac-ctx2)
                     self.predictor.coder.refiner.motion_coder.wide = False
                     self.predictor.coder.refiner.flag_tables = None
         self._history: list[np.ndarray] = []  # decoded frames of the GOP, the most recent first
@@ -567,8 +582,8 @@ class Writer:
             quantizer=q.kind, code_dtype=q.code_dtype, code_shape=tuple(model.code_shape),
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
-            # frames need major 10 (9 when the ablation switches 10.0's trimmed streams
-            # off, 8 when it switches 9.0's flag contexts off,
+            # frames need major 11 (10 with pac-ctx2 as the symbol model, which has no
+            # choice network; 9 when the ablation switches 10.0's trimmed streams off, 8 when it switches 9.0's flag contexts off,
             # 7 when it switches 8.0's side-information contexts off too, 6 with the 6.x
             # symbol model pac-ctx, which only
             # tools/train_symbol_model.py asks for; 3 when written without the symbol
@@ -580,13 +595,16 @@ class Writer:
         )
 
     def _learned_major(self) -> int:
-        """The major version of a file with the symbol model: 10 where the side
-        information has 8.0's contexts, the flags 9.0's and the streams are trimmed, 9
+        """The major version of a file with the symbol model: 11 where the side
+        information has 8.0's contexts, the flags 9.0's, the streams are trimmed and
+        the choices 11.0's network (pac-ctx3), 10 with 8.0's choice tables, 9
         with whole-word streams, 8 with 8.0's contexts alone (the ablation may switch
         them off), else the symbol model's."""
         refiner = self.predictor.coder.refiner
         if getattr(refiner.motion_coder, "wide", False):
             if refiner.flag_tables is not None:
+                if refiner.trimmed and refiner.motion_coder.choice_net is not None:
+                    return CHOICE_MODEL_MAJOR
                 return TRIMMED_MAJOR if refiner.trimmed else FLAG_CONTEXTS_MAJOR
             return MOTION_CONTEXTS_MAJOR
         return SYMBOL_MODEL_MAJOR[self._ctx_id]

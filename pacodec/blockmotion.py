@@ -49,7 +49,7 @@ import numpy as np
 
 from .entropy import Categorical
 from .errors import FormatError
-from .refine import _box3, _cross4  # the same counts as the residual's contexts
+from .refine import _FAMILY, _box3, _cross4  # the same counts as the residual's contexts
 
 MOTION_GRID = 4  # = refine.MOTION_BLOCK: the choices' blocks
 
@@ -348,6 +348,25 @@ class MotionCoder:
             self._vector_x, self.vector_x_bits = _models(wide.vector_x)
             self._vector_y, self.vector_y_bits = _models(wide.vector_y)
             self._fraction8, self.fraction8_bits = _models(wide.fraction)
+        #: 11.x (§14.13): the choices of exact GOPs coded with the network's tables
+        #: (choicenet.ChoiceNet) at refined level ``level``; None: 8.x's tables.
+        self.choice_net = None
+        self.level = 0
+
+    def use_choice_model(self, network, level: int) -> None:
+        """Code choices in exact GOPs with ``network`` (choicenet.ChoiceNet, 11.x) at
+        refined level ``level`` (0 … 4: pac-q6 … q10)."""
+        self.choice_net, self.level = network, int(level)
+
+    def _learned_passes(self, choice: np.ndarray, previous: MotionField, refs):
+        """11.x: (positions, tables) of each choice pass, ``choice`` the field being
+        filled (the decoder's known choices; the encoder's whole field, of which the
+        odd pass reads only the even blocks)."""
+        from .choicenet import frame_features, pass_features
+
+        base = frame_features(refs, previous.choice, previous.vectors, self.level)
+        for parity, pos in enumerate(_parities(*choice.shape)):
+            yield pos, self.choice_net.tables(pass_features(base, choice, parity, pos))
 
     def _choice_models(self, refs, rows: int, cols: int):
         """(activity or None, the choice models): 8.x's contexts where ``refs`` (the
@@ -359,10 +378,16 @@ class MotionCoder:
     def encode(self, encoder, field: MotionField, previous: MotionField, refs=None) -> None:
         """Code ``field`` given the previous P-frame's; ``refs``: the references (most
         recent first) where the GOP's pixels are exact, else None (8.x reads them)."""
-        act, models = self._choice_models(refs, *field.choice.shape)
-        for _, ctx, values in choice_symbols(field.choice, previous.choice, act):
-            for c, members in _groups(ctx, len(models)):
-                encoder.encode(values[members].astype(np.int32), models[c])
+        if self.choice_net is not None and refs is not None:  # 11.x: a table per block, raster order
+            if field.choice.max(initial=0) >= len(self.choice_net.w["C_b3"]):
+                raise ValueError("11.x choices name references 1 … 4 only")
+            for pos, tables in self._learned_passes(field.choice, previous, refs):
+                encoder.encode(field.choice.ravel()[pos].astype(np.int32), _FAMILY, tables / float(1 << 16))
+        else:
+            act, models = self._choice_models(refs, *field.choice.shape)
+            for _, ctx, values in choice_symbols(field.choice, previous.choice, act):
+                for c, members in _groups(ctx, len(models)):
+                    encoder.encode(values[members].astype(np.int32), models[c])
         if self.wide:
             for x_row, y_row, dx, dy in wide_vector_symbols(field, previous):
                 encoder.encode(np.array([dx], np.int32), self._vector_x[x_row])
@@ -379,12 +404,16 @@ class MotionCoder:
     def decode(self, decoder, rows: int, cols: int, previous: MotionField, refs=None) -> MotionField:
         """The field ``encode`` coded (the same ``previous`` and ``refs``)."""
         choice = np.zeros((rows, cols), np.int64)
-        act, models = self._choice_models(refs, rows, cols)
-        for pos, ctx in choice_passes(choice, previous.choice, act):
-            values = np.empty(len(pos), np.int64)
-            for c, members in _groups(ctx, len(models)):
-                values[members] = decoder.decode(models[c], len(members))
-            choice.ravel()[pos] = values
+        if self.choice_net is not None and refs is not None:  # 11.x
+            for pos, tables in self._learned_passes(choice, previous, refs):
+                choice.ravel()[pos] = np.asarray(decoder.decode(_FAMILY, tables / float(1 << 16)), np.int64)
+        else:
+            act, models = self._choice_models(refs, rows, cols)
+            for pos, ctx in choice_passes(choice, previous.choice, act):
+                values = np.empty(len(pos), np.int64)
+                for c, members in _groups(ctx, len(models)):
+                    values[members] = decoder.decode(models[c], len(members))
+                choice.ravel()[pos] = values
         vectors = np.zeros((rows, cols, 2), np.int64)
         for r, c in zip(*np.nonzero(choice)):
             if self.wide:

@@ -80,7 +80,8 @@ WIDE_NAMES = (
 WIDE_AT = INPUTS
 INPUTS_7 = INPUTS + len(WIDE_NAMES)  # 42
 #: (features, hidden units) of each symbol model id; a file's major version names its id.
-SHAPES = {"pac-ctx": (INPUTS, HIDDEN), "pac-ctx2": (INPUTS_7, 64)}
+#: pac-ctx3 (11.x) holds pac-ctx2's network and, beside it, the choices' (choicenet.py).
+SHAPES = {"pac-ctx": (INPUTS, HIDDEN), "pac-ctx2": (INPUTS_7, 64), "pac-ctx3": (INPUTS_7, 64)}
 
 
 class FrameInputs:

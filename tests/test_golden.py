@@ -198,11 +198,12 @@ def test_a_10x_sample_stores_its_predicted_streams_trimmed(tmp_path, monkeypatch
     expected = json.loads((SAMPLES / "pac-q8-t10.json").read_text())
     source = write_source(tmp_path / "half.mkv", reference_frames(DRAWN, half=True))
     again = tmp_path / "again.pcz"
+    monkeypatch.setattr(api, "SYMBOL_MODEL", "pac-ctx2")  # a writer of 10.x (no choice network, §14.13)
     api.encode(source, again, model="pac-q8", gop=12)
     assert again.read_bytes() == path.read_bytes()
     lengths = [len(payload) for kind, payload in parse_pcz(path.read_bytes())["frames"] if kind == 3]
     assert lengths and any(n % 4 for n in lengths)
-    monkeypatch.setattr(api, "TRIMMED_MAJOR", 11)  # a writer and reader that know no trimmed streams
+    monkeypatch.setattr(api, "TRIMMED_MAJOR", 12)  # a writer and reader that know no trimmed streams
     nine = tmp_path / "nine.pcz"
     assert api.encode(source, nine, model="pac-q8", gop=12)["version"] == "9.0"
     with pacodec.open(nine) as reader:
@@ -211,6 +212,44 @@ def test_a_10x_sample_stores_its_predicted_streams_trimmed(tmp_path, monkeypatch
     with pytest.raises(FormatError):
         with pacodec.open(path) as reader:
             list(reader)
+
+
+def test_an_11x_sample_codes_its_choices_with_the_network(tmp_path, monkeypatch):
+    """pac-q8-n11 (pac-q8-t10's source frames as an 11.0 file) pins §14.13: its frames
+    coded again give its bytes exactly; every record's choices (the key frame's, from
+    the reference, and the 11 P-frames') are coded in two passes with pac-ctx3's choice
+    network; a 10.0 writer (CHOICE_TABLES_8) codes the same symbols (the digest); and a
+    reader that parses its choices with the tables does not get its frames."""
+    from pacodec import blockmotion, choicenet
+    from tools.make_golden import DRAWN, reference_frames, write_source
+
+    path = SAMPLES / "pac-q8-n11.pcz"
+    facts = api.probe(path)
+    assert facts["version"] == "11.0" and facts["models"][3]["id"] == "pac-ctx3"
+    expected = json.loads((SAMPLES / "pac-q8-n11.json").read_text())
+    source = write_source(tmp_path / "half.mkv", reference_frames(DRAWN, half=True))
+    again = tmp_path / "again.pcz"
+    api.encode(source, again, model="pac-q8", gop=12)
+    assert again.read_bytes() == path.read_bytes()
+    calls: list[int] = []
+    tables = choicenet.ChoiceNet.tables
+    monkeypatch.setattr(choicenet.ChoiceNet, "tables", lambda self, x: calls.append(len(x)) or tables(self, x))
+    with pacodec.open(path) as reader:
+        frames = [np.array(f) for f in reader]
+    assert len(calls) == 2 * 12 and sum(calls) == 12 * 50 * 40
+    monkeypatch.setattr(api, "SYMBOL_MODEL", "pac-ctx2")
+    ten = tmp_path / "ten.pcz"
+    assert api.encode(source, ten, model="pac-q8", gop=12)["version"] == "10.0"
+    with pacodec.open(ten) as reader:
+        assert reader.symbol_digest() == expected["symbols_sha256"]
+    monkeypatch.setattr(blockmotion.MotionCoder, "use_choice_model", lambda self, network, level: None)
+    other = []
+    try:
+        with pacodec.open(path) as reader:
+            other = [np.array(f) for f in reader]
+    except FormatError:
+        pass
+    assert len(other) < len(frames) or any(not np.array_equal(a, b) for a, b in zip(frames, other))
 
 
 def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkeypatch):

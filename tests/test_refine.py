@@ -122,7 +122,7 @@ def test_refined_predicted_frames_stay_within_their_bound(tmp_path, clip, tiny_w
     out = tmp_path / "p.pcz"
     facts = api.encode(clip, out, model="tiny-pac-hi", weights_dir=tiny_weights, gop=4)
     assert facts["gop"] == 4 and facts["predicted_frames"] == 15 and facts["intra_frames"] == 5
-    assert [m["id"] for m in facts["models"]] == ["tiny-pac-hi", "tiny-pac-res", "pac-key", "pac-ctx2"]
+    assert [m["id"] for m in facts["models"]] == ["tiny-pac-hi", "tiny-pac-res", "pac-key", "pac-ctx3"]
     # Atari frames are far from pac-key's maze: every key frame is coded on its own (§14.6)
     assert facts["key_frames"] == {"own": 5, "reference": 0}
     by_type = facts["bytes_by_type"]

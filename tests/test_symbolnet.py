@@ -224,14 +224,15 @@ def learned(tmp_path_factory):
 
 
 def test_a_7x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
-    """(Written as 10.0 now, which codes the symbols as 7.0 does.)"""
+    """(Written as 11.0 now, which codes the symbols as 7.0 does with pac-ctx3's copy of
+    pac-ctx2's network.)"""
     (path, recon), _ = learned
     facts = api.probe(path)
-    assert facts["version"] == "10.0"
-    assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx2"]
+    assert facts["version"] == "11.0"
+    assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx3"]
     from pacodec.cli import render_info
 
-    assert "\nsymbols     pac-ctx2  weights sha256 " in render_info(facts)  # not "key ref"
+    assert "\nsymbols     pac-ctx3  weights sha256 " in render_info(facts)  # not "key ref"
     with pacodec.open(path) as reader:
         decoded = [np.array(f) for f in reader]
     assert all(np.array_equal(a, b) for a, b in zip(decoded, recon))  # exact: GOPs from the reference
@@ -270,17 +271,17 @@ def test_a_reader_without_the_files_symbol_model_refuses_it(tmp_path, learned):
     (path, recon), frames = learned
     weights = tmp_path / "w"
     weights.mkdir()
-    model = zoo.load("pac-ctx2")[0]
+    model = zoo.load("pac-ctx3")[0]
     model.b3.add_(torch.arange(65, dtype=torch.int32))
-    sha = zoo.save(model, weights / "pac-ctx2.safetensors")
-    zoo.write_manifest_entry(weights, {"id": "pac-ctx2", "file": "pac-ctx2.safetensors", "sha256": sha})
+    sha = zoo.save(model, weights / "pac-ctx3.safetensors")
+    zoo.write_manifest_entry(weights, {"id": "pac-ctx3", "file": "pac-ctx3.safetensors", "sha256": sha})
     other, _ = encode(tmp_path / "other.pcz", frames[:3], gop=3, weights_dir=weights)
     assert api.probe(other)["models"][3]["weights_sha256"] == sha
-    with pytest.raises(WeightsError, match="pac-ctx2|file was made with"):
+    with pytest.raises(WeightsError, match="pac-ctx3|file was made with"):
         pacodec.open(other)
     r = subprocess.run([sys.executable, "-m", "pacodec", "decode", str(other), "-o", str(tmp_path / "o.mkv")],
                        capture_output=True, text=True)
-    one_line(r, 2, "pac-ctx2")
+    one_line(r, 2, "pac-ctx3")
     assert not (tmp_path / "o.mkv").exists()
     with pacodec.open(path, weights_dir=weights) as reader:
         assert all(np.array_equal(a, b) for a, b in zip(reader, recon))
@@ -296,6 +297,25 @@ def test_manifest_entry_says_how_the_symbol_model_was_trained(model_id):
     assert not any("clip8" in d or "clip9" in d for d in entry["training"]["data"])
     levels = entry["measured"]["levels"]
     assert set(levels) == {"pac-q7", "pac-q8", "pac-q9", "pac-q10", "pac-q6"}
+
+
+def test_manifest_entry_says_how_the_choice_model_was_trained():
+    """pac-ctx3: its file is what the entry's sha256 names, its symbol network is the
+    shipped pac-ctx2's (copied, §14.13), its choice network was trained on the training
+    clips alone, and on the validation clip it codes the choices in fewer bytes than
+    8.0's tables at every level."""
+    entries = json.loads((zoo.SHIPPED_DIR / "manifest.json").read_text())["models"]
+    entry = next(m for m in entries if m["id"] == "pac-ctx3" and not m.get("superseded"))
+    data = (zoo.SHIPPED_DIR / entry["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert entry["training"]["command"].startswith("python tools/train_choice_model.py")
+    assert not any("clip8" in d or "clip9" in d for d in entry["training"]["data"])
+    three, two = zoo.load("pac-ctx3")[0], zoo.load("pac-ctx2")[0]
+    for name in ("W1", "b1", "W2", "b2", "W3", "b3", "S"):
+        assert torch.equal(getattr(three, name), getattr(two, name))
+    levels = entry["measured"]["levels"]
+    assert set(levels) == {"pac-q7", "pac-q8", "pac-q9", "pac-q10", "pac-q6"}
+    assert all(v["learned_bytes_per_frame"] < v["tables_8_bytes_per_frame"] for v in levels.values())
 
 
 def test_the_encoders_learned_prices_are_what_the_model_codes_them_in(tmp_path, monkeypatch):

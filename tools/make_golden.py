@@ -47,25 +47,28 @@ GOLDEN = {
     "pac-q8-m8": ("pac-q8", None, 12),
     "pac-q8-f9": ("pac-q8", None, 12),
     "pac-q8-t10": ("pac-q8", None, 12),
+    "pac-q8-n11": ("pac-q8", None, 12),
 }
 #: Samples kept as an older encoder wrote them, to prove such files still decode: this
 #: build would write them differently (pac-q8-gop4 is a 1.0 file, pac-q8-gop8 a 2.0 one,
 #: pac-q8-key a 3.0 one, pac-q8-ctx a 4.0 one, pac-q8-lt a 5.0 one, pac-q8-hp a 6.0 one,
-#: pac-q8-c2 a 7.0 one, pac-q8-m8 an 8.0 one, pac-q8-f9 a 9.0 one; all would now be 10.0).
+#: pac-q8-c2 a 7.0 one, pac-q8-m8 an 8.0 one, pac-q8-f9 a 9.0 one, pac-q8-t10 a 10.0 one;
+#: all would now be 11.0).
 FROZEN = {"pac-q8-gop4", "pac-q8-gop8", "pac-q8-key", "pac-q8-ctx", "pac-q8-lt", "pac-q8-hp", "pac-q8-c2", "pac-q8-m8",
-          "pac-q8-f9"}
+          "pac-q8-f9", "pac-q8-t10"}
 #: Samples made from frames drawn on pac-key's learned reference (a moving disc and a
 #: box over the maze), so their key frames are predicted from it (pcz.md §14.6): the
 #: Atari frames look nothing like the reference and would be coded on their own.
 ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx", "pac-q8-lt", "pac-q8-hp", "pac-q8-c2", "pac-q8-m8", "pac-q8-f9",
-                "pac-q8-t10"}
+                "pac-q8-t10", "pac-q8-n11"}
 #: ... drawn with anti-aliased edges at half-pixel positions, moving by 1.5 pixels a
 #: frame, so that blocks are taken at half-pixel offsets (6.0, pcz.md §14.8; pac-q8-c2:
 #: the same frames as a 7.0 file, whose symbol model reads §14.9's features; pac-q8-m8:
 #: as an 8.0 file, whose side information has §14.10's contexts; pac-q8-f9: as a 9.0
 #: file, whose block flags have §14.11's; pac-q8-t10: as a 10.0 file, its predicted
-#: frames' streams trimmed, §14.12).
-HALF_PIXEL = {"pac-q8-hp", "pac-q8-c2", "pac-q8-m8", "pac-q8-f9", "pac-q8-t10"}
+#: frames' streams trimmed, §14.12; pac-q8-n11: as an 11.0 file, its choices coded with
+#: pac-ctx3's network, §14.13).
+HALF_PIXEL = {"pac-q8-hp", "pac-q8-c2", "pac-q8-m8", "pac-q8-f9", "pac-q8-t10", "pac-q8-n11"}
 #: How many frames the drawn source has (pac-q8-lt: one GOP of 12, so its later
 #: P-frames name the intra frame as reference 4, the 5.0 rule of pcz.md §14.3).
 DRAWN = 12

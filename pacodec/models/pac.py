@@ -541,6 +541,26 @@ class SymbolModel(ServingModel):
                           for name in ("W1", "b1", "W2", "b2", "W3", "b3", "S")}, self.model_id)
 
 
+class SymbolChoiceModel(SymbolModel):
+    """pac-ctx3: pac-ctx2's network (the residual symbols, §14.9) and the network that
+    gives 11.x predicted frames' 4×4 choices their probabilities (pacodec/choicenet.py,
+    §14.13; tensors ``C_W1`` … ``C_S``), trained with the choices' code length as the
+    loss (``tools/train_choice_model.py``)."""
+
+    def __init__(self, model_id: str, config: ServingConfig) -> None:
+        super().__init__(model_id, config)
+        from ..choicenet import TENSORS
+
+        for name, shape in TENSORS.items():
+            self.register_buffer(name, torch.zeros(shape, dtype=torch.int32))
+
+    def choice_network(self):
+        """The integer choice network (choicenet.ChoiceNet) these weights hold."""
+        from ..choicenet import TENSORS, ChoiceNet
+
+        return ChoiceNet({name: getattr(self, name).cpu().numpy() for name in TENSORS})
+
+
 register(ModelSpec("pac-ctx", "pac", lambda o: SymbolModel("pac-ctx", config_from(ServingConfig, o)),
                    "ours: the learned probability model of the residual symbols of predicted frames "
                    "in 4.x … 6.x files (used with pac-q6…q10, not on its own)", internal=True))
@@ -548,3 +568,7 @@ register(ModelSpec("pac-ctx2", "pac", lambda o: SymbolModel("pac-ctx2", config_f
                    "ours: the learned probability model of the residual symbols of predicted frames "
                    "in 7.x files: wider features, 64 hidden units (used with pac-q6…q10, not on its own)",
                    internal=True))
+register(ModelSpec("pac-ctx3", "pac", lambda o: SymbolChoiceModel("pac-ctx3", config_from(ServingConfig, o)),
+                   "ours: the learned probability models of predicted frames in 11.x files: pac-ctx2's "
+                   "for the residual symbols and one for the 4×4 blocks' choices (used with pac-q6…q10, "
+                   "not on its own)", internal=True))

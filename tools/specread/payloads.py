@@ -33,6 +33,8 @@ Q_OF_COUNT = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
 EXP = np.floor(65536 * np.exp(-np.arange(256) / 16.0) + 0.5).astype(np.int64)
 SYMBOL_NET = {"W1": (31, 32), "b1": (32,), "W2": (32, 32), "b2": (32,), "W3": (32, 65), "b3": (65,), "S": (3,)}
 SYMBOL_NET_7 = {"W1": (42, 64), "b1": (64,), "W2": (64, 64), "b2": (64,), "W3": (64, 65), "b3": (65,), "S": (3,)}   # §14.9
+CHOICE_NET = {"C_W1": (40, 64), "C_b1": (64,), "C_W2": (64, 64), "C_b2": (64,), "C_W3": (64, 5), "C_b3": (5,),
+              "C_S": (3,)}   # §14.13
 
 
 def spec_motion_tables(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md"):
@@ -234,18 +236,21 @@ class Decoder:
         self.wide = False   # §14.9: 7.x features
         if header.gop > 1 and refined is not None and header.version[0] >= 4:
             ctx_id, shapes = ("pac-ctx2", SYMBOL_NET_7) if header.version[0] >= 7 else ("pac-ctx", SYMBOL_NET)
+            if header.version[0] >= 11:   # §14.13: and the choices' network
+                ctx_id, shapes = "pac-ctx3", {**SYMBOL_NET_7, **CHOICE_NET}
             self.wide = header.version[0] >= 7   # §14.9: 42 features
             if len(header.models) < 4 or header.models[3][0] != ctx_id:
                 raise Refused(f"a {header.version[0]}.x two-layer stream with predicted frames names {ctx_id} "
-                              "as models[3] (§14.7, §14.9)")
+                              "as models[3] (§14.7, §14.9, §14.13)")
             net, _ = weights.load(header.models[3][1], ctx_id)
             self.net = {k: np.asarray(net.get(k, np.zeros(0)), np.int64) for k in shapes}
             for k, shape in shapes.items():
                 if self.net[k].shape != shape:
                     raise Refused(f"{ctx_id} tensor {k} is not {shape} (§18)")
-            if max(np.abs(self.net[k]).max() for k in ("W1", "W2", "W3")) > 1 << 15 or \
-                    self.net["S"].min() < 0 or self.net["S"].max() > 40:
-                raise Refused(f"{ctx_id} weights outside 16 bits or shifts outside 0 … 40 (§18)")
+            for p in ("",) + (("C_",) if header.version[0] >= 11 else ()):
+                if max(np.abs(self.net[p + k]).max() for k in ("W1", "W2", "W3")) > 1 << 15 or \
+                        self.net[p + "S"].min() < 0 or self.net[p + "S"].max() > 40:
+                    raise Refused(f"{ctx_id} weights outside 16 bits or shifts outside 0 … 40 (§18)")
             if self.r_refine != 32:
                 raise Refused("the symbol model codes −32 … 32 (§14.7)")
             key, _ = weights.load(header.models[2][1], "pac-key")
@@ -382,6 +387,9 @@ class Decoder:
                         s_j[r, col] = np.abs(refs[0][ys, xs].astype(np.int64) - other[ys, xs]).sum()
                 bins.append(sum((s_j > e).astype(np.int64) for e in edges))
             activity = 3 * bins[0] + bins[1]
+        if self.h.version[0] >= 11 and getattr(self, "gop_frames", None) is not None:   # §14.13
+            c = self._learned_choices(d, rows, cols, c_prev, v_prev)
+            return self._vectors_8(d, c, np.zeros((rows, cols, 2), np.int64), c_prev, v_prev, f_prev)
         taken = np.pad((c_prev != 0).astype(np.int64), 1)
         p = taken[1:-1, 1:-1]
         b = np.minimum(sum(taken[dy:dy + rows, dx:dx + cols] for dy in range(3) for dx in range(3)), 2)
@@ -428,6 +436,59 @@ class Decoder:
             for r, col in zip(*np.nonzero(c)):
                 f[r, col] = d.decode(self.fraction_cdfs[_fraction_context(c, f, c_prev, f_prev, r, col)])
         return c, v, f
+
+    def _learned_choices(self, d: RangeDecoder, rows: int, cols: int, c_prev, v_prev) -> np.ndarray:
+        """§14.13: the choices C of a record with exact references, each with the choice
+        network's table, the even blocks then the odd ones, raster order in each."""
+        refs = self.gop_frames[:4]
+        h, w = self.h.height, self.h.width
+
+        def bits(n):   # bit length, exactly (Python integers)
+            return np.array([int(v).bit_length() for v in n.reshape(-1)], np.int64).reshape(n.shape)
+
+        def window_sum(plane, margin):   # Σ over the channels and each block grown by margin, cut by the frame
+            out = np.zeros((rows, cols), np.int64)
+            for r in range(rows):
+                for col in range(cols):
+                    out[r, col] = plane[max(4 * r - margin, 0):min(4 * r + 4 + margin, h),
+                                        max(4 * col - margin, 0):min(4 * col + 4 + margin, w)].sum()
+            return out
+
+        f = np.zeros((rows, cols, 40), np.int64)
+        for j in (2, 3, 4):
+            diff = np.abs(refs[0].astype(np.int64) - refs[min(j, len(refs)) - 1])
+            for i, margin in enumerate((0, 2, 6)):
+                f[:, :, 3 * (j - 2) + i] = bits(window_sum(diff, margin))
+        grad = np.zeros((h, w, 3), np.int64)
+        grad[:, :-1] = np.abs(refs[0][:, 1:].astype(np.int64) - refs[0][:, :-1])
+        f[:, :, 9] = bits(window_sum(grad, 0))
+        around = np.pad(c_prev, 1)
+        for r in range(rows):
+            for col in range(cols):
+                f[r, col, 10 + c_prev[r, col]] = 1
+                for i, (dy, dx) in enumerate(((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))):
+                    f[r, col, 15 + i] = around[r + 1 + dy, col + 1 + dx] != 0
+                box = around[r:r + 3, col:col + 3]
+                for j in range(1, 5):
+                    f[r, col, 22 + j] = (box == j).sum()
+        f[:, :, 27:29] = v_prev
+        f[:, :, 29] = np.arange(rows)[:, None]
+        f[:, :, 35 + self.k] = 1
+        c = np.zeros((rows, cols), np.int64)
+        for odd in (0, 1):
+            blocks = [(r, col) for r in range(rows) for col in range(cols) if (r + col) % 2 == odd]
+            x = np.array([f[r, col] for r, col in blocks], np.int64)
+            if odd:
+                mine = np.pad(c, 1)
+                x[:, 34] = 1
+                for i, (r, col) in enumerate(blocks):
+                    near = [mine[r, col + 1], mine[r + 2, col + 1], mine[r + 1, col], mine[r + 1, col + 2]]
+                    for j in range(1, 5):
+                        x[i, 29 + j] = near.count(j)
+            tables = self._tables(x, "C_")
+            for i, (r, col) in enumerate(blocks):
+                c[r, col] = d.decode(model(tables[i]))
+        return c
 
     def _vectors_8(self, d: RangeDecoder, c, v, c_prev, v_prev, f_prev):
         """§14.10: the vectors, then the half-pixel offsets, of the blocks taken."""
@@ -556,15 +617,16 @@ class Decoder:
             out[4 * r:4 * r + len(ys), 4 * c:4 * c + len(xs)] = block
         return out
 
-    def _tables(self, x: np.ndarray) -> np.ndarray:
+    def _tables(self, x: np.ndarray, prefix: str = "") -> np.ndarray:
         """§14.7: the network's tables (n × 65) for n symbols' features (n × 31), in int64
-        arithmetic (NumPy's integer products are exact)."""
-        n = self.net
+        arithmetic (NumPy's integer products are exact); ``prefix`` "C_": §14.13's
+        choice network (n × 5 for n × 40)."""
+        n = {k: self.net[prefix + k] for k in ("W1", "b1", "W2", "b2", "W3", "b3", "S")}
         h1 = np.clip((x @ n["W1"] + n["b1"]) >> n["S"][0], 0, 255)
         h2 = np.clip((h1 @ n["W2"] + n["b2"]) >> n["S"][1], 0, 255)
         z = (h2 @ n["W3"] + n["b3"]) >> n["S"][2]
         e = EXP[np.minimum(z.max(axis=1, keepdims=True) - z, 255)]
-        f = e * (65536 - 65) // e.sum(axis=1, keepdims=True) + 1
+        f = e * (65536 - z.shape[1]) // e.sum(axis=1, keepdims=True) + 1
         rows = np.arange(len(f))
         f[rows, f.argmax(axis=1)] += 65536 - f.sum(axis=1)   # argmax: the first largest
         return f
