@@ -18,7 +18,8 @@ exactly for the rows a real file can hold):
 - ``7.x side-information contexts``: the 4×4 re-prediction's choices, vectors and
   half-pixel offsets coded with 2.0's and 6.0's contexts and tables, not 8.0's wider
   ones (the references' activity, a same-reference vector predictor, §14.10), and the
-  flags as 8.x codes them (a 7.x file: 9.0's flags come only with 8.0's contexts);
+  flags as 8.x codes them (a 7.x file: 9.0's flags come only with 8.0's contexts, and
+  11.0's choice network with both);
 - ``6.x symbol model``: the residual symbols of predicted frames coded with pac-ctx,
   the narrower network of 4.x … 6.x (31 features, 32 hidden units), instead of
   pac-ctx2 (§14.9);
@@ -124,6 +125,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.refiner.flag_tables = None
     elif name == "7.x side-information contexts":
         coder.refiner.motion_coder.wide = False
+        coder.refiner.motion_coder.choice_net = None  # 11.0's choices come with 8.0's contexts
         coder.refiner.flag_tables = None  # 9.0's flags come with 8.0's contexts
     elif name == "no half-pixel offsets":
         coder.refiner.motion_coder.half_pel = False  # the file then lacks them: bytes and PSNR only

@@ -75,22 +75,25 @@ def _padded_integral(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
     h, w = plane.shape[:2]
     padded = cv2.copyMakeBorder(plane, PAD, PAD + GRID * rows - h, PAD, PAD + GRID * cols - w,
                                 cv2.BORDER_CONSTANT, value=0)
-    return cv2.integral(padded, sdepth=cv2.CV_32S)  # a frame's channel sums to < 2^24
+    # int32 per channel (a frame's channel sums to < 2^24, three to < 2^26), added
+    # over the channels once, so that every block's box is 4 reads of one plane (three
+    # adds of strided planes: NumPy's reduce over a last axis of 3 is ten times slower).
+    integral = cv2.integral(padded, sdepth=cv2.CV_32S)
+    return integral[..., 0] + integral[..., 1] + integral[..., 2]
 
 
 def _box_sums(integral: np.ndarray, rows: int, cols: int, margin: int) -> np.ndarray:
     """(rows, cols) int64 sums over the channels and each 4×4 block grown by
     ``margin`` (cut by the frame) from a ``_padded_integral``: I[y1, x1] − I[y0, x1] −
-    I[y1, x0] + I[y0, x0] per channel, added over the channels."""
+    I[y1, x0] + I[y0, x0]."""
     lo, hi = PAD - margin, PAD + GRID + margin
     y0, y1 = slice(lo, lo + GRID * rows, GRID), slice(hi, hi + GRID * rows, GRID)
     x0, x1 = slice(lo, lo + GRID * cols, GRID), slice(hi, hi + GRID * cols, GRID)
-    s = integral[y1, x1].astype(np.int64) - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    return s.sum(axis=2)
+    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
 
 
 def frame_features(refs, prev_choice: np.ndarray, prev_vectors: np.ndarray, level: int) -> np.ndarray:
-    """(rows, cols, INPUTS) int64 features of every block but the odd pass's (columns
+    """(rows, cols, INPUTS) int8 features of every block but the odd pass's (columns
     NEAR_AT … PASS_AT, zero here; ``pass_features`` fills them): ``refs`` the exact
     references, most recent first (one past the last reads as the last), the previous
     P-frame's choices (rows, cols) and vectors (rows, cols, 2) [dy, dx] (zeros after an
@@ -98,7 +101,7 @@ def frame_features(refs, prev_choice: np.ndarray, prev_vectors: np.ndarray, leve
     import cv2
 
     rows, cols = prev_choice.shape
-    x = np.zeros((rows, cols, INPUTS), np.int64)
+    x = np.zeros((rows, cols, INPUTS), np.int8)  # every feature is within −128 … 127
     first = np.ascontiguousarray(refs[0], np.uint8)
     for i, j in enumerate((1, 2, 3)):
         other = np.ascontiguousarray(refs[min(j, len(refs) - 1)], np.uint8)
@@ -117,10 +120,10 @@ def frame_features(refs, prev_choice: np.ndarray, prev_vectors: np.ndarray, leve
     for i, (dy, dx) in enumerate(NEIGHBOURS):
         x[..., AROUND_AT + i] = padded[1 + dy:1 + dy + rows, 1 + dx:1 + dx + cols] != 0
     if prev.any():
-        onehot = np.pad(x[..., PREV_AT + 1:PREV_AT + CHOICES], ((1, 1), (1, 1), (0, 0)))
+        onehot = np.pad(x[..., PREV_AT + 1:PREV_AT + CHOICES], ((1, 1), (1, 1), (0, 0))).astype(np.int64)
         x[..., PREV_REF_AT:PREV_REF_AT + CHOICES - 1] = sum(
             onehot[1 + dy:1 + dy + rows, 1 + dx:1 + dx + cols] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-    x[..., VEC_AT:VEC_AT + 2] = prev_vectors
+    x[..., VEC_AT:VEC_AT + 2] = np.clip(prev_vectors, -128, 127)  # ±4 in a valid field
     x[..., ROW_AT] = np.minimum(np.arange(rows), 127)[:, None]
     x[..., LEVEL_AT + level] = 1
     return x
@@ -132,7 +135,7 @@ def pass_features(base: np.ndarray, known: np.ndarray, parity: int, pos: np.ndar
     4 neighbours (in the frame) the first pass took from each reference (``known``: the
     choices decoded so far; the odd pass reads only even blocks)."""
     rows, cols = known.shape
-    x = base.reshape(rows * cols, INPUTS)[pos].copy()
+    x = base.reshape(rows * cols, INPUTS)[pos]  # a copy (fancy indexing)
     if parity:
         for j in range(1, CHOICES):
             p = np.pad((known == j).astype(np.int64), 1)
@@ -174,7 +177,7 @@ class ChoiceNet:
         corridor or wall that nothing crossed: a few hundred distinct rows of 2,000)."""
         if not len(x):
             return np.zeros((0, CHOICES), np.int64)
-        if x.min() < -128 or x.max() > 127:
+        if x.dtype != np.int8 and (x.min() < -128 or x.max() > 127):
             raise ValueError("choice features outside −128 … 127")
         distinct, inverse, _ = distinct_rows(x)
         return softmax_table(self.logits(distinct))[inverse]
