@@ -33,7 +33,6 @@ import hashlib
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,11 +153,17 @@ def train(x: np.ndarray, y: np.ndarray, weight: np.ndarray, epochs: int, log) ->
             for i, m in enumerate(layers) for k, k2 in (("W", "weight"), ("b", "bias"))}
 
 
+def _symbol_tool():
+    """tools/train_symbol_model.py, whose collection and quantization this tool shares."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_symbol_model
+
+    return train_symbol_model
+
+
 def quantize(weights: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
     """Float weights -> choicenet.ChoiceNet's ``C_`` tensors (the symbol model's scheme)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import train_symbol_model as tsm
-
+    tsm = _symbol_tool()
     saved = tsm.SCALE
     tsm.SCALE = _scale()
     try:
@@ -194,22 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.time() - t0:6.0f} s] {message}", flush=True)
 
     jobs = [(c, lv) for c in (*TRAINING, VALIDATION) for lv in LEVELS]
-    if args.cache is not None and args.cache.exists():
-        data = dict(np.load(args.cache, allow_pickle=False))
-        results = [{"clip": c, "level": lv, "x": data[f"x_{c}_{lv}"], "y": data[f"y_{c}_{lv}"],
-                    "table_bits": float(data[f"b_{c}_{lv}"]), "frames": int(data[f"n_{c}_{lv}"])}
-                   for c, lv in jobs]
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            results = []
-            for r in pool.map(collect, jobs):
-                results.append(r)
-                log(f"{r['clip']} {r['level']}: {len(r['y'])} choices")
-        if args.cache is not None:
-            np.savez(args.cache, **{f"x_{r['clip']}_{r['level']}": r["x"] for r in results}, **{
-                f"y_{r['clip']}_{r['level']}": r["y"] for r in results}, **{
-                f"b_{r['clip']}_{r['level']}": np.array(r["table_bits"]) for r in results}, **{
-                f"n_{r['clip']}_{r['level']}": np.array(r["frames"]) for r in results})
+    results = _symbol_tool().collect_all(jobs, collect, args.workers, args.cache, log, "choices", "table_bits")
     train_set = [r for r in results if r["clip"] in TRAINING]
     x = np.concatenate([r["x"] for r in train_set])
     y = np.concatenate([r["y"] for r in train_set])

@@ -130,6 +130,28 @@ def collect(job: tuple[str, str, int]) -> dict:
             "frames": len(frames)}
 
 
+def collect_all(jobs: list[tuple], collect, workers: int, cache: Path | None, log, noun: str,
+                bits_key: str) -> list[dict]:
+    """``collect`` of every (clip, level, …) job on ``workers`` processes, or what an
+    earlier run kept in ``cache`` (.npz, no pickle); each result a dict of clip, level,
+    x, y, ``bits_key`` (the code length of the same y by the counted tables) and frames.
+    With ``cache``, a fresh collection is kept there for the next run."""
+    if cache is not None and cache.exists():
+        data = dict(np.load(cache, allow_pickle=False))
+        return [{"clip": str(c), "level": str(lv), "x": data[f"x_{c}_{lv}"], "y": data[f"y_{c}_{lv}"],
+                 bits_key: float(data[f"b_{c}_{lv}"]), "frames": int(data[f"n_{c}_{lv}"])}
+                for c, lv, *_ in jobs]
+    results = []
+    with ProcessPoolExecutor(workers) as pool:
+        for r in pool.map(collect, jobs):
+            results.append(r)
+            log(f"{r['clip']} {r['level']}: {len(r['y'])} {noun}")
+    if cache is not None:
+        np.savez(cache, **{f"{k}_{r['clip']}_{r['level']}": np.asarray(r[key]) for r in results
+                           for k, key in (("x", "x"), ("y", "y"), ("b", bits_key), ("n", "frames"))})
+    return results
+
+
 def signed(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     from pacodec import symbolnet
 
@@ -224,22 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.time() - t0:6.0f} s] {message}", flush=True)
 
     jobs = [(c, lv, 1000 * i + j) for i, c in enumerate((*TRAINING, VALIDATION)) for j, lv in enumerate(LEVELS)]
-    if args.cache is not None and args.cache.exists():
-        data = dict(np.load(args.cache, allow_pickle=False))
-        results = [{"clip": str(c), "level": str(lv), "x": data[f"x_{c}_{lv}"], "y": data[f"y_{c}_{lv}"],
-                    "counted_bits": float(data[f"b_{c}_{lv}"]), "frames": int(data[f"n_{c}_{lv}"])}
-                   for c, lv, _ in jobs]
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            results = []
-            for r in pool.map(collect, jobs):
-                results.append(r)
-                log(f"{r['clip']} {r['level']}: {len(r['y'])} symbols")
-        if args.cache is not None:
-            np.savez(args.cache, **{f"x_{r['clip']}_{r['level']}": r["x"] for r in results}, **{
-                f"y_{r['clip']}_{r['level']}": r["y"] for r in results}, **{
-                f"b_{r['clip']}_{r['level']}": np.array(r["counted_bits"]) for r in results}, **{
-                f"n_{r['clip']}_{r['level']}": np.array(r["frames"]) for r in results})
+    results = collect_all(jobs, collect, args.workers, args.cache, log, "symbols", "counted_bits")
     train_set = [r for r in results if r["clip"] in TRAINING]
     x = np.concatenate([r["x"] for r in train_set])
     y = np.concatenate([r["y"] for r in train_set])
