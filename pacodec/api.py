@@ -583,11 +583,12 @@ class Writer:
             frame_param_bytes=q.frame_param_bytes, entropy_coder=coder, table_digest=digest, gop=self.gop,
             # The lowest version that holds the file (pcz.md §9): only refined predicted
             # frames need major 11 (10 with pac-ctx2 as the symbol model, which has no
-            # choice network; 9 when the ablation switches 10.0's trimmed streams off, 8 when it switches 9.0's flag contexts off,
-            # 7 when it switches 8.0's side-information contexts off too, 6 with the 6.x
-            # symbol model pac-ctx, which only
-            # tools/train_symbol_model.py asks for; 3 when written without the symbol
-            # model, as the ablation does), only a fit other than stretch needs minor 1.
+            # choice network; 9 when the ablation switches 10.0's trimmed streams off, 8
+            # when it switches 9.0's flag contexts off, 7 when it switches 8.0's
+            # side-information contexts off too, 6 with the 6.x symbol model pac-ctx,
+            # which only tools/train_symbol_model.py asks for; 3 when written without the
+            # symbol model, as the ablation does), only a fit other than stretch needs
+            # minor 1.
             version=(self._learned_major() if learned else 3 if self._layered() else 1,
                      0 if self.fit == "stretch" else 1),
             fit=Fit.PAD if self.fit == "pad" else Fit.STRETCH,
