@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import FormatError
-from .symbolnet import _layer, distinct_rows, softmax_table
+from .symbolnet import distinct_rows, integer_mlp, softmax_table
 
 GRID = 4  # the choices' blocks (blockmotion.MOTION_GRID)
 CHOICES = 5  # 0 keeps the base, 1 … 4 a reference
@@ -159,17 +159,14 @@ class ChoiceNet:
         if any(np.any(np.abs(self.w[k]) > 1 << 15) for k in ("C_W1", "C_W2", "C_W3")) \
                 or np.any((self.w["C_S"] < 0) | (self.w["C_S"] > 40)):
             raise FormatError("choice model weights are outside 16 bits or its shifts outside 0 … 40")
-        self._float = {k: self.w[k].astype(np.float64) for k in TENSORS if k != "C_S"}
+        self._float = [self.w[k].astype(np.float64) for k in ("C_W1", "C_b1", "C_W2", "C_b2", "C_W3", "C_b3")]
         self._scales = [2.0 ** -int(v) for v in self.w["C_S"]]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) int features in −128 … 127 -> (n, CHOICES) logits in 1/16 nat,
         integers held exactly in float64 (|partial sums| < 2^40: 40 terms of at most
         127 · 2^15, or 64 of 255 · 2^15, and int32 biases)."""
-        w, s = self._float, self._scales
-        h = np.clip(_layer(np.ascontiguousarray(x, dtype=np.float64), w["C_W1"], w["C_b1"], s[0]), 0, 255)
-        h = np.clip(_layer(h, w["C_W2"], w["C_b2"], s[1]), 0, 255)
-        return _layer(h, w["C_W3"], w["C_b3"], s[2])
+        return integer_mlp(x, self._float, self._scales)
 
     def tables(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) features -> (n, CHOICES) int64 tables, rows summing to 2^16, every

@@ -36,6 +36,8 @@ when the earlier channels' symbols at that pixel sum below zero (their signs agr
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import FormatError
@@ -252,13 +254,44 @@ def flips(x: np.ndarray) -> np.ndarray:
     return np.where(x[:, 2] < 0, -1, 1)
 
 
-def _layer(a: np.ndarray, w: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+def _layer(a: np.ndarray, w: np.ndarray, b: np.ndarray, scale: float, hidden: bool = True) -> np.ndarray:
     """⌊(a · w + b) · scale⌋ for integer-valued float64 arrays and scale = 2^−S: the
-    spec's (a · w + b) >> S, exactly. The float64 matrix product is exact because every
-    term and partial sum is an integer far below 2^53 (the caller checks the bounds), so
-    no rounding happens in any order of summation, and scaling by a power of two is
-    exact too. Faster than int64 arithmetic, which NumPy does without BLAS."""
-    return np.floor((a @ w + b) * scale)
+    spec's (a · w + b) >> S, exactly, clipped to the activations' 0 … 255 for a
+    ``hidden`` layer. The float64 matrix product is exact because every term and
+    partial sum is an integer far below 2^53 (the caller checks the bounds), so no
+    rounding happens in any order of summation, and scaling by a power of two is exact
+    too. Faster than int64 arithmetic, which NumPy does without BLAS. In place after
+    the product: a frame's few thousand rows make arrays of megabytes, and a fresh one
+    for every step cost three times the arithmetic in the allocator's page faults."""
+    out = a @ w
+    out += b
+    out *= scale
+    np.floor(out, out=out)
+    if hidden:
+        np.clip(out, 0, 255, out=out)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def integer_mlp(x: np.ndarray, w: list[np.ndarray], scales: list[float]) -> np.ndarray:
+    """The three layers of §14.7's arithmetic: int features (n, k) -> logits (n, m),
+    integers held exactly in float64, for weights and biases ``w`` = [W1, b1, W2, b2,
+    W3, b3] (float64) and ``scales`` 2^−S.
+
+    The products run on one BLAS thread (threadpoolctl; the caller's setting is restored
+    after): a pass's few hundred distinct rows are too small to split, and on 2 cores
+    two threads decoded clip8 at pac-q10 no faster when the machine was idle and at a
+    third of the speed when another process held the other core."""
+    with _blas().limit(limits=1, user_api="blas"):
+        h = _layer(np.ascontiguousarray(x, dtype=np.float64), w[0], w[1], scales[0])
+        h = _layer(h, w[2], w[3], scales[1])
+        return _layer(h, w[4], w[5], scales[2], hidden=False)
 
 
 class SymbolNet:
@@ -276,7 +309,7 @@ class SymbolNet:
             if t is None or tuple(t.shape) != shape:
                 raise FormatError(f"symbol model tensor {name} is not {shape}")
         self.w = {k: np.asarray(tensors[k], np.int64) for k in shapes}
-        self._float = {k: self.w[k].astype(np.float64) for k in ("W1", "b1", "W2", "b2", "W3", "b3")}
+        self._float = [self.w[k].astype(np.float64) for k in ("W1", "b1", "W2", "b2", "W3", "b3")]
         self._scales = [2.0 ** -int(v) for v in self.w["S"]]
         if np.any(np.abs(self.w["W1"]) > 1 << 15) or np.any(np.abs(self.w["W2"]) > 1 << 15) \
                 or np.any(np.abs(self.w["W3"]) > 1 << 15) or np.any((self.w["S"] < 0) | (self.w["S"] > 40)):
@@ -286,10 +319,7 @@ class SymbolNet:
         """(n, INPUTS) int features -> (n, ALPHABET) logits in 1/16 nat, integers held
         exactly in float64 (every |partial sum| < 2^46: at most 64 terms, features ≤ 31
         and activations ≤ 255 in magnitude, weights ≤ 2^15, which the constructor checks)."""
-        w, s = self._float, self._scales
-        h = np.clip(_layer(np.ascontiguousarray(x, dtype=np.float64), w["W1"], w["b1"], s[0]), 0, 255)
-        h = np.clip(_layer(h, w["W2"], w["b2"], s[1]), 0, 255)
-        return _layer(h, w["W3"], w["b3"], s[2])
+        return integer_mlp(x, self._float, self._scales)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, INPUTS) int features -> (n, ALPHABET) int64 logits in 1/16 nat."""
@@ -384,7 +414,13 @@ def softmax_table(z: np.ndarray) -> np.ndarray:
     the division's rounding (< 2^16 · 2^−53), so it never rounds onto one. (int64
     floor division took 70 % of the decoder's softmax.)"""
     n, size = z.shape
-    e = _EXP_FLOAT[np.minimum(z.max(axis=1, keepdims=True) - z, 255).astype(np.intp)]
-    f = (e * float(TOTAL - size) / e.sum(axis=1, keepdims=True)).astype(np.int64) + 1
+    d = z.max(axis=1, keepdims=True) - z
+    np.minimum(d, 255, out=d)
+    e = _EXP_FLOAT[d.astype(np.intp)]
+    total = e.sum(axis=1, keepdims=True)
+    e *= float(TOTAL - size)  # in place, as in _layer: the same products and quotients
+    e /= total
+    f = e.astype(np.int64)
+    f += 1
     f[np.arange(n), f.argmax(axis=1)] += TOTAL - f.sum(axis=1)
     return f
