@@ -61,6 +61,30 @@ def test_the_float64_products_are_the_integer_arithmetic_of_the_spec():
         assert 0 < (h > 0).mean() < 1  # the test's activations are neither all clipped nor all zero
 
 
+def test_the_products_run_on_one_blas_thread_and_leave_the_callers_setting():
+    """integer_mlp limits BLAS to one thread while it multiplies (small products, measured
+    faster so) and restores whatever the caller had set."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    net, x = random_net(0, "pac-ctx2"), random_features(0, 300, "pac-ctx2")
+    seen = []
+    real = symbolnet._layer
+
+    def spy(*args, **kwargs):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        symbolnet._layer = spy
+        try:
+            net.logits(x)
+        finally:
+            symbolnet._layer = real
+        after = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    assert seen and all(s == {1} for s in seen)
+    assert after == {2}
+
+
 def test_tables_of_repeated_feature_rows_are_each_rows_own_table():
     """SymbolNet.tables runs the network once per distinct row: with many repeats (as
     in a frame's black corridors) every row still gets exactly the table of its own
