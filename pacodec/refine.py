@@ -103,26 +103,23 @@ SCREEN_LEVELS = 1
 # Encoder's choice: each refined level's λ in units of its RD_SCALE · Δ² (pac-q6 … q10),
 # chosen on the training clips (benchmarks/lambda_sweep.py, whole clips, GOP 250): a
 # level's point at another λ is worth taking when it buys PSNR for less log-rate than
-# the step to the next level does. At 2 Δ² instead of 5 Δ², pac-q6 gains 1.22 dB for
-# 9.5 % more bytes on clip0 and 1.28 dB for 12.1 % on clip7 (0.07-0.09 of log-rate a
-# dB, where the step to pac-q7 costs 0.14); 3 Δ² gained half of that, and at 1.25 Δ²
-# the last 0.6-0.8 dB cost 0.15-0.19. At 1.6 Δ² instead of Δ², pac-q10 spends 9-13 %
-# fewer bytes on clip0 and clip4 … clip7 for 0.06-0.19 dB less (clip6: 0.55): its last
+# the step to the next level does. At 1.6 Δ² instead of Δ², pac-q10 spends 9-13 % fewer
+# bytes on clip0 and clip4 … clip7 for 0.06-0.19 dB less (clip6: 0.55): its last
 # residual symbols bought almost nothing (at 0.6 Δ², 25 % more bytes for at most
 # 0.1 dB). 2 Δ² saved 1-2 % more on clip4 … clip6 but cost clip6 another 0.28 dB, and
 # from 2.5 Δ² on clip7 saved nothing more (from 4 Δ², more bytes: the frames after a
-# poorer one need more). pac-q7 … q9 measured best at Δ².
-LEVEL_RD_SCALE = (2.0, 1.0, 1.0, 1.0, 1.6)
+# poorer one need more). pac-q7 … q9 measured best at Δ². pac-q6 stays at 5 Δ², the
+# level of the smallest files (above): 2 Δ² would buy 1.2 dB for 9-12 % more bytes
+# (clip0, clip7), cheaper than the step to pac-q7, and `--lambda 0.4` gives that.
+LEVEL_RD_SCALE = (5.0, 1.0, 1.0, 1.0, 1.6)
 # Encoder's choice (8.0 on): the price of a bit of a taken block's vector and offset, in
 # units of the quarter of motion_price() that every level used before (pac-q6 … q10).
-# pac-q6's residual λ (5 Δ² = 20,480 a bit, then) is 7× that quarter (3,072), so its vectors
+# pac-q6's residual λ (5 Δ² = 20,480 a bit) is 7× that quarter (3,072), so its vectors
 # were nearly free beside its symbols; at 4 quarters, with 8.0's contexts, pac-q6 codes
 # clip8 in 37.8 B a frame at 29.16 dB instead of 45.4 at 29.72 (clip0 37.7 at 29.53
 # instead of 44.9 at 29.99): 0.2-0.35 of log-rate a dB, where the curve between pac-q6
 # and q7 trades 0.1 (whole clips, study runs). Doubling it at q7 … q10 cost 7.0 about
-# 1 % (BD over q7 … q10, clip8 and clip0), so they keep one quarter. Rechecked with
-# pac-q6's λ at 2 Δ²: 2 quarters paid 0.28-0.34 of log-rate a dB gained and 8 gave
-# dBs up at 0.11-0.13 (clip0, clip7; the step to pac-q7: 0.14), so 4 it stays.
+# 1 % (BD over q7 … q10, clip8 and clip0), so they keep one quarter.
 LEVEL_VECTOR_PRICE = (4.0, 1.0, 1.0, 1.0, 1.0)
 
 

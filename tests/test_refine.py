@@ -575,8 +575,8 @@ def test_the_first_pass_screens_with_a_denser_levels_tables():
 
 
 def test_each_refined_level_has_its_own_lambda_that_lambda_scales():
-    """A level's λ is RD_SCALE · LEVEL_RD_SCALE[level] · Δ² (pac-q6: 2 Δ², coarser than
-    the other levels, as its files are the smallest), and --lambda multiplies it."""
+    """A level's λ is RD_SCALE · LEVEL_RD_SCALE[level] · Δ² (pac-q6: 5 Δ², which keeps
+    its files about as small as before the screening above), and --lambda multiplies it."""
     from pacodec.refine import LEVEL_RD_SCALE, RD_SCALE
 
     assert len(LEVEL_RD_SCALE) == len(REFINED_IDS) and LEVEL_RD_SCALE[0] > 1
