@@ -261,8 +261,9 @@ def _layer(a: np.ndarray, w: np.ndarray, b: np.ndarray, scale: float, hidden: bo
     partial sum is an integer far below 2^53 (the caller checks the bounds), so no
     rounding happens in any order of summation, and scaling by a power of two is exact
     too. Faster than int64 arithmetic, which NumPy does without BLAS. In place after
-    the product: a frame's few thousand rows make arrays of megabytes, and a fresh one
-    for every step cost three times the arithmetic in the allocator's page faults."""
+    the product: one array, not one for each step (at a few thousand rows, fresh arrays
+    of megabytes cost about three times the arithmetic in page faults, on this
+    machine; a pass's few hundred rows gain little)."""
     out = a @ w
     out += b
     out *= scale
