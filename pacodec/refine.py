@@ -105,8 +105,8 @@ SCREEN_LEVELS = 1
 # level's point at another λ is worth taking when it buys PSNR for less log-rate than
 # the step to the next level does. At 1.6 Δ² instead of Δ², pac-q10 spends 9-13 % fewer
 # bytes on clip0 and clip4 … clip7 for 0.06-0.19 dB less (clip6: 0.55): its last
-# residual symbols bought almost nothing (at 0.6 Δ², 25 % more bytes for at most
-# 0.1 dB). 2 Δ² saved 1-2 % more on clip4 … clip6 but cost clip6 another 0.28 dB, and
+# residual symbols bought little (at 0.6 Δ², 25-35 % more bytes for 0.1-0.15 dB, clip6
+# 1.0 dB; benchmarks/results/lambda_sweep.csv). 2 Δ² saved 1-2 % more on clip4 … clip6 but cost clip6 another 0.28 dB, and
 # from 2.5 Δ² on clip7 saved nothing more (from 4 Δ², more bytes: the frames after a
 # poorer one need more). pac-q7 … q9 measured best at Δ². pac-q6 stays at 5 Δ², the
 # level of the smallest files (above): 2 Δ² would buy 1.2 dB for 9-12 % more bytes
