@@ -4,7 +4,7 @@
         [--rounds 5] [--threads 2] [--load] [--out benchmarks/results]
 
 This machine's speed varies from run to run by more than most changes make (x264 at
-CRF 22 measured 437-724 frames a second across runs of ``rd.py``), so two releases'
+CRF 22 measured 437-800 frames a second across runs of ``rd.py``), so two releases'
 decoders are compared in one run, in alternating rounds: each tree (this one, and REV
 checked out with ``git worktree``) encodes CLIP at each level at the default GOP with
 its own code and format, then decodes its file ``--rounds`` times, the trees taking
@@ -56,6 +56,25 @@ def run(script: str, *args: str) -> str:
     return done.stdout.strip()
 
 
+def measure(args, levels: list[str], old: Path, tmp: Path):
+    """Encode with each tree, then decode in alternating rounds: (rows, the trees)."""
+    trees = {"this tree": ROOT, args.against: old}
+    files = {}
+    for name, tree in trees.items():
+        for level in levels:
+            files[name, level] = str(tmp / f"{len(files)}.pcz")
+            run(ENCODE, str(tree), str(args.clip.resolve()), files[name, level], level, str(args.threads))
+    results = []
+    for k in range(args.rounds):
+        for level in levels:
+            order = list(trees.items()) if k % 2 == 0 else list(trees.items())[::-1]
+            for name, tree in order:
+                fps = float(run(DECODE, str(tree), files[name, level], str(args.threads)))
+                results.append({"tree": name, "level": level, "round": k, "decode_fps": round(fps, 1)})
+                print(f"round {k} {level:8s} {name:12s} {fps:6.1f} frames/s", flush=True)
+    return results, trees
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clip", nargs="?", type=Path, default=DEFAULT_CLIP)
@@ -79,20 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         busy = subprocess.Popen([sys.executable, "-c", BUSY]) if args.load else None
         try:
-            trees = {"this tree": ROOT, args.against: old}
-            files = {}
-            for name, tree in trees.items():
-                for level in levels:
-                    files[name, level] = str(Path(tmp) / f"{len(files)}.pcz")
-                    run(ENCODE, str(tree), str(args.clip.resolve()), files[name, level], level, str(args.threads))
-            results = []
-            for k in range(args.rounds):
-                for level in levels:
-                    order = list(trees.items()) if k % 2 == 0 else list(trees.items())[::-1]
-                    for name, tree in order:
-                        fps = float(run(DECODE, str(tree), files[name, level], str(args.threads)))
-                        results.append({"tree": name, "level": level, "round": k, "decode_fps": round(fps, 1)})
-                        print(f"round {k} {level:8s} {name:12s} {fps:6.1f} frames/s", flush=True)
+            results, trees = measure(args, levels, old, Path(tmp))
+        except RuntimeError as exc:
+            print(f"a tree failed to encode or decode: {exc}", file=sys.stderr)
+            return 1
         finally:
             if busy is not None:
                 busy.kill()
