@@ -7,7 +7,10 @@ Rows (each a closed-loop encode through ``pacodec.Writer``; bytes = the whole fi
 frames, PSNR of the encoder's own reconstruction, which the decoder reproduces
 exactly for the rows a real file can hold):
 
-- ``default``: format 11.0 as shipped;
+- ``default``: format 12.0 as shipped;
+- ``11.x references``: the 4×4 blocks taken from the last three frames and the key
+  frame only, within ±4, as 11.x could (no far index; 8.0's vector tables), not from
+  any of the GOP's last 15 frames within ±8 (§14.14);
 - ``10.x choice tables``: the 4×4 re-prediction's choices coded with 8.0's counted
   tables and contexts (CHOICE_TABLES_8), not pac-ctx3's choice network (§14.13);
 - ``9.x whole-word streams``: predicted frames' streams stored as §15.2's whole 32-bit
@@ -19,7 +22,7 @@ exactly for the rows a real file can hold):
   half-pixel offsets coded with 2.0's and 6.0's contexts and tables, not 8.0's wider
   ones (the references' activity, a same-reference vector predictor, §14.10), and the
   flags as 8.x codes them (a 7.x file: 9.0's flags come only with 8.0's contexts, and
-  11.0's choice network with both);
+  11.0's choice network and 12.0's far references with both);
 - ``6.x symbol model``: the residual symbols of predicted frames coded with pac-ctx,
   the narrower network of 4.x … 6.x (31 features, 32 hidden units), instead of
   pac-ctx2 (§14.9);
@@ -76,6 +79,20 @@ from pacodec.metrics import psnr  # noqa: E402
 DEFAULT_CLIP = BENCH_DIR.parent / ".." / "shared" / "data" / "pacman" / "clip9.mp4"
 
 
+def _eleven(refiner) -> None:
+    """``refiner``'s side information coded as 11.x codes it: four references within ±4,
+    8.0's vector tables, the same choice network."""
+    from pacodec import motion_tables as mt
+    from pacodec.blockmotion import MotionCoder, WideTables
+
+    old = refiner.motion_coder
+    new = MotionCoder(mt.CHOICE_TABLES, mt.VECTOR_TABLES, mt.FRACTION_TABLES,
+                      WideTables(mt.CHOICE_TABLES_8, mt.VECTOR_X_TABLES_8, mt.VECTOR_Y_TABLES_8, mt.FRACTION_TABLES_8))
+    if old.choice_net is not None:
+        new.use_choice_model(old.choice_net, old.level)
+    refiner.motion_coder = new
+
+
 def variant(writer: pacodec.Writer, name: str) -> None:
     """Change ``writer``'s predicted-frame coder into ``name``'s."""
     coder = writer.predictor.coder if writer.predictor is not None else None
@@ -92,6 +109,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
 
         refine.LEARNED_PRICES = False  # restored by run()
     elif name == "no long-term reference":
+        _eleven(coder.refiner)  # four references, as the row says (12.0's far ones hold the key frame)
         coder.long_term = False
     elif name == "counted symbol tables":
         coder.refiner.symbol_model = None
@@ -117,6 +135,8 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         coder.refiner.symbol_model = None
         coder.refiner.motion_coder = None
         coder.base_layer = True
+    elif name == "11.x references":
+        _eleven(coder.refiner)
     elif name == "10.x choice tables":
         coder.refiner.motion_coder.choice_net = None
     elif name == "9.x whole-word streams":
@@ -124,6 +144,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
     elif name == "8.x block flags":
         coder.refiner.flag_tables = None
     elif name == "7.x side-information contexts":
+        _eleven(coder.refiner)  # 12.0's far references come with 8.0's contexts
         coder.refiner.motion_coder.wide = False
         coder.refiner.motion_coder.choice_net = None  # 11.0's choices come with 8.0's contexts
         coder.refiner.flag_tables = None  # 9.0's flags come with 8.0's contexts
@@ -142,7 +163,7 @@ def variant(writer: pacodec.Writer, name: str) -> None:
         raise ValueError(name)
 
 
-VARIANTS = ("default", "10.x choice tables", "9.x whole-word streams", "8.x block flags", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
+VARIANTS = ("default", "11.x references", "10.x choice tables", "9.x whole-word streams", "8.x block flags", "7.x side-information contexts", "no half-pixel offsets", "blocks chosen by squared error", "no long-term reference", "6.x symbol model", "counted symbol tables",
             "symbol model without pixels",
             "symbols priced by the counted tables", "3.x encoder choices",
             "no learned reference",

@@ -244,8 +244,13 @@ def _predictor(model: Any, weights_dir: Path | None, device: str, *, lam: float 
             # 6.x: taken blocks may sit at half-pixel offsets; 8.x: wider contexts.
             wide = WideTables(mt.CHOICE_TABLES_8, mt.VECTOR_X_TABLES_8, mt.VECTOR_Y_TABLES_8,
                               mt.FRACTION_TABLES_8) if version[0] >= MOTION_CONTEXTS_MAJOR else None
+            far = None
+            if version[0] >= FAR_REFERENCES_MAJOR:  # 12.x: far references, vectors within ±8
+                wide = WideTables(mt.CHOICE_TABLES_8, mt.VECTOR_X_TABLES_12, mt.VECTOR_Y_TABLES_12,
+                                  mt.FRACTION_TABLES_8)
+                far = mt.FAR_TABLES_12
             refiner.motion_coder = MotionCoder(mt.CHOICE_TABLES, mt.VECTOR_TABLES,
-                                               mt.FRACTION_TABLES if version[0] >= 6 else None, wide)
+                                               mt.FRACTION_TABLES if version[0] >= 6 else None, wide, far)
             if version[0] >= FLAG_CONTEXTS_MAJOR:  # 9.x: the 16×16 block flags in contexts
                 refiner.use_flag_contexts(mt.FLAG_TABLES_9[model.config.refine_level])
             refiner.trimmed = version[0] >= TRIMMED_MAJOR  # 10.x: their streams stored trimmed
@@ -297,6 +302,11 @@ TRIMMED_MAJOR = 10
 #: tables of a network (choicenet.py, pcz.md §14.13) whose weights travel in models[3],
 #: pac-ctx3.
 CHOICE_MODEL_MAJOR = 11
+
+#: From this major on, a predicted frame's 4×4 block of choice 4 names the GOP's key
+#: frame or one of its older frames (a far index follows the choices: 16 references in
+#: all), and vectors reach ±8 (blockmotion.SEARCH_12, pcz.md §14.14).
+FAR_REFERENCES_MAJOR = 12
 
 
 def symbol_model_of(version: tuple[int, int]) -> str:
@@ -596,16 +606,17 @@ class Writer:
         )
 
     def _learned_major(self) -> int:
-        """The major version of a file with the symbol model: 11 where the side
-        information has 8.0's contexts, the flags 9.0's, the streams are trimmed and
-        the choices 11.0's network (pac-ctx3), 10 with 8.0's choice tables, 9
+        """The major version of a file with the symbol model: 12 where the side
+        information has 8.0's contexts, the flags 9.0's, the streams are trimmed, the
+        choices 11.0's network (pac-ctx3) and the references 12.0's, 11 with 11.0's
+        four references, 10 with 8.0's choice tables, 9
         with whole-word streams, 8 with 8.0's contexts alone (the ablation may switch
         them off), else the symbol model's."""
         refiner = self.predictor.coder.refiner
         if getattr(refiner.motion_coder, "wide", False):
             if refiner.flag_tables is not None:
                 if refiner.trimmed and refiner.motion_coder.choice_net is not None:
-                    return CHOICE_MODEL_MAJOR
+                    return FAR_REFERENCES_MAJOR if refiner.motion_coder.far else CHOICE_MODEL_MAJOR
                 return TRIMMED_MAJOR if refiner.trimmed else FLAG_CONTEXTS_MAJOR
             return MOTION_CONTEXTS_MAJOR
         return SYMBOL_MODEL_MAJOR[self._ctx_id]

@@ -53,7 +53,8 @@ from .refine import _FAMILY, _box3, _cross4  # the same counts as the residual's
 
 MOTION_GRID = 4  # = refine.MOTION_BLOCK: the choices' blocks
 
-SEARCH = 4  # vectors in [−SEARCH, SEARCH]² (= predict.SEARCH)
+SEARCH = 4  # vectors in [−SEARCH, SEARCH]² (= predict.SEARCH), 2.x … 11.x
+SEARCH_12 = 8  # 12.x (§14.14): vectors in [−8, 8]²
 FRACTIONS = 4  # 6.x: a taken block's half-pixel offset, fx + 2·fy (fx, fy ∈ {0, 1})
 FRACTION_CONTEXTS = 5  # 0: no predicting block; 1 + the predicting block's fraction
 DIFFS = 4 * SEARCH + 1  # a component's difference from its predictor: −8 … 8
@@ -70,6 +71,9 @@ PREDICTOR_KINDS = 4  # none, an earlier block of the same reference, the previou
 VECTOR_X_CONTEXTS_8 = PREDICTOR_KINDS * REFERENCES
 VECTOR_Y_CONTEXTS_8 = 2 * VECTOR_X_CONTEXTS_8
 FRACTION_CONTEXTS_8 = FRACTION_CONTEXTS * REFERENCES
+# Format 12.0 (§14.14): a block of choice 4 names one of the GOP's older frames.
+FAR = 13  # its index k: 0 the GOP's key frame, k = 1 … 12 the (3 + k)-th last decoded frame
+FAR_CONTEXTS = 1 + FAR  # 0: no block before it of choice 4; else 1 + that block's k
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class MotionField:
     #: 6.x: (rows, cols) int64 half-pixel offsets fx + 2·fy of the blocks taken (the
     #: block is read at vector + (fy/2, fx/2)); None where the format has none (all 0).
     fraction: np.ndarray | None = None
+    #: 12.x: (rows, cols) int64 far index k of the blocks of choice 4 (``FAR``), 0
+    #: elsewhere; None where the format has none (choice 4 is then reference 4).
+    far: np.ndarray | None = None
 
     @staticmethod
     def empty(rows: int, cols: int) -> "MotionField":
@@ -90,6 +97,14 @@ class MotionField:
     def fractions(self) -> np.ndarray:
         """The half-pixel offsets, zeros where the field has none."""
         return np.zeros(self.choice.shape, np.int64) if self.fraction is None else self.fraction
+
+    def references(self) -> np.ndarray:
+        """(rows, cols) int64: the index into the reference list (refine.reference_list)
+        of each taken block, choice − 1 + its far index; −1 where the block is kept."""
+        index = self.choice - 1
+        if self.far is not None:
+            index = index + np.where(self.choice == REFERENCES, self.far, 0)
+        return index
 
 
 @dataclass(frozen=True)
@@ -104,10 +119,11 @@ class WideTables:
     vector_y: np.ndarray
     fraction: np.ndarray
 
-    def shapes_ok(self) -> bool:
+    def shapes_ok(self, diffs: int = DIFFS) -> bool:
+        """Whether the tables have 8.x's shapes, vector rows of ``diffs`` entries (12.x: 33)."""
         return (np.shape(self.choice) == (CHOICE_CONTEXTS_8, 1 + REFERENCES)
-                and np.shape(self.vector_x) == (VECTOR_X_CONTEXTS_8, DIFFS)
-                and np.shape(self.vector_y) == (VECTOR_Y_CONTEXTS_8, DIFFS)
+                and np.shape(self.vector_x) == (VECTOR_X_CONTEXTS_8, diffs)
+                and np.shape(self.vector_y) == (VECTOR_Y_CONTEXTS_8, diffs)
                 and np.shape(self.fraction) == (FRACTION_CONTEXTS_8, FRACTIONS))
 
 
@@ -278,16 +294,35 @@ def fraction_symbols(field: MotionField, previous: MotionField, wide: bool = Fal
         yield wide_fraction_row(ctx, int(field.choice[r, c])) if wide else ctx, int(fraction[r, c])
 
 
-def wide_vector_symbols(field: MotionField, previous: MotionField):
-    """8.x: (dx's row, dy's row, dx − px + 8, dy − py + 8) of every block taken, in
-    raster order (``predictor8``): dx's row REFERENCES · kind + reference − 1, dy's row
-    twice that + 1 where dx differs from its prediction."""
+def far_context(choice: np.ndarray, far: np.ndarray, previous: MotionField, r: int, c: int) -> int:
+    """12.x: the context of block (r, c)'s far index: 1 + the far index of the first of
+    the blocks left, above, above right, above left (decoded before it) and this block
+    in the previous P-frame whose choice is 4, else 0."""
+    cols = choice.shape[1]
+    for y, x in ((r, c - 1), (r - 1, c), (r - 1, c + 1), (r - 1, c - 1)):
+        if y >= 0 and 0 <= x < cols and choice[y, x] == REFERENCES:
+            return 1 + int(far[y, x])
+    if previous.choice[r, c] == REFERENCES and previous.far is not None:
+        return 1 + int(previous.far[r, c])
+    return 0
+
+
+def far_symbols(field: MotionField, previous: MotionField):
+    """12.x: (context, k) of every block of choice 4, in raster order."""
+    for r, c in zip(*np.nonzero(field.choice == REFERENCES)):
+        yield far_context(field.choice, field.far, previous, r, c), int(field.far[r, c])
+
+
+def wide_vector_symbols(field: MotionField, previous: MotionField, search: int = SEARCH):
+    """8.x: (dx's row, dy's row, dx − px + 2·search, dy − py + 2·search) of every block
+    taken, in raster order (``predictor8``): dx's row REFERENCES · kind + choice − 1,
+    dy's row twice that + 1 where dx differs from its prediction."""
     for r, c in zip(*np.nonzero(field.choice)):
         j = int(field.choice[r, c])
         kind, p = predictor8(field.choice, field.vectors, previous, r, c, j)
         dy, dx = (int(x) for x in field.vectors[r, c] - p)
         x_row, y_row = wide_vector_rows(kind, j, dx != 0)
-        yield x_row, int(y_row), dx + 2 * SEARCH, dy + 2 * SEARCH
+        yield x_row, int(y_row), dx + 2 * search, dy + 2 * search
 
 
 def vector_symbols(field: MotionField, previous: MotionField):
@@ -326,7 +361,8 @@ class MotionCoder:
     (VECTOR_CONTEXTS, DIFFS), each row positive and summing to 2^16."""
 
     def __init__(self, choice_tables: np.ndarray, vector_tables: np.ndarray,
-                 fraction_tables: np.ndarray | None = None, wide: WideTables | None = None) -> None:
+                 fraction_tables: np.ndarray | None = None, wide: WideTables | None = None,
+                 far_tables: np.ndarray | None = None) -> None:
         choice_tables, vector_tables = np.asarray(choice_tables), np.asarray(vector_tables)
         if choice_tables.ndim != 2 or choice_tables.shape[0] != CHOICE_CONTEXTS \
                 or vector_tables.shape != (VECTOR_CONTEXTS, DIFFS) or (
@@ -339,10 +375,18 @@ class MotionCoder:
         self.half_pel = fraction_tables is not None
         if self.half_pel:
             self._fraction, self.fraction_bits = _models(fraction_tables)
+        #: 12.x (§14.14): choice 4 names the key frame or an older frame (a far index
+        #: follows it), and vectors reach ±SEARCH_12 (8.x's tables 33 entries wide).
+        self.far = far_tables is not None
+        self.search = SEARCH_12 if self.far else SEARCH
+        if self.far:
+            if wide is None or np.shape(far_tables) != (FAR_CONTEXTS, FAR):
+                raise FormatError("12.x motion tables have the wrong shape (or no 8.x contexts)")
+            self._far, self.far_bits = _models(far_tables)
         #: 8.x (§14.10): wider contexts for choices (in exact GOPs), vectors and offsets.
         self.wide = wide is not None
         if self.wide:
-            if not self.half_pel or not wide.shapes_ok():
+            if not self.half_pel or not wide.shapes_ok(4 * self.search + 1):
                 raise FormatError("8.x motion tables have the wrong shape (or no half-pixel offsets)")
             self._choice8, _ = _models(wide.choice)
             self._vector_x, self.vector_x_bits = _models(wide.vector_x)
@@ -388,8 +432,11 @@ class MotionCoder:
             for _, ctx, values in choice_symbols(field.choice, previous.choice, act):
                 for c, members in _groups(ctx, len(models)):
                     encoder.encode(values[members].astype(np.int32), models[c])
+        if self.far:
+            for ctx, k in far_symbols(field, previous):
+                encoder.encode(np.array([k], np.int32), self._far[ctx])
         if self.wide:
-            for x_row, y_row, dx, dy in wide_vector_symbols(field, previous):
+            for x_row, y_row, dx, dy in wide_vector_symbols(field, previous, self.search):
                 encoder.encode(np.array([dx], np.int32), self._vector_x[x_row])
                 encoder.encode(np.array([dy], np.int32), self._vector_y[y_row])
         else:
@@ -414,21 +461,27 @@ class MotionCoder:
                 for c, members in _groups(ctx, len(models)):
                     values[members] = decoder.decode(models[c], len(members))
                 choice.ravel()[pos] = values
+        far = None
+        if self.far:
+            far = np.zeros((rows, cols), np.int64)
+            for r, c in zip(*np.nonzero(choice == REFERENCES)):
+                far[r, c] = int(decoder.decode(self._far[far_context(choice, far, previous, r, c)], 1)[0])
+        search = self.search
         vectors = np.zeros((rows, cols, 2), np.int64)
         for r, c in zip(*np.nonzero(choice)):
             if self.wide:
                 j = int(choice[r, c])
                 kind, p = predictor8(choice, vectors, previous, r, c, j)
                 x_row, _ = wide_vector_rows(kind, j, False)
-                dx = int(decoder.decode(self._vector_x[x_row], 1)[0]) - 2 * SEARCH
+                dx = int(decoder.decode(self._vector_x[x_row], 1)[0]) - 2 * search
                 _, y_row = wide_vector_rows(kind, j, dx != 0)
-                dy = int(decoder.decode(self._vector_y[int(y_row)], 1)[0]) - 2 * SEARCH
+                dy = int(decoder.decode(self._vector_y[int(y_row)], 1)[0]) - 2 * search
             else:
                 ctx, p = predictor(choice, vectors, previous, r, c)
                 dx, dy = np.asarray(decoder.decode(self._vector[ctx], 2), np.int64) - 2 * SEARCH
             v = p + (dy, dx)
-            if np.abs(v).max() > SEARCH:
-                raise FormatError(f"a 4×4 block's vector {tuple(int(x) for x in v)} is outside ±{SEARCH}")
+            if np.abs(v).max() > search:
+                raise FormatError(f"a 4×4 block's vector {tuple(int(x) for x in v)} is outside ±{search}")
             vectors[r, c] = v
         if not self.half_pel:
             return MotionField(choice, vectors)
@@ -439,7 +492,7 @@ class MotionCoder:
             if self.wide:
                 ctx = wide_fraction_row(ctx, int(choice[r, c]))
             fraction[r, c] = int(decoder.decode(models[ctx], 1)[0])
-        return MotionField(choice, vectors, fraction)
+        return MotionField(choice, vectors, fraction, far)
 
     def _wide_bits_grid(self) -> np.ndarray:
         """Encoder, 8.x: (VECTOR_X_CONTEXTS_8, side, side, side²) bits of every vector
@@ -448,26 +501,29 @@ class MotionCoder:
         block, and the arithmetic per block was most of its time (the same sums)."""
         grid = getattr(self, "_bits_grid", None)
         if grid is None:
-            side = 2 * SEARCH + 1
-            v = np.arange(-SEARCH, SEARCH + 1)
+            search = self.search
+            side = 2 * search + 1
+            v = np.arange(-search, search + 1)
             dy, dx = (a.ravel() for a in np.meshgrid(v, v, indexing="ij"))  # raster [dy, dx]
             ex = dx[None, None, :] - v[None, :, None]  # (px, vectors): within ±2·SEARCH
             ey = dy[None, None, :] - v[:, None, None]  # (py, vectors)
             grid = np.empty((VECTOR_X_CONTEXTS_8, side, side, side * side))
             for x_row in range(VECTOR_X_CONTEXTS_8):
                 y_rows = 2 * x_row + (ex != 0)  # (px, vectors)
-                grid[x_row] = (self.vector_x_bits[x_row][ex + 2 * SEARCH]
-                               + self.vector_y_bits[y_rows, ey + 2 * SEARCH])
+                grid[x_row] = (self.vector_x_bits[x_row][ex + 2 * search]
+                               + self.vector_y_bits[y_rows, ey + 2 * search])
             self._bits_grid = grid
         return grid
 
     def _wide_vector_bits(self, choice: np.ndarray, vectors: np.ndarray, previous: MotionField, r: int, c: int,
                           n: int) -> np.ndarray:
         """8.x: the bits of every vector (n, side², raster [dy, dx]) of block (r, c)
-        taken from each reference j = 1 … n."""
-        kinds, found = predictors8(choice, vectors, previous, r, c, n)
-        p = np.array([[int(v[0]), int(v[1])] for v in found]) + SEARCH
-        return self._wide_bits_grid()[REFERENCES * np.array(kinds) + np.arange(n), p[:, 0], p[:, 1]]
+        taken from each reference of the list, index i = 0 … n − 1: choice i + 1, or
+        (12.x) choice min(i + 1, 4), whose rows its vectors use."""
+        classes = np.minimum(np.arange(n), REFERENCES - 1)
+        kinds, found = predictors8(choice, vectors, previous, r, c, int(classes[-1]) + 1)
+        p = np.array([[int(v[0]), int(v[1])] for v in found]) + self.search
+        return self._wide_bits_grid()[REFERENCES * np.array(kinds)[classes] + classes, p[classes, 0], p[classes, 1]]
 
     def choose_vectors(self, costs: np.ndarray, blocks: np.ndarray, keep_cost: np.ndarray, price: float,
                        bit_price: float, rows: int, cols: int, previous: MotionField,
@@ -480,25 +536,39 @@ class MotionCoder:
         if that plus ``price`` beats keeping the base. With ``half`` (6.x: costs (n, 8),
         integer vectors (n, 8, 2) and fractions (n, 8) of the half-pixel positions
         around each block's best integer vector, refine.half_pel_costs) those are
-        options too, each with its offset's bits."""
-        side = 2 * SEARCH + 1
+        options too, each with its offset's bits. 12.x: ``costs`` holds every reference
+        of the list (refine.reference_list) at ±SEARCH_12; reference i ≥ 3 is choice 4
+        with far index i − 3, and its bits include the index's."""
+        search = self.search
+        side = 2 * search + 1
         dy, dx = np.divmod(np.arange(side * side), side)
-        dy, dx = dy - SEARCH, dx - SEARCH
+        dy, dx = dy - search, dx - search
+        if costs.shape[2] != side * side or (costs.shape[1] > REFERENCES and not self.far):
+            raise ValueError(f"the search's costs {costs.shape} do not fit vectors within ±{search}")
         choice = np.zeros((rows, cols), np.int64)
+        far = np.zeros((rows, cols), np.int64)
         vectors = np.zeros((rows, cols, 2), np.int64)
         fraction = np.zeros((rows, cols), np.int64)
         if half is not None:
             half_costs, half_vectors, half_fractions = half
             best_ref = costs.reshape(len(blocks), -1).argmin(axis=1) // costs.shape[2]
+        # The references up to the last with a finite cost for each block (12.x's
+        # search leaves most blocks' older references unsearched, at inf).
+        searched = 1 + np.max(np.arange(costs.shape[1])[None] * np.isfinite(costs).any(axis=2), axis=1,
+                              initial=0)
         for i, flat in enumerate(blocks):
             r, c = divmod(int(flat), cols)
+            m = int(searched[i])
             if self.wide:  # 8.x: the predictor and rows depend on the reference
-                bits = self._wide_vector_bits(choice, vectors, previous, r, c, costs.shape[1])
+                bits = self._wide_vector_bits(choice, vectors, previous, r, c, m)
+                if self.far and m >= REFERENCES:  # 12.x: + the far index's bits
+                    bits[REFERENCES - 1:] += self.far_bits[far_context(choice, far, previous, r, c)][
+                        :m - REFERENCES + 1, None]
             else:
                 ctx, p = predictor(choice, vectors, previous, r, c)
                 bits = (self.vector_bits[ctx][dx - p[1] + 2 * SEARCH]
                         + self.vector_bits[ctx][dy - p[0] + 2 * SEARCH])[None, :]
-            total = costs[i] + bit_price * bits
+            total = costs[i][:m] + bit_price * bits
             j, k = np.unravel_index(int(np.argmin(total)), total.shape)
             cost, vector, offset = costs[i][j, k], (dy[k], dx[k]), 0
             if half is not None:
@@ -506,9 +576,10 @@ class MotionCoder:
                 fctx = fraction_context(choice, fraction, previous, r, c)
                 if self.wide:
                     jh = int(best_ref[i]) + 1
-                    fbits = self.fraction8_bits[wide_fraction_row(fctx, jh)]
-                    fzero = self.fraction8_bits[wide_fraction_row(fctx, j + 1)][0]  # the whole vector's offset 0
-                    at = (v[:, 0] + SEARCH) * side + v[:, 1] + SEARCH  # whole parts, within ±SEARCH
+                    fbits = self.fraction8_bits[wide_fraction_row(fctx, min(jh, REFERENCES))]
+                    # the whole vector's offset 0
+                    fzero = self.fraction8_bits[wide_fraction_row(fctx, min(j + 1, REFERENCES))][0]
+                    at = (v[:, 0] + search) * side + v[:, 1] + search  # whole parts, within ±search
                     hbits = bits[jh - 1][at] + fbits[half_fractions[i]]
                 else:
                     fbits = self.fraction_bits[fctx]
@@ -521,10 +592,11 @@ class MotionCoder:
                 if htotal[m] < total[j, k] + bit_price * fzero:
                     j, cost, vector, offset = best_ref[i], half_costs[i][m], tuple(v[m]), int(half_fractions[i][m])
             if cost + price < keep_cost[i]:
-                choice[r, c] = j + 1
+                choice[r, c] = min(j + 1, REFERENCES)
+                far[r, c] = max(j + 1 - REFERENCES, 0)
                 vectors[r, c] = vector
                 fraction[r, c] = offset
-        return MotionField(choice, vectors, fraction if self.half_pel else None)
+        return MotionField(choice, vectors, fraction if self.half_pel else None, far if self.far else None)
 
 
 def count_wide(field: MotionField, previous: MotionField, refs, counts: dict[str, np.ndarray]) -> None:
@@ -534,7 +606,11 @@ def count_wide(field: MotionField, previous: MotionField, refs, counts: dict[str
     act = activity(refs, *field.choice.shape) if refs is not None else None
     for _, ctx, values in choice_symbols(field.choice, previous.choice, act):
         np.add.at(counts["choice2" if act is None else "choice"], (ctx, values), 1)
-    for x_row, y_row, dx, dy in wide_vector_symbols(field, previous):
+    if field.far is not None and "far" in counts:  # 12.x
+        for ctx, k in far_symbols(field, previous):
+            counts["far"][ctx, k] += 1
+    search = (counts["vector_x"].shape[1] - 1) // 4
+    for x_row, y_row, dx, dy in wide_vector_symbols(field, previous, search):
         counts["vector_x"][x_row, dx] += 1
         counts["vector_y"][y_row, dy] += 1
     for ctx, value in fraction_symbols(field, previous, True):

@@ -67,6 +67,17 @@ CONTEXTS = 64
 FLAG_BLOCK = 16  # predicted frames flag which 16×16 blocks hold a non-zero symbol
 MOTION_BLOCK = 4  # predicted frames may re-predict 4×4 blocks from a reference (sprites)
 REFERENCES = 4  # ... from 4 decoded frames of the GOP: 4.x the last 4 (8 measured no better), 5.x the last 3 and its intra frame
+REFERENCES_12 = 16  # 12.x: the last 15 and its intra frame (reference_list); more need vectors beyond ±4
+# Encoder's choice (12.x): the search looks at the last 3 frames and the key frame within
+# ±4 (all 4.x … 11.x could); only the blocks that none of them predicts for less than
+# FAR_SEARCH_SHARE × motion_price() are searched again in every reference within ±8.
+# Measured on 120 frames (the first 12.0 tables; study runs, one core each): at share 1
+# (about 200 of clip8 pac-q10's 236 blocks a frame searched again) the same bytes as at 3
+# (54) at 60 % of its speed; at 3, 5 and 8, clip8 pac-q8 110.9, 111.2 and 112.6 B a frame
+# at 37.28, 37.25 and 37.30 dB, clip7 pac-q10 207.1, 207.4 and 210.4 at 40.96, 40.95 and
+# 40.96, clip8 pac-q10 243.2, 243.2 and 245.0 at 41.25, 41.26 and 41.28, encoding 11.1,
+# 13.1 and 13.9 frames a second. (11.x: 125.6 at 37.19, 249.1 at 41.08, 272.1 at 41.35.)
+FAR_SEARCH_SHARE = 5.0
 MOTION_LAMBDA = 800.0  # squared error a re-predicted block must save (encoder's choice only)
 RD_MAX_ERROR = 4.0  # ... which never leave a subpixel further than 4Δ from its source
 # λ of a predicted frame's rate–distortion choices in units of Δ² (rd_optimize), and the
@@ -78,7 +89,7 @@ RD_MAX_ERROR = 4.0  # ... which never leave a subpixel further than 4Δ from its
 RD_SCALE = 1.0
 PERSIST = 4.0
 LEARNED_PRICES = True  # 4.x: rd_optimize prices symbols with the symbol model (encoder's choice)
-HALF_PAD = 5  # = SEARCH + 1: how far half_pel_planes pads a reference
+HALF_PAD = 9  # = blockmotion.SEARCH_12 + 1: how far half_pel_planes pads a reference
 # Encoder's choice: 4×4 re-prediction by the residual's estimated cost (squared error
 # after dead-zone quantization + λ·bits, a non-zero symbol s estimated at A + B·log2|s|
 # bits), not by the raw squared error. Measured on 120 frames at pac-q7 … q10 against
@@ -257,15 +268,15 @@ def _squared(d: np.ndarray) -> np.ndarray:
     return np.einsum("nvcab,nvcab->nv", d, d)
 
 
-def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float, residual=None):
+def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float, residual=None, search: int = 4,
+                 padded=None):
     """Encoder: the 4×4 blocks worth searching (flat grid indices of those whose error
     against ``base`` exceeds ``price``), that error (n,), and the squared error of each
-    from every reference and vector (n, len(refs), (2·SEARCH+1)²; vectors [dy, dx] in
+    from every reference and vector (n, len(refs), (2·search+1)²; vectors [dy, dx] in
     raster order, reading beyond the frame as the nearest edge pixel). With ``residual``
     (step, max_symbol, λ, bits by |s|) the costs are those of ``_residual_cost``: what
-    coding the block's residual after that prediction would cost, not its raw error."""
-    from .predict import SEARCH
-
+    coding the block's residual after that prediction would cost, not its raw error.
+    ``padded``: the references as ``padded_reference`` made them, if the caller keeps them."""
     h, w = frame.shape[:2]
     rows, cols = _grid(h, w, MOTION_BLOCK)
     cur = frame.astype(np.int32)
@@ -277,19 +288,40 @@ def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float, residu
         d0 = d0.reshape(rows, MOTION_BLOCK, cols, MOTION_BLOCK, 3).transpose(0, 2, 4, 1, 3)
         best = _residual_cost(d0, *residual).astype(np.float64)
     candidates = np.flatnonzero(best.ravel() > price)
-    side = 2 * SEARCH + 1
-    costs = np.zeros((len(candidates), len(refs), side * side), np.float64)
-    if not candidates.size:
-        return candidates, best.ravel()[candidates], costs
-    r, c = np.divmod(candidates, cols)
-    target, inside = _block_targets(frame, candidates)
+    return candidates, best.ravel()[candidates], search_costs(frame, candidates, refs, search, residual, padded)
+
+
+#: How far ``padded_reference`` pads a reference: the widest search (blockmotion.SEARCH_12).
+SEARCH_PAD = 8
+
+
+def padded_reference(ref: np.ndarray) -> np.ndarray:
+    """Encoder: a reference as the search reads it, float32, padded by its edge pixels
+    SEARCH_PAD above and left and SEARCH_PAD + MOTION_BLOCK below and right."""
+    pad = SEARCH_PAD
+    return np.pad(ref, ((pad, pad + MOTION_BLOCK), (pad, pad + MOTION_BLOCK), (0, 0)), mode="edge").astype(np.float32)
+
+
+def search_costs(frame: np.ndarray, blocks: np.ndarray, refs, search: int, residual=None,
+                 padded=None) -> np.ndarray:
+    """Encoder: ``motion_costs``' costs of the 4×4 ``blocks`` (flat grid indices) from
+    every reference of ``refs`` and vector within ±``search``: (n, len(refs), (2·search+1)²).
+    ``padded``: each reference's ``padded_reference``, if the caller keeps them."""
+    side = 2 * search + 1
+    costs = np.zeros((len(blocks), len(refs), side * side), np.float64)
+    if not len(blocks):
+        return costs
+    h, w = frame.shape[:2]
+    _, cols = _grid(h, w, MOTION_BLOCK)
+    r, c = np.divmod(blocks, cols)
+    target, inside = _block_targets(frame, blocks)
     dy, dx = np.divmod(np.arange(side * side), side)  # the vectors in raster order
-    ys, xs = r[:, None] * MOTION_BLOCK + dy, c[:, None] * MOTION_BLOCK + dx  # (n, vectors): top left, padded
-    each = np.arange(len(candidates))[:, None]
+    at = SEARCH_PAD - search
+    ys, xs = r[:, None] * MOTION_BLOCK + dy + at, c[:, None] * MOTION_BLOCK + dx + at  # (n, vectors): padded
+    each = np.arange(len(blocks))[:, None]
     for j, ref in enumerate(refs):
-        padded = np.pad(ref, ((SEARCH, SEARCH + MOTION_BLOCK), (SEARCH, SEARCH + MOTION_BLOCK), (0, 0)),
-                        mode="edge").astype(np.float32)
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (MOTION_BLOCK, MOTION_BLOCK), axis=(0, 1))
+        plane = padded[j] if padded is not None else padded_reference(ref)
+        windows = np.lib.stride_tricks.sliding_window_view(plane, (MOTION_BLOCK, MOTION_BLOCK), axis=(0, 1))
         d = windows[ys, xs] - target  # (n, vectors, 3, 4, 4): every vector at once
         if inside is not None:
             d *= inside
@@ -301,7 +333,18 @@ def motion_costs(frame: np.ndarray, base: np.ndarray, refs, price: float, residu
             priced = _residual_cost(d[each, near], *residual)
             costs[:, j] = np.inf
             costs[each, j, near] = priced
-    return candidates, best.ravel()[candidates], costs
+    return costs
+
+
+def _widen(costs: np.ndarray, small: int, large: int) -> np.ndarray:
+    """Costs of vectors within ±``small`` (n, m, (2·small+1)²) on the grid of ±``large``,
+    inf at the vectors not searched."""
+    n, m, _ = costs.shape
+    side, wide = 2 * small + 1, 2 * large + 1
+    out = np.full((n, m, wide, wide), np.inf)
+    o = large - small
+    out[:, :, o:o + side, o:o + side] = costs.reshape(n, m, side, side)
+    return out.reshape(n, m, wide * wide)
 
 
 def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTION_LAMBDA
@@ -317,7 +360,7 @@ def choose_motion(frame: np.ndarray, base: np.ndarray, refs, price: float = MOTI
     rows, cols = _grid(h, w, MOTION_BLOCK)
     choice = np.zeros((rows, cols), np.int64)
     vectors = np.zeros((rows, cols, 2), np.int64)
-    candidates, keep, costs = motion_costs(frame, base, refs, price)
+    candidates, keep, costs = motion_costs(frame, base, refs, price, search=SEARCH)
     if not candidates.size:
         return choice, vectors
     flat = costs.reshape(len(candidates), -1)
@@ -339,7 +382,7 @@ def repredict(frame: np.ndarray, base: np.ndarray, refs,
 
 def half_pel_planes(ref: np.ndarray) -> np.ndarray:
     """A reference read at every half-pixel offset (6.x): (4, H + 2·PAD + 4, W + 2·PAD + 4, 3)
-    int32, plane fx + 2·fy, the reference padded by its edge pixels (PAD = SEARCH + 1
+    int32, plane fx + 2·fy, the reference padded by its edge pixels (PAD = HALF_PAD
     above and left, PAD + 4 below and right), position (PAD + y, PAD + x) of plane f the
     pixel at (y + fy/2, x + fx/2): the rounded mean of the 1, 2 or 4 pixels around it::
 
@@ -356,13 +399,17 @@ def half_pel_planes(ref: np.ndarray) -> np.ndarray:
 
 
 def apply_motion(base: np.ndarray, refs, choice: np.ndarray, vectors: np.ndarray,
-                 fraction: np.ndarray | None = None) -> np.ndarray:
+                 fraction: np.ndarray | None = None, far: np.ndarray | None = None) -> np.ndarray:
     """The base P-frame with the chosen 4×4 blocks copied from their displaced
     reference (read beyond the frame as the nearest edge pixel), at a half-pixel
-    offset where ``fraction`` (6.x) says so (``half_pel_planes``). Raises FormatError
-    for a block that names a reference the decoder does not hold."""
+    offset where ``fraction`` (6.x) says so (``half_pel_planes``). ``refs``: the
+    reference list (``reference_list``); a block of choice j reads ``refs[j − 1]``, of
+    choice 4 with a far index k (12.x) ``refs[3 + k]``. Raises FormatError for a block
+    that names a reference the decoder does not hold."""
     if not choice.any():
         return base
+    if far is not None:
+        choice = choice + np.where(choice == REFERENCES, far, 0)  # 1 + the index into refs
     if choice.max() > len(refs):
         raise FormatError(f"a 4×4 block is predicted from reference {int(choice.max())} of {len(refs)}")
     h, w = base.shape[:2]
@@ -394,14 +441,12 @@ def apply_motion(base: np.ndarray, refs, choice: np.ndarray, vectors: np.ndarray
 
 
 def half_pel_costs(frame: np.ndarray, planes, blocks: np.ndarray, j: np.ndarray, vectors: np.ndarray,
-                   residual=None):
+                   residual=None, search: int = 4):
     """Encoder, 6.x: the cost of the 8 half-pixel positions around each of ``blocks``
     (flat grid indices) read from reference ``j`` (its ``half_pel_planes`` in the list
     ``planes``) at integer ``vectors`` (n, 2) [dy, dx]: (costs (n, 8), integer vectors
-    (n, 8, 2), fractions (n, 8)); inf where the integer part leaves ±SEARCH. Costs as
-    ``motion_costs``'."""
-    from .predict import SEARCH
-
+    (n, 8, 2), fractions (n, 8)); inf where the integer part leaves ±``search``. Costs
+    as ``motion_costs``'."""
     h, w = frame.shape[:2]
     _, cols = _grid(h, w, MOTION_BLOCK)
     n = len(blocks)
@@ -409,8 +454,8 @@ def half_pel_costs(frame: np.ndarray, planes, blocks: np.ndarray, j: np.ndarray,
     half = 2 * vectors[:, None, :] + steps[None]  # (n, 8, 2) in half pixels
     whole, frac = np.floor_divide(half, 2), half % 2
     fraction = frac[..., 1] + 2 * frac[..., 0]
-    valid = (np.abs(whole) <= SEARCH).all(axis=2)
-    whole = np.clip(whole, -SEARCH, SEARCH)  # the invalid ones read somewhere harmless
+    valid = (np.abs(whole) <= search).all(axis=2)
+    whole = np.clip(whole, -search, search)  # the invalid ones read somewhere harmless
     r, c = np.divmod(blocks, cols)
     ys = HALF_PAD + r[:, None] * MOTION_BLOCK + whole[..., 0]
     xs = HALF_PAD + c[:, None] * MOTION_BLOCK + whole[..., 1]
@@ -887,6 +932,38 @@ class RefineCoder:
         finally:
             self.rd_scale = saved
 
+    def _distinct_references(self, refs) -> list[int]:
+        """Encoder: the indices of the references not equal to one before them, with the
+        comparisons kept from frame to frame (a GOP's frames stay references for 15)."""
+        cache = getattr(self, "_equal_cache", {})
+        kept, out = {}, []
+        for i, ref in enumerate(refs):
+            same = False
+            for j in out:
+                key = (id(refs[j]), id(ref))
+                hit = cache.get(key)
+                if hit is None or hit[0] is not refs[j] or hit[1] is not ref:
+                    hit = (refs[j], ref, bool(np.array_equal(refs[j], ref)))
+                kept[key] = hit
+                if hit[2]:
+                    same = True
+                    break
+            if not same:
+                out.append(i)
+        self._equal_cache = kept
+        return out
+
+    def _padded_references(self, refs) -> list[np.ndarray]:
+        """``padded_reference`` of each reference, kept from frame to frame like
+        ``_half_planes``."""
+        cache = getattr(self, "_padded_cache", {})
+        kept = {}
+        for ref in refs:
+            hit = cache.get(id(ref))
+            kept[id(ref)] = hit if hit is not None and hit[0] is ref else (ref, padded_reference(ref))
+        self._padded_cache = kept
+        return [kept[id(ref)][1] for ref in refs]
+
     def _half_planes(self, refs) -> list[np.ndarray]:
         """``half_pel_planes`` of each reference, kept from frame to frame while the
         reference is still one (a GOP's frames stay references for several frames)."""
@@ -903,6 +980,25 @@ class RefineCoder:
         choice): MOTION_LAMBDA, or 3·Δ² at the coarse steps where bits are dearer."""
         return max(MOTION_LAMBDA, 3.0 * self.step ** 2)
 
+    @property
+    def far(self) -> bool:
+        """12.x: choice 4 names the key frame or one of the GOP's older frames (§14.14)."""
+        return self.motion_coder is not None and self.motion_coder.far
+
+    def reference_list(self, refs) -> list:
+        """The frames a predicted frame's 4×4 blocks may read, from ``refs`` (the GOP's
+        decoded frames, most recent first, its key frame last from 5.0 on): the first
+        REFERENCES of them, or in 12.x (``far``) all of them, at most REFERENCES_12, in
+        the order the choices and far indices name them: the last three, the key frame,
+        then the older ones, most recent first (pcz.md §14.14)."""
+        refs = list(refs)
+        if not self.far:
+            return refs[:REFERENCES]
+        refs = refs[:REFERENCES_12]
+        if len(refs) <= REFERENCES:
+            return refs
+        return refs[:REFERENCES - 1] + refs[-1:] + refs[REFERENCES - 1:-1]
+
     def predicted_symbols(self, frame: np.ndarray, base: np.ndarray, refs, previous=None):
         """Encoder, predicted frames: the 4×4 blocks re-predicted from the references
         (most recent first) and the residual symbols, rate–distortion optimised with
@@ -911,7 +1007,8 @@ class RefineCoder:
         exactly these."""
         from .blockmotion import MotionField
 
-        refs = refs[:REFERENCES]
+        listed = self.reference_list(refs)  # what the blocks may read (12.x: up to 16 frames)
+        refs = listed[:REFERENCES]  # what the contexts and the symbol model read
         if self.motion_coder is None:
             choice, vectors, base = repredict(frame, base, refs, self.motion_price())
             field = MotionField(choice, vectors)
@@ -924,23 +1021,39 @@ class RefineCoder:
             if MOTION_RD and self.step <= MOTION_RD_MAX_STEP:
                 lam = self.rd_scale * self.step ** 2
                 residual = (self.step, self.max_symbol, lam, _rate_by_magnitude(self.max_symbol))
-            blocks, keep, costs = motion_costs(frame, base, refs, price, residual)
+            padded = self._padded_references(listed)
+            blocks, keep, costs = motion_costs(frame, base, refs, price, residual, padded=padded)
+            search = self.motion_coder.search
+            if self.motion_coder.far:
+                # 12.x: the blocks the near search leaves dear, searched again in every
+                # reference within ±8 (FAR_SEARCH_SHARE).
+                costs = _widen(costs, 4, search)
+                if len(listed) > len(refs):
+                    costs = np.concatenate([costs, np.full((len(blocks), len(listed) - len(refs), costs.shape[2]),
+                                                           np.inf)], axis=1)
+                dear = costs.min(axis=(1, 2), initial=np.inf) > FAR_SEARCH_SHARE * price
+                if dear.any():
+                    # A reference equal to one before it in the list (the picture stood
+                    # still) would cost the same: only the first is searched.
+                    new = self._distinct_references(listed)
+                    wide = np.full((int(dear.sum()), len(listed), costs.shape[2]), np.inf)
+                    wide[:, new] = search_costs(frame, blocks[dear], [listed[i] for i in new], search, residual,
+                                                [padded[i] for i in new])
+                    costs[dear] = wide
             half = None
             if self.motion_coder.half_pel and len(blocks):
                 # 6.x: the half-pixel positions around each block's best whole vector.
-                from .predict import SEARCH
-
                 flat = costs.reshape(len(blocks), -1).argmin(axis=1)
                 j, k = np.divmod(flat, costs.shape[2])
-                side = 2 * SEARCH + 1
-                whole = np.stack(np.divmod(k, side), axis=1) - SEARCH
-                half = half_pel_costs(frame, self._half_planes(refs), blocks, j, whole, residual)
+                side = 2 * search + 1
+                whole = np.stack(np.divmod(k, side), axis=1) - search
+                half = half_pel_costs(frame, self._half_planes(listed), blocks, j, whole, residual, search)
             # A bit of side information is priced at a quarter of a block's price: ties
             # between vectors go to the one its predictor makes cheap (encoder's choice).
             field = self.motion_coder.choose_vectors(costs, blocks, keep, price, self.vector_price * price / 4, rows,
                                                      cols, previous, half)
             choice = field.choice
-            base = apply_motion(base, refs, choice, field.vectors, field.fraction)
+            base = apply_motion(base, listed, choice, field.vectors, field.fraction, field.far)
         symbols = self.symbols(frame, base)
         if self.rd_scale > 0:
             flag_p = self._flag_probabilities(choice, refs)
@@ -978,6 +1091,7 @@ class RefineCoder:
             if not refs:
                 raise ValueError("a predicted frame's refinement needs its references")
             field, base, symbols = self.predicted_symbols(frame, base, refs, previous)
+            refs = self.reference_list(refs)[:REFERENCES]
             choice, vectors = field.choice, field.vectors
             if self.motion_coder is not None:
                 rows, cols = choice.shape
@@ -1025,7 +1139,9 @@ class RefineCoder:
             raise FormatError(f"refinement payload of {len(payload)} bytes is not whole 32-bit words")
         h, w = self.board.shape
         known = np.zeros((3, h, w), np.int32)
-        choice = vectors = moved = fraction = None
+        choice = vectors = moved = fraction = far = None
+        listed = self.reference_list(refs) if refs else None
+        refs = listed[:REFERENCES] if listed else refs
         try:
             if self.trimmed:
                 decoder = TrimmedDecoder(payload)
@@ -1041,7 +1157,7 @@ class RefineCoder:
 
                     field = self.motion_coder.decode(decoder, rows, cols, previous or MotionField.empty(rows, cols),
                                                      _exact_references(refs))
-                    choice, vectors, fraction = field.choice, field.vectors, field.fraction
+                    choice, vectors, fraction, far = field.choice, field.vectors, field.fraction, field.far
                 else:
                     choice = np.asarray(decoder.decode(self._motion_model, rows * cols), np.int64).reshape(rows, cols)
                     shifted = choice != 0
@@ -1060,7 +1176,7 @@ class RefineCoder:
             if self.predicted and self.symbol_model is not None:
                 if refs is None or base is None:
                     raise ValueError("a 4.x predicted frame's symbols need the decoder's frames")
-                moved = apply_motion(base, refs[:REFERENCES], choice, vectors, fraction)
+                moved = apply_motion(base, listed, choice, vectors, fraction, far)
                 self._decode_learned(decoder, known, coded, self._frame_inputs(choice, moved, refs, vectors))
             else:
                 for index in range(PASSES):
@@ -1079,7 +1195,7 @@ class RefineCoder:
         if choice is not None:
             from .blockmotion import MotionField
 
-            field = MotionField(choice, vectors, fraction)
+            field = MotionField(choice, vectors, fraction, far)
         return field, np.ascontiguousarray(known.transpose(1, 2, 0)), moved
 
     def decode_symbols(self, payload: bytes, previous=None) -> tuple[np.ndarray, object]:
@@ -1096,8 +1212,8 @@ class RefineCoder:
         if field is not None:
             if not refs:
                 raise ValueError("a predicted frame's refinement needs its references")
-            base = moved if moved is not None else apply_motion(base, refs[:REFERENCES], field.choice,
-                                                               field.vectors, field.fraction)
+            base = moved if moved is not None else apply_motion(base, self.reference_list(refs), field.choice,
+                                                               field.vectors, field.fraction, field.far)
         return _with_motion(apply_residual(base, symbols, self.step), field, symbols, refs)
 
 
@@ -1142,10 +1258,14 @@ def _with_motion(frame: np.ndarray, field, symbols: np.ndarray | None = None, re
 
 
 def _field_symbols(field) -> np.ndarray:
-    """A MotionField as one int32 vector: the 4×4 choices, the vectors of the moved
-    blocks and (6.x) their half-pixel offsets."""
+    """A MotionField as one int32 vector: the 4×4 choices, (12.x) the far indices of
+    the blocks of choice 4, the vectors of the moved blocks and (6.x) their half-pixel
+    offsets."""
     taken = field.choice != 0
-    parts = [field.choice.ravel(), field.vectors[taken].ravel()]
+    parts = [field.choice.ravel()]
+    if field.far is not None:  # 12.x: the far indices of the blocks of choice 4, as coded
+        parts.append(field.far[field.choice == REFERENCES])
+    parts.append(field.vectors[taken].ravel())
     if field.fraction is not None:
         parts.append(field.fraction[taken])
     return np.concatenate(parts).astype(np.int32)
@@ -1212,8 +1332,6 @@ class LayeredPredictor:
     most recent first (at least one); from format 5.0 on (``long_term``) the last of
     them is always the GOP's intra frame (api._remember, pcz.md §14.3)."""
 
-    references = REFERENCES
-
     def __init__(self, coder, refiner: RefineCoder, base_layer: bool = True, long_term: bool = False) -> None:
         self.coder = coder  # predict.PredictiveCoder at the base level
         self.refiner = refiner
@@ -1221,6 +1339,12 @@ class LayeredPredictor:
         # (a base layer all SKIP cost 8 bytes a frame to say "the previous frame").
         self.base_layer = base_layer
         self.long_term = long_term
+
+    @property
+    def references(self) -> int:
+        """How many of the GOP's decoded frames the next P-frame reads (api._remember):
+        REFERENCES, or 12.x's REFERENCES_12."""
+        return REFERENCES_12 if self.refiner is not None and self.refiner.far else REFERENCES
 
     def layers(self, payload: bytes) -> tuple[bytes | None, bytes]:
         """(base layer or None, refinement layer) of a PREDICTED payload."""

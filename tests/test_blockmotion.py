@@ -285,11 +285,12 @@ def test_8_0_choices_read_the_references_only_where_they_are_exact():
 
 
 def test_writers_use_the_lowest_version_that_holds_the_file(tmp_path, clip, tiny_weights):
-    """11.0 only for refined predicted frames (2.0's contexts, 3.0's key frames, 4.0's
+    """12.0 only for refined predicted frames (2.0's contexts, 3.0's key frames, 4.0's
     symbol model, 5.0's long-term reference, 6.0's half-pixel offsets, 7.0's wider symbol
     model, 8.0's wider motion contexts, 9.0's flag contexts, 10.0's trimmed streams,
-    11.0's choice model); 1.0 files of every other kind read as before."""
-    cases = {("tiny-pac-hi", 4): "11.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
+    11.0's choice model, 12.0's far references); 1.0 files of every other kind read as
+    before."""
+    cases = {("tiny-pac-hi", 4): "12.0", ("tiny-pac-hi", 1): "1.0", ("tiny-pac", 4): "1.0"}
     for (model, gop), version in cases.items():
         path = tmp_path / f"{model}-{gop}.pcz"
         facts = api.encode(clip, path, model=model, gop=gop, weights_dir=tiny_weights, max_frames=8)

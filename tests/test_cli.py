@@ -214,11 +214,11 @@ def test_wrong_magic(tmp_path, pcz, tiny_weights):
 
 def test_unknown_format_version(tmp_path, pcz, tiny_weights):
     def edit(d):
-        d[4] = 12  # version_major; the CRC is recomputed so only the version is wrong
+        d[4] = 13  # version_major; the CRC is recomputed so only the version is wrong
         reseal_header(d)
 
-    bad = damaged(pcz, tmp_path, "v12.pcz", edit)
-    one_line_error(decode(bad, tmp_path / "o.mkv", tiny_weights), 2, "v12.pcz", "version", "12.0",
+    bad = damaged(pcz, tmp_path, "v13.pcz", edit)
+    one_line_error(decode(bad, tmp_path / "o.mkv", tiny_weights), 2, "v13.pcz", "version", "13.0",
                    "not readable")
 
 

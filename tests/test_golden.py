@@ -86,9 +86,9 @@ def test_a_6x_sample_takes_blocks_at_half_pixel_offsets(monkeypatch):
     offsets: list[int] = []
     apply_motion = refine.apply_motion
 
-    def spy_motion(base, refs, choice, vectors, fraction=None):
+    def spy_motion(base, refs, choice, vectors, fraction=None, far=None):
         offsets.extend([] if fraction is None else fraction[np.asarray(choice) != 0].tolist())
-        return apply_motion(base, refs, choice, vectors, fraction)
+        return apply_motion(base, refs, choice, vectors, fraction, far)
 
     monkeypatch.setattr(refine, "apply_motion", spy_motion)
     with pacodec.open(path) as reader:
@@ -199,11 +199,12 @@ def test_a_10x_sample_stores_its_predicted_streams_trimmed(tmp_path, monkeypatch
     source = write_source(tmp_path / "half.mkv", reference_frames(DRAWN, half=True))
     again = tmp_path / "again.pcz"
     monkeypatch.setattr(api, "SYMBOL_MODEL", "pac-ctx2")  # a writer of 10.x (no choice network, §14.13)
+    monkeypatch.setattr(api, "FAR_REFERENCES_MAJOR", 99)  # ... nor far references (§14.14)
     api.encode(source, again, model="pac-q8", gop=12)
     assert again.read_bytes() == path.read_bytes()
     lengths = [len(payload) for kind, payload in parse_pcz(path.read_bytes())["frames"] if kind == 3]
     assert lengths and any(n % 4 for n in lengths)
-    monkeypatch.setattr(api, "TRIMMED_MAJOR", 12)  # a writer and reader that know no trimmed streams
+    monkeypatch.setattr(api, "TRIMMED_MAJOR", 99)  # a writer and reader that know no trimmed streams
     nine = tmp_path / "nine.pcz"
     assert api.encode(source, nine, model="pac-q8", gop=12)["version"] == "9.0"
     with pacodec.open(nine) as reader:
@@ -216,10 +217,11 @@ def test_a_10x_sample_stores_its_predicted_streams_trimmed(tmp_path, monkeypatch
 
 def test_an_11x_sample_codes_its_choices_with_the_network(tmp_path, monkeypatch):
     """pac-q8-n11 (pac-q8-t10's source frames as an 11.0 file) pins §14.13: its frames
-    coded again give its bytes exactly; every record's choices (the key frame's, from
-    the reference, and the 11 P-frames') are coded in two passes with pac-ctx3's choice
-    network; a 10.0 writer (CHOICE_TABLES_8) codes the same symbols (the digest); and a
-    reader that parses its choices with the tables does not get its frames."""
+    coded again by an 11.0 writer (four references within ±4, as before 12.0) give its
+    bytes exactly; every record's choices (the key frame's, from the reference, and the
+    11 P-frames') are coded in two passes with pac-ctx3's choice network; a 10.0 writer
+    (CHOICE_TABLES_8) codes the same symbols (the digest); and a reader that parses its
+    choices with the tables does not get its frames."""
     from pacodec import blockmotion, choicenet
     from tools.make_golden import DRAWN, reference_frames, write_source
 
@@ -229,7 +231,8 @@ def test_an_11x_sample_codes_its_choices_with_the_network(tmp_path, monkeypatch)
     expected = json.loads((SAMPLES / "pac-q8-n11.json").read_text())
     source = write_source(tmp_path / "half.mkv", reference_frames(DRAWN, half=True))
     again = tmp_path / "again.pcz"
-    api.encode(source, again, model="pac-q8", gop=12)
+    monkeypatch.setattr(api, "FAR_REFERENCES_MAJOR", 99)  # a writer of 11.0 at most
+    assert api.encode(source, again, model="pac-q8", gop=12)["version"] == "11.0"
     assert again.read_bytes() == path.read_bytes()
     calls: list[int] = []
     tables = choicenet.ChoiceNet.tables
@@ -243,6 +246,47 @@ def test_an_11x_sample_codes_its_choices_with_the_network(tmp_path, monkeypatch)
     with pacodec.open(ten) as reader:
         assert reader.symbol_digest() == expected["symbols_sha256"]
     monkeypatch.setattr(blockmotion.MotionCoder, "use_choice_model", lambda self, network, level: None)
+    other = []
+    try:
+        with pacodec.open(path) as reader:
+            other = [np.array(f) for f in reader]
+    except FormatError:
+        pass
+    assert len(other) < len(frames) or any(not np.array_equal(a, b) for a, b in zip(frames, other))
+
+
+def test_a_12x_sample_takes_blocks_from_far_references(tmp_path, monkeypatch):
+    """pac-q8-r12 (a disc whose mouth cycles every 4 frames while it moves 2 pixels a
+    frame, one GOP of 12) pins §14.14: its frames coded again give its bytes exactly;
+    its later P-frames take blocks of choice 4 from a far reference (K ≥ 1: the frame
+    4 before, where the mouth was as it is now) at vectors beyond ±4; and an 11.x reader
+    (four references, 8.0's vector tables) does not get its frames."""
+    from pacodec import refine
+    from tools.make_golden import DRAWN, reference_frames, write_source
+
+    path = SAMPLES / "pac-q8-r12.pcz"
+    facts = api.probe(path)
+    assert facts["version"] == "12.0" and facts["models"][3]["id"] == "pac-ctx3"
+    source = write_source(tmp_path / "far.mkv", reference_frames(DRAWN, far=True))
+    again = tmp_path / "again.pcz"
+    api.encode(source, again, model="pac-q8", gop=12)
+    assert again.read_bytes() == path.read_bytes()
+    taken: list[tuple[int, int, int]] = []  # (references held, far index, |vector|) of each far block
+    apply_motion = refine.apply_motion
+
+    def spy(base, refs, choice, vectors, fraction=None, far=None):
+        if far is not None:
+            for r, c in zip(*np.nonzero(np.asarray(choice) == 4)):
+                taken.append((len(refs), int(far[r, c]), int(np.abs(vectors[r, c]).max())))
+        return apply_motion(base, refs, choice, vectors, fraction, far)
+
+    monkeypatch.setattr(refine, "apply_motion", spy)
+    with pacodec.open(path) as reader:
+        frames = [np.array(f) for f in reader]
+    assert any(k >= 1 and v > 4 for _, k, v in taken)
+    assert all(4 + k <= held for held, k, _ in taken)
+    monkeypatch.undo()
+    monkeypatch.setattr(api, "FAR_REFERENCES_MAJOR", 99)  # read it as 11.x would
     other = []
     try:
         with pacodec.open(path) as reader:
@@ -269,10 +313,10 @@ def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkey
         held.append((len(refs), np.array(refs[-1])))
         return decode(self, payload, refs)
 
-    def spy_motion(base, refs, choice, vectors, fraction=None):
+    def spy_motion(base, refs, choice, vectors, fraction=None, far=None):
         if (np.asarray(choice) == 4).any():
             named.add(len(held) - 1)
-        return apply_motion(base, refs, choice, vectors, fraction)
+        return apply_motion(base, refs, choice, vectors, fraction, far)
 
     monkeypatch.setattr(refine.LayeredPredictor, "decode", spy_decode)
     monkeypatch.setattr(refine, "apply_motion", spy_motion)
@@ -295,14 +339,18 @@ def test_a_5x_sample_takes_blocks_from_the_intra_frame_after_four_records(monkey
 
 
 def test_the_reference_rule_of_each_major(tmp_path):
-    """api._remember: 4.x keeps the last four frames; 5.x the last three and the GOP's intra frame."""
+    """api._remember: 4.x keeps the last four frames; 5.x … 11.x the last three and the
+    GOP's intra frame; 12.x the last fifteen and the GOP's intra frame."""
+    from types import SimpleNamespace
+
     from pacodec.refine import LayeredPredictor
 
-    frames = [np.full((2, 2, 3), k, np.uint8) for k in range(8)]  # frame k, k = 0 the intra frame
-    for long_term, want in ((False, [7, 6, 5, 4]), (True, [7, 6, 5, 0])):
-        coder = LayeredPredictor(None, None, base_layer=False, long_term=long_term)
+    frames = [np.full((2, 2, 3), k, np.uint8) for k in range(20)]  # frame k, k = 0 the intra frame
+    for long_term, far, want in ((False, False, [19, 18, 17, 16]), (True, False, [19, 18, 17, 0]),
+                                 (True, True, list(range(19, 4, -1)) + [0])):
+        coder = LayeredPredictor(None, SimpleNamespace(far=far), base_layer=False, long_term=long_term)
         history = [frames[0]]
         for frame in frames[1:]:
             history = api._remember(coder, frame, history)
-            assert len(history) <= 4
+            assert len(history) <= (16 if far else 4)
         assert [int(f[0, 0, 0]) for f in history] == want

@@ -57,7 +57,7 @@ def test_the_reference_is_the_maze(reference):
 def test_key_frames_come_from_the_reference_and_cost_a_fraction_of_an_own_frame(tmp_path, keyed):
     path, frames = keyed
     facts = api.probe(path)
-    assert facts["version"] == "11.0" and [m["id"] for m in facts["models"]] == ["pac-q8", "pac-res", "pac-key", "pac-ctx3"]
+    assert facts["version"] == "12.0" and [m["id"] for m in facts["models"]] == ["pac-q8", "pac-res", "pac-key", "pac-ctx3"]
     assert facts["intra_at"] == [0, 3] and facts["key_frames"] == {"own": 0, "reference": 2}
     own = api.probe(encode(tmp_path / "intra.pcz", frames[[0, 3]], gop=1))
     assert facts["bytes_by_type"]["intra"] * 3 < own["bytes_by_type"]["intra"]

@@ -198,7 +198,7 @@ def test_header_validation(changes, error):
 
 def test_unknown_major_version_refused():
     data = bytearray(SMALL)
-    data[4] = 12  # this build reads 1.x … 11.x
+    data[4] = 13  # this build reads 1.x … 12.x
     with pytest.raises(UnsupportedVersionError, match="version"):
         open_bytes(bytes(data))
 

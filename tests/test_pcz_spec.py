@@ -36,7 +36,7 @@ def parse_pcz(data: bytes) -> dict:
     """Parse a complete .pcz file per formats/pcz.md; assert every rule on the way."""
     # §3.1 preamble
     magic, major, minor, body_length = struct.unpack_from("<4sBBH", data, 0)
-    assert magic == b"PCZ\x00" and major in range(1, 12)  # 2.0 … 11.0 changed payloads (§14.3–§14.13), not the container
+    assert magic == b"PCZ\x00" and major in range(1, 13)  # 2.0 … 12.0 changed payloads (§14.3–§14.14), not the container
     assert body_length <= 4096
     header_end = 8 + body_length + 4
     (header_crc,) = struct.unpack_from("<I", data, 8 + body_length)

@@ -424,7 +424,8 @@ def test_a_sprite_half_a_pixel_away_is_taken_at_its_half_pixel_offset():
     # A smooth patch, as sprites scaled to the frame are: the best whole vector is next
     # to the true position (the search looks at half pixels around the best whole one).
     ref[16:40, 16:40] = cv2.resize(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8), (24, 24))
-    frame = half_pel_planes(ref)[1][5:5 + 64, 5 + 2:5 + 2 + 64].astype(np.uint8)  # 2.5 pixels left
+    pad = refine.HALF_PAD
+    frame = half_pel_planes(ref)[1][pad:pad + 64, pad + 2:pad + 2 + 64].astype(np.uint8)  # 2.5 pixels left
     predictor = api._predictor(api._load_model("pac-q10", None, "cpu")[0], None, "cpu")
     refiner = predictor.coder.refiner
     assert refiner.motion_coder.half_pel

@@ -164,7 +164,7 @@ def test_specread_matches_fresh_predicted_files(tmp_path, frames, model_id):
         assert result.info["key_frames"] == {"own": 1, "reference": 0}
 
 
-@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "11.1")])
+@pytest.mark.parametrize("model_id, gop, version", [("conv4", 1, "1.1"), ("pac-q9", 4, "12.1")])
 def test_specread_reads_letterboxed_files_of_both_majors(tmp_path, frames, model_id, gop, version):
     """§3.2.1: a padded file is x.1 and both readers agree on its fit and picture."""
     wide = np.ascontiguousarray(np.concatenate([frames[:2], frames[:2]], axis=2))   # 320x200: twice as wide
@@ -381,7 +381,8 @@ def test_versions_a_reader_cannot_read_are_refused_naming_them(tmp_path):
         body[quantizer_at] = 9
 
     fields = _fit_fields(0, 0, 0, 160, 200)   # §3.2.1, which minor 2 keeps
-    for version, kwargs in (("12.0", {"major": 12}),
+    for version, kwargs in (("13.0", {"major": 13}),
+                            ("12.2", {"major": 12, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("11.2", {"major": 11, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("10.2", {"major": 10, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),
                             ("9.2", {"major": 9, "minor": 2, "extension": fields, "body_edit": unknown_quantizer}),

@@ -248,11 +248,11 @@ def learned(tmp_path_factory):
 
 
 def test_a_7x_file_names_the_symbol_model_and_decodes_to_the_encoders_frames(learned):
-    """(Written as 11.0 now, which codes the symbols as 7.0 does with pac-ctx3's copy of
+    """(Written as 12.0 now, which codes the symbols as 7.0 does with pac-ctx3's copy of
     pac-ctx2's network.)"""
     (path, recon), _ = learned
     facts = api.probe(path)
-    assert facts["version"] == "11.0"
+    assert facts["version"] == "12.0"
     assert [m["id"] for m in facts["models"]][2:] == ["pac-key", "pac-ctx3"]
     from pacodec.cli import render_info
 

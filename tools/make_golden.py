@@ -48,19 +48,20 @@ GOLDEN = {
     "pac-q8-f9": ("pac-q8", None, 12),
     "pac-q8-t10": ("pac-q8", None, 12),
     "pac-q8-n11": ("pac-q8", None, 12),
+    "pac-q8-r12": ("pac-q8", None, 12),
 }
 #: Samples kept as an older encoder wrote them, to prove such files still decode: this
 #: build would write them differently (pac-q8-gop4 is a 1.0 file, pac-q8-gop8 a 2.0 one,
 #: pac-q8-key a 3.0 one, pac-q8-ctx a 4.0 one, pac-q8-lt a 5.0 one, pac-q8-hp a 6.0 one,
-#: pac-q8-c2 a 7.0 one, pac-q8-m8 an 8.0 one, pac-q8-f9 a 9.0 one, pac-q8-t10 a 10.0 one;
-#: all would now be 11.0).
+#: pac-q8-c2 a 7.0 one, pac-q8-m8 an 8.0 one, pac-q8-f9 a 9.0 one, pac-q8-t10 a 10.0 one,
+#: pac-q8-n11 an 11.0 one; all would now be 12.0).
 FROZEN = {"pac-q8-gop4", "pac-q8-gop8", "pac-q8-key", "pac-q8-ctx", "pac-q8-lt", "pac-q8-hp", "pac-q8-c2", "pac-q8-m8",
-          "pac-q8-f9", "pac-q8-t10"}
+          "pac-q8-f9", "pac-q8-t10", "pac-q8-n11"}
 #: Samples made from frames drawn on pac-key's learned reference (a moving disc and a
 #: box over the maze), so their key frames are predicted from it (pcz.md §14.6): the
 #: Atari frames look nothing like the reference and would be coded on their own.
 ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx", "pac-q8-lt", "pac-q8-hp", "pac-q8-c2", "pac-q8-m8", "pac-q8-f9",
-                "pac-q8-t10", "pac-q8-n11"}
+                "pac-q8-t10", "pac-q8-n11", "pac-q8-r12"}
 #: ... drawn with anti-aliased edges at half-pixel positions, moving by 1.5 pixels a
 #: frame, so that blocks are taken at half-pixel offsets (6.0, pcz.md §14.8; pac-q8-c2:
 #: the same frames as a 7.0 file, whose symbol model reads §14.9's features; pac-q8-m8:
@@ -69,6 +70,10 @@ ON_REFERENCE = {"pac-q8-key", "pac-q8-ctx", "pac-q8-lt", "pac-q8-hp", "pac-q8-c2
 #: frames' streams trimmed, §14.12; pac-q8-n11: as an 11.0 file, its choices coded with
 #: pac-ctx3's network, §14.13).
 HALF_PIXEL = {"pac-q8-hp", "pac-q8-c2", "pac-q8-m8", "pac-q8-f9", "pac-q8-t10", "pac-q8-n11"}
+#: ... drawn with a disc whose mouth opens and closes in a cycle of 4 frames while it
+#: moves right 2 pixels a frame, so that its look now is its look 4 frames ago 8 pixels
+#: to the left: blocks taken from far references beyond ±4 (12.0, pcz.md §14.14).
+FAR = {"pac-q8-r12"}
 #: How many frames the drawn source has (pac-q8-lt: one GOP of 12, so its later
 #: P-frames name the intra frame as reference 4, the 5.0 rule of pcz.md §14.3).
 DRAWN = 12
@@ -79,10 +84,11 @@ def source_frames() -> np.ndarray:
     return np.stack(frames[-FRAMES:])  # past the intro, so frames move
 
 
-def reference_frames(count: int = 8, half: bool = False) -> np.ndarray:
+def reference_frames(count: int = 8, half: bool = False, far: bool = False) -> np.ndarray:
     """Frames of the learned reference with a yellow disc moving right and a pink box
     moving down: what a key frame predicted from the reference codes. ``half``: the disc
-    anti-aliased at half-pixel positions, 1.5 pixels a frame."""
+    anti-aliased at half-pixel positions, 1.5 pixels a frame; ``far``: a disc with a
+    mouth that cycles through 4 openings, 2 pixels a frame."""
     import cv2
 
     from pacodec import zoo
@@ -91,7 +97,10 @@ def reference_frames(count: int = 8, half: bool = False) -> np.ndarray:
     frames = []
     for t in range(count):
         frame = reference.copy()
-        if half:  # cv2's shift=1: coordinates in half pixels
+        if far:
+            centre, mouth = (40 + 2 * t, 150), 15 * (t % 4)  # half the mouth's angle, degrees
+            cv2.ellipse(frame, centre, (7, 7), 0, mouth, 360 - mouth, (255, 255, 0), -1)
+        elif half:  # cv2's shift=1: coordinates in half pixels
             cv2.circle(frame, (80 + 3 * t, 300), 12, (255, 255, 0), -1, cv2.LINE_AA, shift=1)
         else:
             cv2.circle(frame, (40 + 3 * t, 150), 5, (255, 255, 0), -1)
@@ -122,7 +131,8 @@ def make(name: str, model: str, quantizer: str | None, gop: int, source: Path) -
         for i, frame in enumerate(reader):
             cv2.imwrite(str(frames_dir / f"frame_{i:06d}.png"), frame[..., ::-1])
     origin = (f"{DRAWN} frames drawn on pac-key's reference (tools/make_golden.py reference_frames"
-              f"{', half=True' if name in HALF_PIXEL else ''})" if name in ON_REFERENCE else
+              f"{', half=True' if name in HALF_PIXEL else ', far=True' if name in FAR else ''})"
+              if name in ON_REFERENCE else
               f"ale-py ms_pacman seed {SEED}, last {FRAMES} of {150 + FRAMES} frames (frameskip 2)")
     expected = {"model": model, "quantizer": quantizer, "gop": gop, "info": facts,
                 "symbols_sha256": digest, "source": origin}
@@ -136,10 +146,11 @@ def main(names: list[str]) -> int:
         atari = write_source(Path(tmp) / "source.mkv", source_frames())
         drawn = write_source(Path(tmp) / "drawn.mkv", reference_frames(DRAWN))
         half = write_source(Path(tmp) / "half.mkv", reference_frames(DRAWN, half=True))
+        far = write_source(Path(tmp) / "far.mkv", reference_frames(DRAWN, far=True))
         for name in names or [n for n in GOLDEN if n not in FROZEN]:
             if name in FROZEN:
                 raise SystemExit(f"{name} is frozen as an older version wrote it (FROZEN)")
-            source = half if name in HALF_PIXEL else drawn if name in ON_REFERENCE else atari
+            source = half if name in HALF_PIXEL else far if name in FAR else drawn if name in ON_REFERENCE else atari
             make(name, *GOLDEN[name], source)
     return 0
 

@@ -40,12 +40,14 @@ TRAILER_MAGIC = b"PCZE"
 #: their symbols, not whole 32-bit words (§15.4).
 #: 11.0: their 4×4 choices take their probabilities from a second learned integer
 #: network, in pac-ctx3 (§14.13).
-#: x.1 (1.1 … 11.1): the header's extension says how frames were fitted to the
+#: 12.0: a 4×4 block of their choice 4 may name any of the GOP's last 15 frames or its
+#: key frame (a far index), at vectors within ±8 (§14.14).
+#: x.1 (1.1 … 12.1): the header's extension says how frames were fitted to the
 #: coded geometry (§3.2.1). A writer uses the lowest version that holds its file: the
-#: major 11 only for refined predicted frames (it no longer writes 2 to 6), the minor 1
+#: major 12 only for refined predicted frames (it no longer writes 2 to 6), the minor 1
 #: only for a fit other than stretch (pcz.md §9).
-CURRENT_VERSION = (11, 1)
-KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1, 11: 1}
+CURRENT_VERSION = (12, 1)
+KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1, 11: 1, 12: 1}
 SUPPORTED_MAJOR = tuple(KNOWN_MINOR)
 
 PREAMBLE_SIZE = 8  # magic, major, minor, body_length (§3.1)

@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC, TRAILER_MAGIC = b"PCZ\x00", b"PCZE"
-KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1, 11: 1}   # §9: the newest minor of each major this reader knows
+KNOWN_MINOR = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1, 11: 1, 12: 1}   # §9: the newest minor of each major this reader knows
 FITS = {0: "stretch", 1: "pad"}   # §3.2.1
 PARAMS, INTRA, PREDICTED, INDEX = 0x01, 0x02, 0x03, 0x7F   # §4.1
 RECORD_TYPES = (PARAMS, INTRA, PREDICTED, INDEX)

@@ -62,6 +62,19 @@ def spec_motion_tables_8(spec: Path = Path(__file__).resolve().parents[2] / "for
     return tuple(np.array(rows(part)) for part in (choice_part, x_part, y_part, fraction_part))
 
 
+def spec_far_tables_12(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md"):
+    """§14.14's VECTOR_X_TABLES_12, VECTOR_Y_TABLES_12 and FAR_TABLES_12, read from the
+    spec's own text."""
+    text = spec.read_text()
+    block = text.split("<!-- far-tables-12:", 1)[1].split("<!-- /far-tables-12 -->", 1)[0]
+    _, rest = block.split("VECTOR_X_TABLES_12", 1)
+    x_part, rest = rest.split("VECTOR_Y_TABLES_12", 1)
+    y_part, far_part = rest.split("FAR_TABLES_12", 1)
+    rows = lambda part: [[int(v) for v in line.split(":", 1)[1].split()]
+                         for line in part.splitlines() if re.match(r"^\s*\d+:", line)]
+    return tuple(np.array(rows(part)) for part in (x_part, y_part, far_part))
+
+
 def spec_flag_tables_9(spec: Path = Path(__file__).resolve().parents[2] / "formats" / "pcz.md") -> np.ndarray:
     """§14.11's FLAG_TABLES_9 (5 levels × 8 contexts × 2), read from the spec's own text."""
     text = spec.read_text()
@@ -209,13 +222,23 @@ class Decoder:
                     _check_tables(t, name)
                 self.choice8_cdfs, self.x8_cdfs, self.y8_cdfs, self.fraction8_cdfs = (
                     [model(t) for t in table] for table in tables8)
+            self.search = 4   # vectors within ±search (§14.5)
+            if header.version[0] >= 12:   # §14.14: vectors within ±8 with their own tables; far indices
+                tables12 = spec_far_tables_12()
+                for t, name, shape in zip(tables12, ("VECTOR_X_TABLES_12", "VECTOR_Y_TABLES_12", "FAR_TABLES_12"),
+                                          ((16, 33), (32, 33), (14, 13))):
+                    if t.shape != shape:
+                        raise Refused(f"the spec's {name} is not {shape}")
+                    _check_tables(t, name)
+                self.x8_cdfs, self.y8_cdfs, self.far_cdfs = ([model(t) for t in table] for table in tables12)
+                self.search = 8
             if header.version[0] >= 9:   # §14.11: the flags in contexts, the level's table
                 flags9 = spec_flag_tables_9()
                 if flags9.shape != (5, 8, 2):
                     raise Refused("the spec's FLAG_TABLES_9 is not 5 × 8 × 2")
                 _check_tables(flags9[rule], "FLAG_TABLES_9")
                 self.flag9_cdfs = [model(t) for t in flags9[rule]]
-        # §14.5: (choices, vectors, §14.8 half-pixel offsets) of the previous PREDICTED record
+        # §14.5: (choices, vectors, §14.8 half-pixel offsets, §14.14 far indices) of the previous PREDICTED record
         self.previous = None
         if digest != header.table_digest:
             raise Refused("the weights' tables differ from those the file was coded with (table_digest)")
@@ -367,14 +390,25 @@ class Decoder:
         self._end(d)
         return [modes, vectors.reshape(-1), symbols]
 
+    def references(self) -> list[np.ndarray]:
+        """§14.3, §14.14: the exact references Ref₁ … Ref_m of the next record from the
+        GOP's frames (newest first, the key frame last): from 12.0 on the last three,
+        the key frame, then the older ones."""
+        frames = self.gop_frames
+        if self.h.version[0] < 12 or len(frames) <= 4:
+            return frames[:4]
+        return frames[:3] + frames[-1:] + frames[3:-1]
+
     def motion_2(self, d: RangeDecoder, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
         """§14.5: the choices C (rows × cols) and vectors V (rows × cols × [dy, dx]); §14.8
-        (6.x): and the half-pixel offsets F (rows × cols; all 0 before 6.0)."""
-        c_prev, v_prev, f_prev = self.previous if self.previous is not None else (
-            np.zeros((rows, cols), np.int64), np.zeros((rows, cols, 2), np.int64), np.zeros((rows, cols), np.int64))
+        (6.x): and the half-pixel offsets F (rows × cols; all 0 before 6.0); §14.14
+        (12.x): and the far indices K (rows × cols; all 0 before 12.0)."""
+        zeros = np.zeros((rows, cols), np.int64)
+        c_prev, v_prev, f_prev, k_prev = self.previous if self.previous is not None else (
+            zeros, np.zeros((rows, cols, 2), np.int64), zeros, zeros)
         activity = None
         if self.h.version[0] >= 8 and getattr(self, "gop_frames", None) is not None:   # §14.10
-            refs = self.gop_frames[:4]
+            refs = self.references()[:4]
             h, w = self.h.height, self.h.width
             bins = []
             for j, edges in ((2, (0, 62, 510)), (3, (0, 254))):
@@ -389,7 +423,8 @@ class Decoder:
             activity = 3 * bins[0] + bins[1]
         if self.h.version[0] >= 11 and getattr(self, "gop_frames", None) is not None:   # §14.13
             c = self._learned_choices(d, rows, cols, c_prev, v_prev)
-            return self._vectors_8(d, c, np.zeros((rows, cols, 2), np.int64), c_prev, v_prev, f_prev)
+            k = self._far(d, c, c_prev, k_prev)
+            return self._vectors_8(d, c, np.zeros((rows, cols, 2), np.int64), c_prev, v_prev, f_prev) + (k,)
         taken = np.pad((c_prev != 0).astype(np.int64), 1)
         p = taken[1:-1, 1:-1]
         b = np.minimum(sum(taken[dy:dy + rows, dx:dx + cols] for dy in range(3) for dx in range(3)), 2)
@@ -413,7 +448,8 @@ class Decoder:
                 flat[members] = d.decode_many(cdfs[k], len(members))
         v = np.zeros((rows, cols, 2), np.int64)
         if self.h.version[0] >= 8:
-            return self._vectors_8(d, c, v, c_prev, v_prev, f_prev)
+            k = self._far(d, c, c_prev, k_prev)
+            return self._vectors_8(d, c, v, c_prev, v_prev, f_prev) + (k,)
         for r in range(rows):
             for col in range(cols):
                 if not c[r, col]:
@@ -435,12 +471,32 @@ class Decoder:
         if self.h.version[0] >= 6:   # §14.8
             for r, col in zip(*np.nonzero(c)):
                 f[r, col] = d.decode(self.fraction_cdfs[_fraction_context(c, f, c_prev, f_prev, r, col)])
-        return c, v, f
+        return c, v, f, zeros
+
+    def _far(self, d: RangeDecoder, c, c_prev, k_prev) -> np.ndarray:
+        """§14.14 (12.x): the far index K of every block with C = 4, raster order, in
+        the row of the first neighbour before it (left, above, above right, above left)
+        with C = 4, else of this block in the previous record if C′ = 4, else row 0."""
+        rows, cols = c.shape
+        k = np.zeros((rows, cols), np.int64)
+        if self.h.version[0] < 12:
+            return k
+        for r, col in zip(*np.nonzero(c == 4)):
+            row = 0
+            for y, x in ((r, col - 1), (r - 1, col), (r - 1, col + 1), (r - 1, col - 1)):
+                if y >= 0 and 0 <= x < cols and c[y, x] == 4:
+                    row = 1 + k[y, x]
+                    break
+            else:
+                if c_prev[r, col] == 4:
+                    row = 1 + k_prev[r, col]
+            k[r, col] = d.decode(self.far_cdfs[row])
+        return k
 
     def _learned_choices(self, d: RangeDecoder, rows: int, cols: int, c_prev, v_prev) -> np.ndarray:
         """§14.13: the choices C of a record with exact references, each with the choice
         network's table, the even blocks then the odd ones, raster order in each."""
-        refs = self.gop_frames[:4]
+        refs = self.references()[:4]
         h, w = self.h.height, self.h.width
 
         def bits(n):   # bit length, exactly (Python integers)
@@ -512,11 +568,12 @@ class Decoder:
                 else:
                     k, pred = 0, np.zeros(2, np.int64)
                 row = 4 * k + j - 1
+                centre = 2 * self.search   # §14.10: 8; §14.14: 16
                 ex = d.decode(self.x8_cdfs[row])
-                ey = d.decode(self.y8_cdfs[2 * row + (ex != 8)])
-                vec = pred + (ey - 8, ex - 8)
-                if np.abs(vec).max() > 4:
-                    raise CorruptStream("a 4 × 4 vector outside −4 … 4 (§14.10)")
+                ey = d.decode(self.y8_cdfs[2 * row + (ex != centre)])
+                vec = pred + (ey - centre, ex - centre)
+                if np.abs(vec).max() > self.search:
+                    raise CorruptStream(f"a 4 × 4 vector outside −{self.search} … {self.search} (§14.10, §14.14)")
                 v[r, col] = vec
         f = np.zeros((rows, cols), np.int64)
         for r, col in zip(*np.nonzero(c)):
@@ -534,9 +591,12 @@ class Decoder:
         parts = []
         coded = np.ones((h, w), bool)
         if predicted and self.h.version[0] >= 2:
-            refs, vectors, fractions = self.motion_2(d, -(-h // 4), -(-w // 4))
-            self.previous = (refs, vectors, fractions)
-            parts += [refs.reshape(-1), vectors[refs != 0].reshape(-1)]
+            refs, vectors, fractions, far = self.motion_2(d, -(-h // 4), -(-w // 4))
+            self.previous = (refs, vectors, fractions, far)
+            parts.append(refs.reshape(-1))
+            if self.h.version[0] >= 12:   # §16, §14.14
+                parts.append(far[refs == 4])
+            parts.append(vectors[refs != 0].reshape(-1))
             if self.h.version[0] >= 6:   # §16
                 parts.append(fractions[refs != 0])
         elif predicted:
@@ -561,7 +621,7 @@ class Decoder:
             flags = np.array(d.decode_many(self.flag_cdf, rows * cols)).reshape(rows, cols)
             coded = np.kron(flags, np.ones((16, 16), np.int64))[:h, :w] != 0
         if learned:
-            known = self.learned_symbols(d, refs, vectors, fractions, coded)
+            known = self.learned_symbols(d, refs, vectors, fractions, coded, far)
             self._end(d)
             return parts + [known.transpose(1, 2, 0).reshape(-1)]
         cdfs = self.refine_p_cdfs if predicted else self.refine_cdfs
@@ -592,14 +652,15 @@ class Decoder:
 
     # -- §14.7 ---------------------------------------------------------------
     def _moved(self, frames: list[np.ndarray], choices: np.ndarray, vectors: np.ndarray,
-               fractions: np.ndarray) -> np.ndarray:
+               fractions: np.ndarray, far: np.ndarray) -> np.ndarray:
         """§14.3: reference 1 with each 4 × 4 block of choice j ≠ 0 copied from reference j
         displaced by its vector (reads beyond the frame take the nearest edge pixel); §14.8:
-        at a half-pixel offset fx + 2·fy, the rounded mean of the 2 or 4 pixels around."""
+        at a half-pixel offset fx + 2·fy, the rounded mean of the 2 or 4 pixels around;
+        §14.14: a block of choice 4 from reference 4 + K."""
         h, w = self.h.height, self.h.width
         out = frames[0].copy()
         for r, c in zip(*np.nonzero(choices)):
-            j = int(choices[r, c])
+            j = int(choices[r, c]) + (int(far[r, c]) if choices[r, c] == 4 else 0)
             if j > len(frames):
                 raise CorruptStream(f"a 4 × 4 block names reference {j} of {len(frames)}")
             dy, dx = vectors[r, c]
@@ -632,7 +693,7 @@ class Decoder:
         return f
 
     def learned_symbols(self, d: RangeDecoder, choices: np.ndarray, vectors: np.ndarray, fractions: np.ndarray,
-                        coded: np.ndarray) -> np.ndarray:
+                        coded: np.ndarray, far: np.ndarray) -> np.ndarray:
         """§14.7: the residual symbols (3 × H × W) with the symbol model's tables; updates
         the GOP's frames (when exact) and S′. A pass's features read only earlier passes,
         so they are computed for the whole pass before its symbols are read."""
@@ -640,8 +701,9 @@ class Decoder:
         frames = self.gop_frames
         exact = frames is not None
         if exact:
-            refs = frames[:4]
-            base = self._moved(refs, choices, vectors, fractions)
+            listed = self.references()
+            refs = listed[:4]
+            base = self._moved(listed, choices, vectors, fractions, far)
             stack = np.stack(refs)
             spread = stack.max(axis=0) - stack.min(axis=0)
             spread_any = np.pad(spread.max(axis=2), 1)
@@ -713,7 +775,9 @@ class Decoder:
                 known[c, ys[i], xs[i]] = sign[i] * (d.decode(model(tables[i])) - 32)
         if exact:   # §14.3: the frame this record makes, reference 1 of the next
             out = np.clip(base + self.step * known.transpose(1, 2, 0), 0, 255)
-            if self.h.version[0] >= 5:   # the GOP's intra frame stays the last reference
+            if self.h.version[0] >= 12:   # §14.14: the last 15 and the GOP's intra frame
+                self.gop_frames = [out] + frames[:-1][:14] + [frames[-1]]
+            elif self.h.version[0] >= 5:   # the GOP's intra frame stays the last reference
                 self.gop_frames = [out] + frames[:-1][:2] + [frames[-1]]
             else:
                 self.gop_frames = [out] + frames[:3]
