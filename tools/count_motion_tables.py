@@ -4,7 +4,7 @@ and write them to pacodec/motion_tables.py.
     python tools/count_motion_tables.py [--rounds 2] [--model pac-q8] [--all] [CLIPS...]
     python tools/count_motion_tables.py --wide --model pac-q6,pac-q8,pac-q10   (format 8.0's tables)
     python tools/count_motion_tables.py --flags --fresh   (format 9.0's block flag tables)
-    python tools/count_motion_tables.py --far --fresh --model pac-q6,pac-q8,pac-q10   (format 12.0's)
+    python tools/count_motion_tables.py --far --fresh --rounds 3 --model pac-q6,pac-q8,pac-q10   (format 12.0's)
 
 Encodes each training clip (default: clip0, clip4, clip5, clip6, clip7 of
 ../shared/data/pacman, never the validation or test clips) in a real closed loop at
