@@ -953,27 +953,25 @@ class RefineCoder:
         self._equal_cache = kept
         return out
 
-    def _padded_references(self, refs) -> list[np.ndarray]:
-        """``padded_reference`` of each reference, kept from frame to frame like
-        ``_half_planes``."""
-        cache = getattr(self, "_padded_cache", {})
+    def _kept(self, name: str, refs, make) -> list[np.ndarray]:
+        """``make(ref)`` of each reference, kept (in attribute ``name``) from frame to
+        frame while the reference is still one (a GOP's frames stay references for
+        several frames)."""
+        cache = getattr(self, name, {})
         kept = {}
         for ref in refs:
             hit = cache.get(id(ref))
-            kept[id(ref)] = hit if hit is not None and hit[0] is ref else (ref, padded_reference(ref))
-        self._padded_cache = kept
+            kept[id(ref)] = hit if hit is not None and hit[0] is ref else (ref, make(ref))
+        setattr(self, name, kept)
         return [kept[id(ref)][1] for ref in refs]
 
+    def _padded_references(self, refs) -> list[np.ndarray]:
+        """``padded_reference`` of each reference (``_kept``)."""
+        return self._kept("_padded_cache", refs, padded_reference)
+
     def _half_planes(self, refs) -> list[np.ndarray]:
-        """``half_pel_planes`` of each reference, kept from frame to frame while the
-        reference is still one (a GOP's frames stay references for several frames)."""
-        cache = getattr(self, "_plane_cache", {})
-        kept = {}
-        for ref in refs:
-            hit = cache.get(id(ref))
-            kept[id(ref)] = hit if hit is not None and hit[0] is ref else (ref, half_pel_planes(ref))
-        self._plane_cache = kept
-        return [kept[id(ref)][1] for ref in refs]
+        """``half_pel_planes`` of each reference (``_kept``)."""
+        return self._kept("_plane_cache", refs, half_pel_planes)
 
     def motion_price(self) -> float:
         """Squared error a 4×4 block taken from a reference must save (encoder's

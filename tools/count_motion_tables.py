@@ -78,22 +78,28 @@ def write_spec_flags(flags: np.ndarray) -> None:
     SPEC.write_text(text[:start] + "\n" + body + "\n" + text[end:])
 
 
+def _spec_tables(start: str, end: str, tables: list[tuple[str, np.ndarray]]) -> None:
+    """Write ``tables`` (title, table) between formats/pcz.md's markers ``start`` and
+    ``end``, each row as "k: frequencies"; nothing if the spec has no such markers (its
+    section is written by hand first, with the markers)."""
+    lines = []
+    for title, table in tables:
+        lines += [title, "", "```"] + [f"{k:3d}: {' '.join(f'{int(v):5d}' for v in row)}"
+                                       for k, row in enumerate(table)] + ["```", ""]
+    text = SPEC.read_text()
+    if start not in text:
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    SPEC.write_text(f"{head}{start}\n" + "\n".join(lines[:-1]) + f"\n{end}{tail}")
+
+
 def write_spec_wide(wide: dict[str, np.ndarray]) -> None:
     """formats/pcz.md §14.10's copy of the 8.0 tables."""
-    def block(title: str, table: np.ndarray) -> list[str]:
-        return [title, "", "```"] + [f"{k:3d}: {' '.join(f'{int(v):5d}' for v in row)}"
-                                     for k, row in enumerate(table)] + ["```", ""]
-
-    lines = block("CHOICE_TABLES_8 (context: frequencies of choice 0 … 4):", wide["choice"])
-    lines += block("VECTOR_X_TABLES_8 (row: frequencies of dx − px + 8 = 0 … 16):", wide["vector_x"])
-    lines += block("VECTOR_Y_TABLES_8 (row: frequencies of dy − py + 8 = 0 … 16):", wide["vector_y"])
-    lines += block("FRACTION_TABLES_8 (row: frequencies of offset 0 … 3):", wide["fraction"])
-    text = SPEC.read_text()
-    if START8 not in text:
-        return  # the spec's section is written by hand first, with the markers
-    head, rest = text.split(START8, 1)
-    _, tail = rest.split(END8, 1)
-    SPEC.write_text(f"{head}{START8}\n" + "\n".join(lines[:-1]) + f"\n{END8}{tail}")
+    _spec_tables(START8, END8, [("CHOICE_TABLES_8 (context: frequencies of choice 0 … 4):", wide["choice"]),
+                                ("VECTOR_X_TABLES_8 (row: frequencies of dx − px + 8 = 0 … 16):", wide["vector_x"]),
+                                ("VECTOR_Y_TABLES_8 (row: frequencies of dy − py + 8 = 0 … 16):", wide["vector_y"]),
+                                ("FRACTION_TABLES_8 (row: frequencies of offset 0 … 3):", wide["fraction"])])
 
 
 def write_spec(choice: np.ndarray, vector: np.ndarray, fraction: np.ndarray) -> None:
@@ -364,19 +370,9 @@ START12, END12 = "<!-- far-tables-12: written by tools/count_motion_tables.py --
 
 def write_spec_far(far: dict[str, np.ndarray]) -> None:
     """formats/pcz.md §14.14's copy of the 12.0 tables."""
-    def block(title: str, table: np.ndarray) -> list[str]:
-        return [title, "", "```"] + [f"{k:3d}: {' '.join(f'{int(v):5d}' for v in row)}"
-                                     for k, row in enumerate(table)] + ["```", ""]
-
-    lines = block("VECTOR_X_TABLES_12 (row: frequencies of dx − px + 16 = 0 … 32):", far["vector_x"])
-    lines += block("VECTOR_Y_TABLES_12 (row: frequencies of dy − py + 16 = 0 … 32):", far["vector_y"])
-    lines += block("FAR_TABLES_12 (row: frequencies of k = 0 … 12):", far["far"])
-    text = SPEC.read_text()
-    if START12 not in text:
-        return  # the spec's section is written by hand first, with the markers
-    head, rest = text.split(START12, 1)
-    _, tail = rest.split(END12, 1)
-    SPEC.write_text(f"{head}{START12}\n" + "\n".join(lines[:-1]) + f"\n{END12}{tail}")
+    _spec_tables(START12, END12, [("VECTOR_X_TABLES_12 (row: frequencies of dx − px + 16 = 0 … 32):", far["vector_x"]),
+                                  ("VECTOR_Y_TABLES_12 (row: frequencies of dy − py + 16 = 0 … 32):", far["vector_y"]),
+                                  ("FAR_TABLES_12 (row: frequencies of k = 0 … 12):", far["far"])])
 
 
 def main(argv: list[str] | None = None) -> int:
