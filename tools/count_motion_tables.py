@@ -153,17 +153,24 @@ def encode_each(clips: list[Path], models) -> None:
                 print(f"  {clip.name} {level}: {report['frames']} frames, {report['file_bytes']} bytes", flush=True)
 
 
-def count_wide(clips: list[Path], model: str) -> dict[str, np.ndarray]:
-    """8.x's symbols of every predicted frame of ``clips`` encoded with each of
-    ``model`` (ids separated by commas: every level shares the tables)."""
+def count_wide(clips: list[Path], model: str, far: bool = False) -> dict[str, np.ndarray]:
+    """8.x's symbols (``far``: 12.x's, vectors within ±8 and the far indices) of every
+    predicted frame of ``clips`` encoded with each of ``model`` (ids separated by
+    commas: every level shares the tables)."""
+    width = 4 * (blockmotion.SEARCH_12 if far else blockmotion.SEARCH) + 1
     counts = {"choice": np.zeros((blockmotion.CHOICE_CONTEXTS_8, 1 + blockmotion.REFERENCES), np.int64),
               "choice2": np.zeros((blockmotion.CHOICE_CONTEXTS, 1 + blockmotion.REFERENCES), np.int64),
-              "vector_x": np.zeros((blockmotion.VECTOR_X_CONTEXTS_8, blockmotion.DIFFS), np.int64),
-              "vector_y": np.zeros((blockmotion.VECTOR_Y_CONTEXTS_8, blockmotion.DIFFS), np.int64),
+              "vector_x": np.zeros((blockmotion.VECTOR_X_CONTEXTS_8, width), np.int64),
+              "vector_y": np.zeros((blockmotion.VECTOR_Y_CONTEXTS_8, width), np.int64),
               "fraction": np.zeros((blockmotion.FRACTION_CONTEXTS_8, blockmotion.FRACTIONS), np.int64)}
+    if far:
+        counts["far"] = np.zeros((blockmotion.FAR_CONTEXTS, blockmotion.FAR), np.int64)
     original = blockmotion.MotionCoder.encode
 
     def counting(self, encoder, field, previous, refs=None):
+        if self.far != far:
+            raise SystemExit(f"this build's encoder writes {'12.x' if self.far else '8.x … 11.x'} fields: "
+                             f"it cannot count {'12.0' if far else '8.0'}'s tables")
         blockmotion.count_wide(field, previous, refs, counts)
         return original(self, encoder, field, previous, refs)
 
@@ -175,6 +182,15 @@ def count_wide(clips: list[Path], model: str) -> dict[str, np.ndarray]:
     return counts
 
 
+def _vector_rows(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The vector tables (8.x's or 12.x's) from their counts: each row leans on its
+    predictor kind's rows of every reference."""
+    refs = blockmotion.REFERENCES
+    return {"vector_x": backoff(counts["vector_x"], np.arange(blockmotion.VECTOR_X_CONTEXTS_8) // refs),
+            "vector_y": backoff(counts["vector_y"], (np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) // (2 * refs)) * 2
+                                + np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) % 2)}
+
+
 def wide_tables(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The 8.x tables from ``count_wide``'s counts: choice rows lean on their 2.0
     context (all activities), vector and offset rows on their predictor kind's (or
@@ -182,9 +198,7 @@ def wide_tables(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     activities = blockmotion.CHOICE_CONTEXTS_8 // blockmotion.CHOICE_CONTEXTS
     refs = blockmotion.REFERENCES
     return {"choice": backoff(counts["choice"], np.arange(blockmotion.CHOICE_CONTEXTS_8) // activities),
-            "vector_x": backoff(counts["vector_x"], np.arange(blockmotion.VECTOR_X_CONTEXTS_8) // refs),
-            "vector_y": backoff(counts["vector_y"], (np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) // (2 * refs)) * 2
-                                + np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) % 2),
+            **_vector_rows(counts),
             "fraction": backoff(counts["fraction"], np.arange(blockmotion.FRACTION_CONTEXTS_8) // refs)}
 
 
@@ -330,39 +344,10 @@ def provisional_far() -> dict[str, np.ndarray]:
             "far": integer_table(far)}
 
 
-def count_far(clips: list[Path], model: str) -> dict[str, np.ndarray]:
-    """12.x's vector and far index symbols of every predicted frame of ``clips`` encoded
-    with each of ``model`` (ids separated by commas)."""
-    width = 4 * blockmotion.SEARCH_12 + 1
-    counts = {"choice": np.zeros((blockmotion.CHOICE_CONTEXTS_8, 1 + blockmotion.REFERENCES), np.int64),
-              "choice2": np.zeros((blockmotion.CHOICE_CONTEXTS, 1 + blockmotion.REFERENCES), np.int64),
-              "vector_x": np.zeros((blockmotion.VECTOR_X_CONTEXTS_8, width), np.int64),
-              "vector_y": np.zeros((blockmotion.VECTOR_Y_CONTEXTS_8, width), np.int64),
-              "fraction": np.zeros((blockmotion.FRACTION_CONTEXTS_8, blockmotion.FRACTIONS), np.int64),
-              "far": np.zeros((blockmotion.FAR_CONTEXTS, blockmotion.FAR), np.int64)}
-    original = blockmotion.MotionCoder.encode
-
-    def counting(self, encoder, field, previous, refs=None):
-        if self.far:
-            blockmotion.count_wide(field, previous, refs, counts)
-        return original(self, encoder, field, previous, refs)
-
-    blockmotion.MotionCoder.encode = counting
-    try:
-        encode_each(clips, model.split(","))
-    finally:
-        blockmotion.MotionCoder.encode = original
-    return counts
-
-
 def far_tables(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The 12.x tables from ``count_far``'s counts: vector rows lean on their predictor
+    """The 12.x tables from ``count_wide(..., far=True)``'s counts: vector rows lean on their predictor
     kind's rows (as ``wide_tables``), far index rows on all of them together."""
-    refs = blockmotion.REFERENCES
-    return {"vector_x": backoff(counts["vector_x"], np.arange(blockmotion.VECTOR_X_CONTEXTS_8) // refs),
-            "vector_y": backoff(counts["vector_y"], (np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) // (2 * refs)) * 2
-                                + np.arange(blockmotion.VECTOR_Y_CONTEXTS_8) % 2),
-            "far": backoff(counts["far"], np.zeros(blockmotion.FAR_CONTEXTS, np.int64))}
+    return {**_vector_rows(counts), "far": backoff(counts["far"], np.zeros(blockmotion.FAR_CONTEXTS, np.int64))}
 
 
 START12, END12 = "<!-- far-tables-12: written by tools/count_motion_tables.py -->", "<!-- /far-tables-12 -->"
@@ -400,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             tables = importlib.reload(tables)
         for k in range(args.rounds):
             print(f"round {k + 1} of {args.rounds}", flush=True)
-            counts = count_far(clips, args.model)
+            counts = count_wide(clips, args.model, far=True)
             far = far_tables(counts)
             write(tables.CHOICE_TABLES, tables.VECTOR_TABLES, tables.FRACTION_TABLES,
                   f"Counted the 12.0 tables with {args.model} on {', '.join(c.stem for c in clips)}, "
