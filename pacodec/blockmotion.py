@@ -556,8 +556,14 @@ class MotionCoder:
         # search leaves most blocks' older references unsearched, at inf).
         searched = 1 + np.max(np.arange(costs.shape[1])[None] * np.isfinite(costs).any(axis=2), axis=1,
                               initial=0)
-        for i, flat in enumerate(blocks):
-            r, c = divmod(int(flat), cols)
+        # Bits never cost less than nothing: a block whose least cost (whole or half
+        # pixel) plus ``price`` does not beat keeping the base keeps it whatever its
+        # vectors' bits, and is not looked at (most of the candidates at the fine steps).
+        least = costs.reshape(len(blocks), -1).min(axis=1, initial=np.inf)
+        if half is not None:
+            least = np.minimum(least, half_costs.min(axis=1, initial=np.inf))
+        for i in np.flatnonzero(least + price < keep_cost):
+            r, c = divmod(int(blocks[i]), cols)
             m = int(searched[i])
             if self.wide:  # 8.x: the predictor and rows depend on the reference
                 bits = self._wide_vector_bits(choice, vectors, previous, r, c, m)

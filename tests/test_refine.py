@@ -645,3 +645,57 @@ def test_the_9x_flag_contexts_are_the_specs_counts():
     want[12, 0] = 1
     np.testing.assert_array_equal(ctx, want)
     np.testing.assert_array_equal(flag_contexts(choice, None, h, w), want - (want % 2))
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (30, 22)])  # (30, 22): blocks cut by the frame's edge
+def test_the_motion_search_costs_are_every_vectors_error_on_any_thread_count(shape):
+    """refine.search_costs (the gathered windows, Σw² − 2Σw·t + Σt², a thread per few
+    references) gives for every block, reference and vector within ±search the squared
+    error of the reference read at that offset (edge pixels beyond the frame, only the
+    block's pixels inside the frame counted), the same on 1 and 2 threads; with the
+    residual's price, that price at the RD_CANDIDATES vectors of least error and inf
+    elsewhere."""
+    from pacodec.refine import (MOTION_BLOCK, RD_CANDIDATES, _rate_by_magnitude, _residual_cost, reference_windows,
+                                search_costs)
+
+    rng = np.random.default_rng(5)
+    h, w = shape
+    refs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)]
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cols = -(-w // MOTION_BLOCK)
+    blocks = np.array([0, 3, cols + 1, (-(-h // MOTION_BLOCK)) * cols - 1])
+    residual = (6, 63, 36.0, _rate_by_magnitude(63))
+    for search in (4, 8):
+        side = 2 * search + 1
+        plain = search_costs(frame, blocks, refs, search)
+        assert plain.shape == (len(blocks), len(refs), side * side)
+        for i, flat in enumerate(blocks):
+            r, c = divmod(int(flat), cols)
+            y0, x0 = r * MOTION_BLOCK, c * MOTION_BLOCK
+            bh, bw = min(MOTION_BLOCK, h - y0), min(MOTION_BLOCK, w - x0)
+            target = frame[y0:y0 + bh, x0:x0 + bw].astype(np.int64)
+            for j, ref in enumerate(refs):
+                for k in range(side * side):
+                    dy, dx = k // side - search, k % side - search
+                    ys = np.clip(np.arange(y0, y0 + bh) + dy, 0, h - 1)
+                    xs = np.clip(np.arange(x0, x0 + bw) + dx, 0, w - 1)
+                    assert plain[i, j, k] == ((ref[np.ix_(ys, xs)].astype(np.int64) - target) ** 2).sum()
+        windows = [reference_windows(ref) for ref in refs]
+        for threads in (1, 2):
+            assert np.array_equal(search_costs(frame, blocks, refs, search, None, windows, threads), plain)
+        priced = search_costs(frame, blocks, refs, search, residual, windows, 1)
+        assert np.array_equal(search_costs(frame, blocks, refs, search, residual, windows, 2), priced)
+        assert (np.isfinite(priced).sum(axis=2) == RD_CANDIDATES).all()
+        kth = np.sort(plain, axis=2)[:, :, RD_CANDIDATES - 1:RD_CANDIDATES]
+        assert (plain[np.isfinite(priced)] <= np.broadcast_to(kth, plain.shape)[np.isfinite(priced)]).all()
+        i, j, k = (a[0] for a in np.nonzero(np.isfinite(priced)))
+        dy, dx = k // side - search, k % side - search
+        r, c = divmod(int(blocks[i]), cols)
+        y0, x0 = r * MOTION_BLOCK, c * MOTION_BLOCK
+        ys = np.clip(np.arange(y0, y0 + MOTION_BLOCK) + dy, 0, h - 1)
+        xs = np.clip(np.arange(x0, x0 + MOTION_BLOCK) + dx, 0, w - 1)
+        inside = ((np.arange(y0, y0 + MOTION_BLOCK) < h)[:, None] & (np.arange(x0, x0 + MOTION_BLOCK) < w)[None])
+        tgt = frame[np.ix_(np.minimum(np.arange(y0, y0 + MOTION_BLOCK), h - 1),
+                           np.minimum(np.arange(x0, x0 + MOTION_BLOCK), w - 1))].astype(np.float32)
+        d = (refs[j][np.ix_(ys, xs)].astype(np.float32) - tgt) * inside[..., None]
+        assert priced[i, j, k] == pytest.approx(float(_residual_cost(d.transpose(2, 0, 1)[None], *residual)[0]))
