@@ -551,7 +551,7 @@ class MotionCoder:
         fraction = np.zeros((rows, cols), np.int64)
         if half is not None:
             half_costs, half_vectors, half_fractions = half
-            best_ref = costs.reshape(len(blocks), -1).argmin(axis=1) // costs.shape[2]
+            best_ref = costs.reshape(len(blocks), costs.shape[1] * costs.shape[2]).argmin(axis=1) // costs.shape[2]
         # The references up to the last with a finite cost for each block (12.x's
         # search leaves most blocks' older references unsearched, at inf).
         searched = 1 + np.max(np.arange(costs.shape[1])[None] * np.isfinite(costs).any(axis=2), axis=1,
@@ -559,7 +559,7 @@ class MotionCoder:
         # Bits never cost less than nothing: a block whose least cost (whole or half
         # pixel) plus ``price`` does not beat keeping the base keeps it whatever its
         # vectors' bits, and is not looked at (most of the candidates at the fine steps).
-        least = costs.reshape(len(blocks), -1).min(axis=1, initial=np.inf)
+        least = costs.min(axis=(1, 2), initial=np.inf)
         if half is not None:
             least = np.minimum(least, half_costs.min(axis=1, initial=np.inf))
         for i in np.flatnonzero(least + price < keep_cost):

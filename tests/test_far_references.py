@@ -159,3 +159,16 @@ def test_a_frame_that_stood_still_codes_and_decodes(tmp_path):
         decoded = [np.array(f) for f in reader]
     assert len(decoded) == len(frames)
     assert all(np.array_equal(a, b) for a, b in zip(recon, decoded))
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_a_search_with_no_block_to_look_at_takes_none(half):
+    """choose_vectors with no candidate block (a still frame: no 4×4 block's error
+    exceeds the price) returns a field of nothing taken rather than failing."""
+    coder = far_coder()
+    side = 2 * SEARCH_12 + 1
+    costs = np.zeros((0, 16, side * side))
+    extra = (np.zeros((0, 8)), np.zeros((0, 8, 2), np.int64), np.zeros((0, 8), np.int64)) if half else None
+    field = coder.choose_vectors(costs, np.zeros(0, np.int64), np.zeros(0), 800.0, 200.0, ROWS, COLS,
+                                 MotionField.empty(ROWS, COLS), extra)
+    assert field.choice.shape == (ROWS, COLS) and not field.choice.any() and not field.far.any()

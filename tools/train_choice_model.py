@@ -210,17 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     from pacodec.choicenet import ChoiceNet
 
     net = ChoiceNet(tensors)
+    from pacodec import zoo
+
+    shipped = zoo.load(MODEL)[0].choice_network()  # what the weights this run replaces code
     measured = {"clip": f"{VALIDATION}.mp4, every choice the motion coder codes in exact GOPs at the default GOP",
                 "levels": {}}
     for r in results:
         if r["clip"] != VALIDATION:
             continue
         learned = code_length(net, r["x"], r["y"])
+        before = code_length(shipped, r["x"], r["y"])
         n = r["frames"]
         measured["levels"][r["level"]] = {"tables_8_bytes_per_frame": round(r["table_bits"] / 8 / n, 2),
                                           "learned_bytes_per_frame": round(learned / 8 / n, 2)}
         log(f"{r['level']}: 8.0's tables {r['table_bits'] / 8 / n:.2f} B a frame, learned {learned / 8 / n:.2f} "
-            f"({100 * (learned / max(r['table_bits'], 1e-9) - 1):+.1f} %)")
+            f"({100 * (learned / max(r['table_bits'], 1e-9) - 1):+.1f} %), the shipped network's "
+            f"{before / 8 / n:.2f} ({100 * (learned / max(before, 1e-9) - 1):+.1f} %)")
     if not args.no_write:
         write(tensors, measured, args.epochs, len(y))
     return 0
