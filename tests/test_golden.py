@@ -23,6 +23,26 @@ SAMPLES = Path(__file__).resolve().parents[1] / "formats" / "samples"
 NAMES = sorted(p.stem for p in SAMPLES.glob("*.json"))
 
 
+def weights_named_by(path: Path, folder: Path) -> Path:
+    """A weights folder whose current entries are the weights the sample ``path`` names,
+    for each model whose shipped weights were retrained after it was made (zoo.supersede
+    keeps the old ones): its frames coded again with these give its bytes, as a writer
+    of its day did."""
+    import shutil
+
+    from pacodec import zoo
+
+    folder.mkdir()
+    for model in api.probe(path)["models"]:
+        named = zoo.find(model["id"], sha256=model["weights_sha256"])
+        assert named is not None and named.sha256 == model["weights_sha256"], model
+        if named.sha256 != zoo.find(model["id"]).sha256:
+            shutil.copyfile(named.path, folder / named.path.name)
+            entry = {k: v for k, v in named.entry.items() if k != "superseded"}
+            zoo.write_manifest_entry(folder, {**entry, "file": named.path.name})
+    return folder
+
+
 def test_there_are_golden_samples():
     assert "conv4-naive" in NAMES
 
@@ -217,8 +237,8 @@ def test_a_10x_sample_stores_its_predicted_streams_trimmed(tmp_path, monkeypatch
 
 def test_an_11x_sample_codes_its_choices_with_the_network(tmp_path, monkeypatch):
     """pac-q8-n11 (pac-q8-t10's source frames as an 11.0 file) pins §14.13: its frames
-    coded again by an 11.0 writer (four references within ±4, as before 12.0) give its
-    bytes exactly; every record's choices (the key frame's, from the reference, and the
+    coded again by an 11.0 writer (four references within ±4, as before 12.0) with the
+    weights it names (pac-ctx3 was retrained since) give its bytes exactly; every record's choices (the key frame's, from the reference, and the
     11 P-frames') are coded in two passes with pac-ctx3's choice network; a 10.0 writer
     (CHOICE_TABLES_8) codes the same symbols (the digest); and a reader that parses its
     choices with the tables does not get its frames."""
@@ -232,7 +252,8 @@ def test_an_11x_sample_codes_its_choices_with_the_network(tmp_path, monkeypatch)
     source = write_source(tmp_path / "half.mkv", reference_frames(DRAWN, half=True))
     again = tmp_path / "again.pcz"
     monkeypatch.setattr(api, "FAR_REFERENCES_MAJOR", 99)  # a writer of 11.0 at most
-    assert api.encode(source, again, model="pac-q8", gop=12)["version"] == "11.0"
+    weights = weights_named_by(path, tmp_path / "weights")
+    assert api.encode(source, again, model="pac-q8", gop=12, weights_dir=weights)["version"] == "11.0"
     assert again.read_bytes() == path.read_bytes()
     calls: list[int] = []
     tables = choicenet.ChoiceNet.tables
@@ -257,7 +278,8 @@ def test_an_11x_sample_codes_its_choices_with_the_network(tmp_path, monkeypatch)
 
 def test_a_12x_sample_takes_blocks_from_far_references(tmp_path, monkeypatch):
     """pac-q8-r12 (a disc whose mouth cycles every 4 frames while it moves 2 pixels a
-    frame, one GOP of 12) pins §14.14: its frames coded again give its bytes exactly;
+    frame, one GOP of 12) pins §14.14: its frames coded again (with the weights it names)
+    give its bytes exactly;
     its later P-frames take blocks of choice 4 from a far reference (K ≥ 1: the frame
     4 before, where the mouth was as it is now) at vectors beyond ±4; and an 11.x reader
     (four references, 8.0's vector tables) does not get its frames."""
@@ -269,7 +291,7 @@ def test_a_12x_sample_takes_blocks_from_far_references(tmp_path, monkeypatch):
     assert facts["version"] == "12.0" and facts["models"][3]["id"] == "pac-ctx3"
     source = write_source(tmp_path / "far.mkv", reference_frames(DRAWN, far=True))
     again = tmp_path / "again.pcz"
-    api.encode(source, again, model="pac-q8", gop=12)
+    api.encode(source, again, model="pac-q8", gop=12, weights_dir=weights_named_by(path, tmp_path / "weights"))
     assert again.read_bytes() == path.read_bytes()
     taken: list[tuple[int, int, int]] = []  # (references held, far index, |vector|) of each far block
     apply_motion = refine.apply_motion
