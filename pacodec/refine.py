@@ -1023,7 +1023,7 @@ class RefineCoder:
         setattr(self, name, kept)
         return [kept[id(ref)][1] for ref in refs]
 
-    def _reference_windows(self, refs) -> list[np.ndarray]:
+    def _reference_windows(self, refs) -> list[Windows]:
         """``reference_windows`` of each reference (``_kept``)."""
         return self._kept("_windows_cache", refs, reference_windows)
 
