@@ -195,13 +195,13 @@ def tidy_annexb(bitstream: bytes, hevc: bool) -> bytes:
     return b"".join(kept)
 
 
-def timed_decode(decode: Callable[[], list], rounds: int | None = None) -> tuple[list, float]:
+def timed_decode(decode: Callable[[], list]) -> tuple[list, float]:
     """``decode()``'s frames (from its first round) and the median of its wall times over
-    ``rounds`` (DECODE_ROUNDS) rounds."""
+    DECODE_ROUNDS rounds."""
     import statistics
 
     times, first = [], None
-    for _ in range(DECODE_ROUNDS if rounds is None else rounds):
+    for _ in range(DECODE_ROUNDS):
         t0 = time.perf_counter()
         got = decode()
         times.append(time.perf_counter() - t0)

@@ -376,8 +376,7 @@ def search_costs(frame: np.ndarray, blocks: np.ndarray, refs, search: int, resid
             # in float32 in any order, so the same costs as the differences' squares.
             sq = win.energy[index] - 2 * np.matmul(got, target[:, :, None])[..., 0] + square
         else:
-            d = (got - target[:, None]) * inside
-            sq = np.einsum("nvk,nvk->nv", d, d)
+            sq = _squared(((got - target[:, None]) * inside).reshape(n, side * side, 3, MOTION_BLOCK, MOTION_BLOCK))
         if residual is None:
             costs[:, j] = sq
             return
